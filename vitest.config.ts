@@ -1,10 +1,63 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * One project per substrate, so `vitest run --project docker` runs one tier and a
+ * substrate's global setup (start the engine or cluster, stop it by pid afterwards)
+ * runs only when its tests do.
+ */
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 30_000,
-    hookTimeout: 120_000,
-    reporters: ["default"],
+    passWithNoTests: true,
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts", "test/conformance/fake.test.ts"],
+        },
+      },
+      {
+        test: {
+          name: "process",
+          include: ["test/integration/process/**/*.test.ts", "test/conformance/process.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          name: "docker",
+          include: ["test/integration/docker/**/*.test.ts", "test/conformance/docker.test.ts"],
+          globalSetup: ["test/setup/docker.global.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: "kubernetes",
+          include: ["test/integration/kubernetes/**/*.test.ts", "test/conformance/kubernetes.test.ts"],
+          globalSetup: ["test/setup/kubernetes.global.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 1_800_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: "gestalt",
+          include: ["test/integration/gestalt/**/*.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 300_000,
+        },
+      },
+      {
+        test: {
+          name: "server",
+          include: ["test/integration/server/**/*.test.ts", "test/integration/cli/**/*.test.ts"],
+          testTimeout: 60_000,
+        },
+      },
+    ],
   },
 });

@@ -20,7 +20,7 @@ export type RuntimeKernelErrorCode =
   | "RESOURCE_EXHAUSTED"
   | "KERNEL_SHUT_DOWN"
   | "EVENTS_OVERFLOW"
-  | "LOGS_UNSUPPORTED";
+  | "UNSUPPORTED";
 
 /** Options accepted by every {@link RuntimeKernelError} constructor. */
 export interface RuntimeKernelErrorOptions {

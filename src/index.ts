@@ -1,0 +1,44 @@
+/**
+ * runtime-kernel: spawn, observe, stop and reap isolated workloads.
+ *
+ * This entry stays light: it never loads dockerode, the Kubernetes client or gRPC.
+ * Those live behind `runtime-kernel/docker`, `runtime-kernel/kubernetes`,
+ * `runtime-kernel/gestalt` and `runtime-kernel/server`.
+ * @module
+ */
+export { createRuntimeKernel } from "./kernel/kernel.js";
+export type { RuntimeKernel, StopOptions, ShutdownOptions } from "./kernel/kernel.js";
+export type { RuntimeKernelOptions } from "./kernel/spec.js";
+export { profileSchema, workloadSpecSchema } from "./kernel/spec.js";
+export type { CredentialBroker, CredentialRequest } from "./kernel/credentials.js";
+export type { EventStreamOptions, KernelEventMap } from "./kernel/events.js";
+export { lifecycleMachine } from "./kernel/machine.js";
+export type { LifecycleContext, LifecycleEvent, LifecycleInput } from "./kernel/machine.js";
+export { WORKLOAD_STATES } from "./kernel/types.js";
+export type {
+  ListFilter,
+  Profile,
+  RecoveryReport,
+  RequestedStopReason,
+  RestartPolicy,
+  StopReason,
+  TransitionEvent,
+  WorkloadSpec,
+  WorkloadState,
+  WorkloadStatus,
+} from "./kernel/types.js";
+export { LABELS, exitCodeForSignal, signalForExitCode } from "./backends/backend.js";
+export type {
+  Backend,
+  DiscoveredWorkload,
+  ExitStatus,
+  LogEntry,
+  LogOptions,
+  Resources,
+  Runnable,
+  StartRequest,
+  WorkloadHandle,
+} from "./backends/backend.js";
+export { systemClock } from "./clock.js";
+export type { Clock } from "./clock.js";
+export * from "./errors.js";

@@ -1,0 +1,999 @@
+/**
+ * `createRuntimeKernel()`: the host's entry point. The kernel keeps one lifecycle actor
+ * per workload, interprets the machine's actions against the Backend port, and owns
+ * the policies (idle TTL, max lifetime, quotas, restarts, reaping, recovery).
+ * @module
+ */
+import { randomUUID } from "node:crypto";
+import { type Actor, createActor } from "xstate";
+import {
+  type Backend,
+  type DiscoveredWorkload,
+  type ExitStatus,
+  LABELS,
+  type LogEntry,
+  type LogOptions,
+  type StartRequest,
+  type WorkloadHandle,
+} from "../backends/backend.js";
+import { type Clock, systemClock } from "../clock.js";
+import {
+  CleanupFailedError,
+  KernelShutDownError,
+  QuotaExceededError,
+  RuntimeKernelError,
+  type SerializedError,
+  StartFailedError,
+  WorkloadConflictError,
+  WorkloadNotFoundError,
+  isRuntimeKernelError,
+  serializeError,
+} from "../errors.js";
+import { redactError } from "./credentials.js";
+import { EventHub, type EventStreamOptions, type KernelEventMap } from "./events.js";
+import { ExitPoller, type PollTarget } from "./exit-poller.js";
+import {
+  type LifecycleContext,
+  type LifecycleEvent,
+  type LifecycleInput,
+  type LifecycleMachine,
+  lifecycleMachine,
+  nextDeadline,
+} from "./machine.js";
+import { cleanupRetryDelay, quotaFor, restartDelay } from "./policies.js";
+import type { ScheduledTask } from "./scheduler.js";
+import { Scheduler } from "./scheduler.js";
+import { type RuntimeKernelOptions, parseKernelOptions, parseWorkloadSpec } from "./spec.js";
+import { type StartTicket, StartQueue } from "./start-queue.js";
+import {
+  type ListFilter,
+  type Profile,
+  type RecoveryReport,
+  type RequestedStopReason,
+  type TransitionEvent,
+  WORKLOAD_STATES,
+  type WorkloadSpec,
+  type WorkloadState,
+  type WorkloadStatus,
+} from "./types.js";
+
+const DEFAULT_GRACE_MS = 10_000;
+/** After a successful kill, probe the exit this often in case the backend's watch missed it. */
+const KILL_PROBE_MS = 5_000;
+const KILL_RETRY_MS = 1_000;
+
+const ORDER: Record<WorkloadState, number> = Object.fromEntries(WORKLOAD_STATES.map((s, i) => [s, i])) as Record<
+  WorkloadState,
+  number
+>;
+
+interface Waiter {
+  target: WorkloadState;
+  resolve(status: WorkloadStatus): void;
+  reject(error: unknown): void;
+}
+
+/** Everything the kernel keeps about one workload. Never holds secrets. */
+interface WorkloadRecord {
+  spec: WorkloadSpec;
+  profile: Profile;
+  runId: string;
+  createdAt: number;
+  actor: Actor<LifecycleMachine>;
+  state: WorkloadState | null;
+  /** Restarts so far; the current run is restart number `restarts` (0: the first run). */
+  restarts: number;
+  /** Whether this record counts against its owner's quota. */
+  charged: boolean;
+  /** Set while the current run is being adopted by `recover()`. */
+  recovered: boolean;
+  ticket?: StartTicket;
+  abort?: AbortController;
+  unwatch?: () => void;
+  poll?: PollTarget;
+  /** The one scheduled task of the run (deadline, grace, retry, reap or restart: exclusive by state). */
+  timer?: ScheduledTask;
+  /** Serialises terminate, kill and cleanup for the handle. */
+  op?: Promise<unknown>;
+  waiters?: Waiter[];
+  startError?: RuntimeKernelError;
+  cleanupError?: SerializedError;
+  cleanupAttempts: number;
+  /** What to do once the current run is destroyed: start a new run. */
+  next?: { restart: boolean };
+  restartAt?: number;
+}
+
+/** Options of `kernel.stop()`. */
+export interface StopOptions {
+  /** Default `requested`. */
+  reason?: RequestedStopReason;
+  /** Overrides the grace between terminate and kill; 0 kills at once. */
+  graceMs?: number;
+}
+
+/** Options of `kernel.shutdown()`. */
+export interface ShutdownOptions {
+  /** Leave workloads running for a later `recover()` instead of stopping and reclaiming them. */
+  leaveRunning?: boolean;
+  /** Grace for the stops (default: each workload's own). */
+  graceMs?: number;
+}
+
+/** The host-facing kernel. Create it with {@link createRuntimeKernel}. */
+export interface RuntimeKernel extends AsyncDisposable {
+  /** This kernel's identity, attached to every workload it starts. */
+  readonly kernelId: string;
+  /** The backend it drives. */
+  readonly backend: Backend;
+  /**
+   * Starts a workload and resolves with its status once it is `running`. Idempotent on
+   * `workloadId`: while starting or running it returns the live run (counting as activity,
+   * charging no quota); on a stopped one it reclaims the old run and starts a new `runId`.
+   * Rejects with `INVALID_SPEC`, `QUOTA_EXCEEDED`, `WORKLOAD_CONFLICT` (another owner's id) or
+   * `START_FAILED`.
+   */
+  create(spec: WorkloadSpec): Promise<WorkloadStatus>;
+  /** The workload's status, or `undefined` if the kernel does not know it (never started, or destroyed). */
+  get(workloadId: string): WorkloadStatus | undefined;
+  /** Statuses of known workloads, filtered. */
+  list(filter?: ListFilter): WorkloadStatus[];
+  /** Records activity: pushes the idle deadline back. Throws `WORKLOAD_NOT_FOUND`. */
+  touch(workloadId: string): void;
+  /** Stops the workload and resolves once it is `stopped`. Stopping a stopped workload resolves at once. */
+  stop(workloadId: string, options?: StopOptions): Promise<WorkloadStatus>;
+  /** Stops (if live) and reclaims the workload; resolves once cleanup is confirmed (`destroyed`). */
+  destroy(workloadId: string, options?: { graceMs?: number }): Promise<void>;
+  /**
+   * Resolves once the workload reaches `state` or a later one. Waiting for `running`
+   * rejects with `START_FAILED` if the run stopped without ever running.
+   */
+  waitFor(workloadId: string, state: WorkloadState, options?: { signal?: AbortSignal }): Promise<WorkloadStatus>;
+  /** An async iterator of transition events. */
+  events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent>;
+  /** The current run's output, if the backend can stream it (`UNSUPPORTED` otherwise). */
+  logs(workloadId: string, options?: LogOptions): AsyncIterable<LogEntry>;
+  /** Re-adopts what the backend can discover for this `kernelId`, reports missed exits, reaps leftovers. */
+  recover(): Promise<RecoveryReport>;
+  /** Stops and reclaims every workload (or leaves them for recovery), then releases the backend. */
+  shutdown(options?: ShutdownOptions): Promise<void>;
+  /** Subscribes to an event; see {@link KernelEventMap}. */
+  on<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this;
+  /** Subscribes once. */
+  once<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this;
+  /** Unsubscribes. */
+  off<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this;
+}
+
+class Kernel implements RuntimeKernel {
+  readonly kernelId: string;
+  readonly backend: Backend;
+  readonly #profiles: Record<string, Profile>;
+  readonly #options: RuntimeKernelOptions;
+  readonly #clock: Clock;
+  readonly #hub: EventHub;
+  readonly #scheduler: Scheduler;
+  readonly #starts: StartQueue;
+  readonly #poller: ExitPoller;
+  readonly #machine: LifecycleMachine;
+  readonly #records = new Map<string, WorkloadRecord>();
+  readonly #liveByOwner = new Map<string, number>();
+  #closing = false;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: RuntimeKernelOptions) {
+    parseKernelOptions(options);
+    this.#options = options;
+    this.kernelId = options.kernelId ?? "default";
+    this.backend = options.backend;
+    this.#profiles = options.profiles ?? {};
+    this.#clock = options.clock ?? systemClock;
+    this.#hub = new EventHub(options.eventRetention ?? 1_000);
+    this.#scheduler = new Scheduler(this.#clock);
+    this.#starts = new StartQueue(options.maxConcurrentStarts ?? 32);
+    this.#poller = new ExitPoller(this.backend, this.#scheduler, options.pollIntervalMs ?? 1_000);
+    this.#machine = this.#provideActions();
+  }
+
+  // ── public API ────────────────────────────────────────────────────────────
+
+  async create(input: WorkloadSpec): Promise<WorkloadStatus> {
+    if (this.#closing) throw new KernelShutDownError();
+    const spec = parseWorkloadSpec(input, this.#profiles);
+    for (;;) {
+      const existing = this.#records.get(spec.workloadId);
+      if (!existing) {
+        this.#charge(spec);
+        this.#startRun(this.#newRecord(spec), false);
+        return this.waitFor(spec.workloadId, "running");
+      }
+      if ((existing.spec.owner ?? "") !== (spec.owner ?? "")) {
+        throw new WorkloadConflictError(spec.workloadId, `Workload "${spec.workloadId}" belongs to another owner`);
+      }
+      const state = existing.state;
+      if (state === "starting" || state === "running") {
+        this.#touch(existing);
+        return this.waitFor(spec.workloadId, "running");
+      }
+      if (state === "stopped" && !existing.next) {
+        // Reclaim the old run, then start a new one on the same record. The quota is
+        // checked first so that a refusal loses nothing.
+        if (!existing.charged) this.#charge(spec);
+        this.#cancelTimer(existing);
+        existing.restartAt = undefined;
+        existing.spec = spec;
+        existing.profile = this.#profiles[spec.profile] as Profile;
+        existing.next = { restart: false };
+        existing.actor.send({ type: "DESTROY" });
+        await this.waitFor(spec.workloadId, "destroyed").catch((error) => {
+          existing.next = undefined;
+          throw error;
+        });
+        return this.waitFor(spec.workloadId, "running");
+      }
+      // Stopping, or a new run is already being prepared: wait for that and look again.
+      await this.waitFor(spec.workloadId, state === "stopping" ? "stopped" : "running").catch(() => {});
+    }
+  }
+
+  get(workloadId: string): WorkloadStatus | undefined {
+    const record = this.#records.get(workloadId);
+    return record ? this.#status(record) : undefined;
+  }
+
+  list(filter: ListFilter = {}): WorkloadStatus[] {
+    const states = filter.state === undefined ? undefined : ([] as WorkloadState[]).concat(filter.state);
+    const out: WorkloadStatus[] = [];
+    for (const record of this.#records.values()) {
+      if (filter.owner !== undefined && record.spec.owner !== filter.owner) continue;
+      if (filter.profile !== undefined && record.spec.profile !== filter.profile) continue;
+      if (states && (record.state === null || !states.includes(record.state))) continue;
+      out.push(this.#status(record));
+    }
+    return out;
+  }
+
+  touch(workloadId: string): void {
+    this.#touch(this.#require(workloadId));
+  }
+
+  async stop(workloadId: string, options: StopOptions = {}): Promise<WorkloadStatus> {
+    const record = this.#require(workloadId);
+    if (record.state === "stopped" || record.state === "destroyed") {
+      if (record.restartAt !== undefined) this.#cancelRestart(record);
+      return this.#status(record);
+    }
+    record.actor.send({
+      type: "STOP",
+      reason: options.reason ?? "requested",
+      ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
+    });
+    return this.waitFor(workloadId, "stopped");
+  }
+
+  async destroy(workloadId: string, options: { graceMs?: number } = {}): Promise<void> {
+    const record = this.#require(workloadId);
+    record.next = undefined;
+    record.restartAt = undefined;
+    if (record.state === "stopped") this.#cancelTimer(record);
+    const done = this.waitFor(workloadId, "destroyed");
+    record.actor.send({ type: "DESTROY", ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}) });
+    await done;
+  }
+
+  waitFor(workloadId: string, state: WorkloadState, options: { signal?: AbortSignal } = {}): Promise<WorkloadStatus> {
+    const record = this.#records.get(workloadId);
+    if (!record) return Promise.reject(new WorkloadNotFoundError(workloadId));
+    const settled = this.#settlement(record, state);
+    if (settled) return settled.ok ? Promise.resolve(settled.status) : Promise.reject(settled.error);
+    return new Promise<WorkloadStatus>((resolve, reject) => {
+      const signal = options.signal;
+      if (signal?.aborted) return reject(signal.reason);
+      const waiter: Waiter = { target: state, resolve, reject };
+      if (signal) {
+        const onAbort = () => {
+          record.waiters = record.waiters?.filter((w) => w !== waiter);
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        waiter.resolve = (s) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(s);
+        };
+        waiter.reject = (e) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(e);
+        };
+      }
+      (record.waiters ??= []).push(waiter);
+    });
+  }
+
+  events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent> {
+    return this.#hub.stream(options);
+  }
+
+  logs(workloadId: string, options: LogOptions = {}): AsyncIterable<LogEntry> {
+    const record = this.#require(workloadId);
+    if (!this.backend.logs) {
+      throw new RuntimeKernelError("UNSUPPORTED", `Backend "${this.backend.name}" cannot stream logs`, {
+        workloadId,
+      });
+    }
+    const handle = record.actor.getSnapshot().context.handle;
+    if (!handle) {
+      throw new WorkloadConflictError(workloadId, `Workload "${workloadId}" has no output: it never started`);
+    }
+    return this.backend.logs(handle, options);
+  }
+
+  async recover(): Promise<RecoveryReport> {
+    if (this.#closing) throw new KernelShutDownError();
+    if (!this.backend.discover) {
+      throw new RuntimeKernelError("UNSUPPORTED", `Backend "${this.backend.name}" cannot discover workloads`);
+    }
+    const found = await this.backend.discover({ kernelId: this.kernelId });
+    const report: RecoveryReport = { adopted: [], exited: [], reaped: [] };
+    // The newest run of each workload is adopted; any older run is a leftover.
+    const newest = new Map<string, DiscoveredWorkload>();
+    const leftovers: DiscoveredWorkload[] = [];
+    for (const item of found) {
+      const id = item.labels[LABELS.workloadId] ?? item.handle.workloadId;
+      const known = this.#records.get(id);
+      if (known) {
+        if (known.runId !== item.handle.runId) leftovers.push(item);
+        continue;
+      }
+      const previous = newest.get(id);
+      if (!previous) newest.set(id, item);
+      else if (createdAt(item) > createdAt(previous)) {
+        leftovers.push(previous);
+        newest.set(id, item);
+      } else leftovers.push(item);
+    }
+    for (const item of newest.values()) {
+      const record = this.#adopt(item);
+      if (item.exit) {
+        record.actor.send({ type: "EXITED", status: item.exit });
+        report.exited.push(this.#status(record));
+      } else report.adopted.push(this.#status(record));
+      record.recovered = false;
+    }
+    await Promise.all(
+      leftovers.map(async (item) => {
+        try {
+          if (!item.exit) await this.backend.kill(item.handle);
+          await this.backend.cleanup(item.handle);
+          report.reaped.push(item.handle.runId);
+        } catch (error) {
+          this.#hub.fault(asError(error));
+        }
+      }),
+    );
+    return report;
+  }
+
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.#closed ??= this.#shutdown(options);
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+
+  on<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this {
+    this.#hub.on(event, listener as never);
+    return this;
+  }
+
+  once<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this {
+    this.#hub.once(event, listener as never);
+    return this;
+  }
+
+  off<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this {
+    this.#hub.off(event, listener as never);
+    return this;
+  }
+
+  // ── runs ──────────────────────────────────────────────────────────────────
+
+  #newRecord(spec: WorkloadSpec): WorkloadRecord {
+    const record = {
+      spec,
+      profile: this.#profiles[spec.profile] as Profile,
+      runId: "",
+      createdAt: 0,
+      actor: undefined as unknown as Actor<LifecycleMachine>,
+      state: null,
+      restarts: 0,
+      charged: true,
+      recovered: false,
+      cleanupAttempts: 0,
+    } satisfies WorkloadRecord;
+    this.#records.set(spec.workloadId, record);
+    return record;
+  }
+
+  #lifecycleInput(record: WorkloadRecord): LifecycleInput {
+    const { spec, profile } = record;
+    return {
+      workloadId: spec.workloadId,
+      runId: record.runId,
+      graceMs: spec.graceMs ?? profile.graceMs ?? DEFAULT_GRACE_MS,
+      idleTimeoutMs: spec.idleTimeoutMs ?? profile.idleTimeoutMs ?? 0,
+      maxLifetimeMs: spec.maxLifetimeMs ?? profile.maxLifetimeMs ?? 0,
+    };
+  }
+
+  #startRun(record: WorkloadRecord, restart: boolean): void {
+    if (restart) record.restarts++;
+    record.runId = randomUUID();
+    record.createdAt = this.#clock.now();
+    record.state = null;
+    record.cleanupAttempts = 0;
+    record.startError = undefined;
+    record.cleanupError = undefined;
+    record.restartAt = undefined;
+    record.actor = createActor(this.#machine, { input: this.#lifecycleInput(record) });
+    record.actor.start();
+  }
+
+  #adopt(item: DiscoveredWorkload): WorkloadRecord {
+    const labels = item.labels;
+    const profileName = labels[LABELS.profile] ?? "";
+    const owner = labels[LABELS.owner];
+    const spec: WorkloadSpec = {
+      workloadId: labels[LABELS.workloadId] ?? item.handle.workloadId,
+      profile: profileName,
+      ...(owner ? { owner } : {}),
+    };
+    const record = this.#newRecord(spec);
+    record.profile = this.#profiles[profileName] ?? { runnable: {} };
+    record.runId = item.handle.runId;
+    record.createdAt = createdAt(item) || this.#clock.now();
+    record.restarts = Number(labels[LABELS.restart] ?? 0) || 0;
+    record.recovered = true;
+    record.charged = !item.exit;
+    if (record.charged && owner) this.#liveByOwner.set(owner, (this.#liveByOwner.get(owner) ?? 0) + 1);
+    const maxAt = Number(labels[LABELS.maxLifetimeAt]);
+    record.actor = createActor(this.#machine, {
+      input: {
+        ...this.#lifecycleInput(record),
+        adopted: {
+          handle: item.handle,
+          now: this.#clock.now(),
+          ...(Number.isFinite(maxAt) && maxAt > 0 ? { maxLifetimeDeadline: maxAt } : {}),
+        },
+      },
+    });
+    record.actor.start();
+    return record;
+  }
+
+  #touch(record: WorkloadRecord): void {
+    if (record.state === "running") record.actor.send({ type: "TOUCH", now: this.#clock.now() });
+  }
+
+  #require(workloadId: string): WorkloadRecord {
+    const record = this.#records.get(workloadId);
+    if (!record) throw new WorkloadNotFoundError(workloadId);
+    return record;
+  }
+
+  /** Sends to the run that scheduled the call, and to no later run of the same workload. */
+  #sendTo(record: WorkloadRecord, runId: string, event: LifecycleEvent): void {
+    if (record.runId === runId && this.#records.get(record.spec.workloadId) === record) record.actor.send(event);
+  }
+
+  #setTimer(record: WorkloadRecord, at: number, fire: () => void): void {
+    record.timer?.cancel();
+    record.timer = this.#scheduler.at(at, fire);
+  }
+
+  #cancelTimer(record: WorkloadRecord): void {
+    record.timer?.cancel();
+    record.timer = undefined;
+  }
+
+  /** Runs backend calls for one handle one at a time, in order. */
+  #serial<T>(record: WorkloadRecord, call: () => Promise<T>): Promise<T> {
+    const run = (record.op ?? Promise.resolve()).then(call, call);
+    record.op = run.catch(() => {});
+    return run;
+  }
+
+  // ── quota ─────────────────────────────────────────────────────────────────
+
+  #charge(spec: WorkloadSpec): void {
+    if (spec.owner === undefined) return;
+    const live = this.#liveByOwner.get(spec.owner) ?? 0;
+    const limit = quotaFor(this.#options.ownerQuota, spec.owner);
+    if (live >= limit) throw new QuotaExceededError(spec.owner, limit, { workloadId: spec.workloadId });
+    this.#liveByOwner.set(spec.owner, live + 1);
+  }
+
+  #uncharge(record: WorkloadRecord): void {
+    if (!record.charged) return;
+    record.charged = false;
+    const owner = record.spec.owner;
+    if (owner === undefined) return;
+    const live = (this.#liveByOwner.get(owner) ?? 1) - 1;
+    if (live <= 0) this.#liveByOwner.delete(owner);
+    else this.#liveByOwner.set(owner, live);
+  }
+
+  // ── the machine's actions ─────────────────────────────────────────────────
+
+  #provideActions(): LifecycleMachine {
+    const on = (fn: (record: WorkloadRecord, context: LifecycleContext) => void) => {
+      return ({ context }: { context: LifecycleContext }) => {
+        const record = this.#records.get(context.workloadId);
+        if (record && record.runId === context.runId) fn(record, context);
+      };
+    };
+    return lifecycleMachine.provide({
+      actions: {
+        report: ({ context }, params) => {
+          const record = this.#records.get(context.workloadId);
+          if (record && record.runId === context.runId) this.#report(record, context, params.state);
+        },
+        requestSlot: on((record) => this.#requestSlot(record)),
+        releaseSlot: on((record) => {
+          if (record.ticket) this.#starts.withdraw(record.ticket);
+          record.ticket = undefined;
+        }),
+        launch: on((record) => void this.#launch(record)),
+        arm: on((record, context) => this.#arm(record, context)),
+        rearm: on((record, context) => this.#scheduleDeadline(record, context)),
+        disarm: on((record) => this.#disarm(record)),
+        terminate: on((record, context) => this.#terminate(record, context)),
+        kill: on((record, context) => this.#kill(record, context)),
+        scheduleKillRetry: on((record) => {
+          const runId = record.runId;
+          this.#setTimer(record, this.#clock.now() + KILL_RETRY_MS, () =>
+            this.#sendTo(record, runId, { type: "RETRY_KILL" }),
+          );
+        }),
+        cleanup: on((record, context) => this.#cleanup(record, context)),
+        cleanupFailed: on((record) => this.#cleanupFailed(record)),
+      },
+    });
+  }
+
+  #requestSlot(record: WorkloadRecord): void {
+    const runId = record.runId;
+    const ticket: StartTicket = {
+      owner: record.spec.owner ?? "",
+      grant: () => {
+        record.ticket = undefined;
+        this.#sendTo(record, runId, { type: "LAUNCH" });
+      },
+    };
+    record.ticket = ticket;
+    this.#starts.request(ticket);
+  }
+
+  async #launch(record: WorkloadRecord): Promise<void> {
+    const { spec, profile, runId } = record;
+    const abort = new AbortController();
+    record.abort = abort;
+    let secrets: string[] = [];
+    let startTimer: ScheduledTask | undefined;
+    try {
+      const credentials = this.#options.credentials
+        ? await this.#options.credentials.credentials({
+            workloadId: spec.workloadId,
+            runId,
+            profile: spec.profile,
+            ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
+          })
+        : {};
+      secrets = Object.values(credentials);
+      const request: StartRequest = {
+        kernelId: this.kernelId,
+        workloadId: spec.workloadId,
+        runId,
+        profile: spec.profile,
+        ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
+        runnable: { ...profile.runnable, ...spec.runnable },
+        env: { ...profile.env, ...spec.env, ...credentials },
+        ...(spec.resources || profile.resources ? { resources: { ...profile.resources, ...spec.resources } } : {}),
+        ...(spec.workspace !== undefined ? { workspace: spec.workspace } : {}),
+        labels: this.#labels(record),
+      };
+      const timeoutMs = profile.startTimeoutMs ?? 0;
+      if (timeoutMs > 0) {
+        startTimer = this.#scheduler.after(timeoutMs, () =>
+          abort.abort(new StartFailedError(spec.workloadId, `Start timed out after ${timeoutMs} ms`)),
+        );
+      }
+      const handle = await this.backend.start(request, { signal: abort.signal });
+      this.#sendTo(record, runId, { type: "STARTED", handle, now: this.#clock.now() });
+    } catch (thrown) {
+      const cause = redactError(thrown, secrets);
+      const error = isRuntimeKernelError(cause)
+        ? cause
+        : new StartFailedError(spec.workloadId, `Start of "${spec.workloadId}" failed: ${asError(cause).message}`, {
+            cause,
+          });
+      record.startError =
+        error.code === "START_FAILED"
+          ? error
+          : new StartFailedError(spec.workloadId, error.message, { cause: error, retryable: error.retryable });
+      this.#sendTo(record, runId, { type: "START_FAILED", error: serializeError(error) });
+    } finally {
+      startTimer?.cancel();
+      record.abort = undefined;
+      this.#starts.release();
+    }
+  }
+
+  #labels(record: WorkloadRecord): Record<string, string> {
+    const { spec } = record;
+    const input = this.#lifecycleInput(record);
+    return {
+      ...spec.labels,
+      [LABELS.kernelId]: this.kernelId,
+      [LABELS.workloadId]: spec.workloadId,
+      [LABELS.runId]: record.runId,
+      [LABELS.profile]: spec.profile,
+      [LABELS.createdAt]: String(record.createdAt),
+      ...(spec.owner !== undefined ? { [LABELS.owner]: spec.owner } : {}),
+      // The deadline is fixed at creation time so a recovering kernel can restore it; the
+      // run's own deadline (from when it reached running) is at most a start's duration later.
+      ...(input.maxLifetimeMs > 0 ? { [LABELS.maxLifetimeAt]: String(record.createdAt + input.maxLifetimeMs) } : {}),
+      ...(record.restarts > 0 ? { [LABELS.restart]: String(record.restarts) } : {}),
+    };
+  }
+
+  #arm(record: WorkloadRecord, context: LifecycleContext): void {
+    const handle = context.handle as WorkloadHandle;
+    const runId = record.runId;
+    const onExit = (status: ExitStatus) => this.#sendTo(record, runId, { type: "EXITED", status });
+    if (this.backend.watchExit) {
+      record.unwatch = this.backend.watchExit(handle, onExit);
+    } else {
+      record.poll = { handle, onExit, onError: (error) => this.#hub.fault(asError(error)) };
+      this.#poller.add(record.poll);
+    }
+    this.#scheduleDeadline(record, context);
+  }
+
+  #scheduleDeadline(record: WorkloadRecord, context: LifecycleContext): void {
+    const at = nextDeadline(context);
+    if (at === undefined) return;
+    const runId = record.runId;
+    this.#setTimer(record, at, () => this.#sendTo(record, runId, { type: "DEADLINE", now: this.#clock.now() }));
+  }
+
+  #disarm(record: WorkloadRecord): void {
+    record.unwatch?.();
+    record.unwatch = undefined;
+    if (record.poll) this.#poller.delete(record.poll);
+    record.poll = undefined;
+    this.#cancelTimer(record);
+  }
+
+  #terminate(record: WorkloadRecord, context: LifecycleContext): void {
+    this.#cancelTimer(record);
+    const handle = context.handle as WorkloadHandle;
+    const { runId } = record;
+    const graceMs = context.graceMs;
+    this.#serial(record, () => this.backend.terminate(handle, { graceMs })).then(
+      () => {
+        // The grace runs from when the graceful signal was delivered.
+        if (record.actor.getSnapshot().matches({ stopping: "terminating" })) {
+          this.#setTimer(record, this.#clock.now() + graceMs, () =>
+            this.#sendTo(record, runId, { type: "GRACE_EXPIRED" }),
+          );
+        }
+      },
+      (error) => {
+        this.#hub.fault(asError(error));
+        this.#sendTo(record, runId, { type: "TERMINATE_FAILED", error: serializeError(error) });
+      },
+    );
+  }
+
+  #kill(record: WorkloadRecord, context: LifecycleContext): void {
+    this.#cancelTimer(record);
+    const handle = context.handle as WorkloadHandle;
+    const { runId } = record;
+    this.#serial(record, () => this.backend.kill(handle)).then(
+      () => this.#probeAfterKill(record, runId, handle),
+      (error) => {
+        this.#hub.fault(asError(error));
+        this.#sendTo(record, runId, { type: "KILL_FAILED", error: serializeError(error) });
+      },
+    );
+  }
+
+  /** A safety net: if the exit of a killed workload is not pushed, ask for it. */
+  #probeAfterKill(record: WorkloadRecord, runId: string, handle: WorkloadHandle): void {
+    if (record.runId !== runId || record.state !== "stopping") return;
+    this.#setTimer(record, this.#clock.now() + KILL_PROBE_MS, () => {
+      this.backend.exitCode(handle).then(
+        (code) => {
+          if (code === null) this.#probeAfterKill(record, runId, handle);
+          else this.#sendTo(record, runId, { type: "EXITED", status: { exitCode: code } });
+        },
+        (error) => {
+          if (isRuntimeKernelError(error, "WORKLOAD_LOST")) {
+            this.#sendTo(record, runId, { type: "EXITED", status: { exitCode: null, lost: true } });
+          } else {
+            this.#hub.fault(asError(error));
+            this.#probeAfterKill(record, runId, handle);
+          }
+        },
+      );
+    });
+  }
+
+  #cleanup(record: WorkloadRecord, context: LifecycleContext): void {
+    this.#cancelTimer(record);
+    const { runId } = record;
+    const handle = context.handle;
+    if (!handle) {
+      this.#sendTo(record, runId, { type: "CLEANED" });
+      return;
+    }
+    this.#serial(record, () => this.backend.cleanup(handle)).then(
+      () => this.#sendTo(record, runId, { type: "CLEANED" }),
+      (error) => {
+        const failure = isRuntimeKernelError(error, "CLEANUP_FAILED")
+          ? error
+          : new CleanupFailedError(record.spec.workloadId, `Cleanup failed: ${asError(error).message}`, {
+              cause: error,
+            });
+        this.#sendTo(record, runId, { type: "CLEANUP_FAILED", error: serializeError(failure) });
+      },
+    );
+  }
+
+  #cleanupFailed(record: WorkloadRecord): void {
+    record.cleanupAttempts++;
+    const error = new CleanupFailedError(
+      record.spec.workloadId,
+      `Cleanup of "${record.spec.workloadId}" failed (attempt ${record.cleanupAttempts}); the reaper retries`,
+      { retryable: true },
+    );
+    record.cleanupError = error.toJSON();
+    record.next = undefined;
+    this.#hub.fault(error);
+    this.#rejectWaiters(record, "destroyed", error);
+    const runId = record.runId;
+    this.#setTimer(record, this.#clock.now() + cleanupRetryDelay(record.cleanupAttempts), () =>
+      this.#sendTo(record, runId, { type: "DESTROY" }),
+    );
+  }
+
+  // ── transitions ───────────────────────────────────────────────────────────
+
+  #report(record: WorkloadRecord, context: LifecycleContext, state: WorkloadState): void {
+    const from = record.state;
+    record.state = state;
+    const { spec } = record;
+    const event: Omit<TransitionEvent, "seq"> = {
+      workloadId: spec.workloadId,
+      runId: record.runId,
+      ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
+      profile: spec.profile,
+      from,
+      state,
+      at: this.#clock.now(),
+    };
+    if (state === "stopped") {
+      if (context.exitCode !== undefined) event.exitCode = context.exitCode;
+      if (context.signal !== undefined) event.signal = context.signal;
+      if (context.stopReason !== undefined) event.stopReason = context.stopReason;
+      if (context.error !== undefined) event.error = context.error;
+    } else if (state === "stopping" && context.stopReason !== undefined) {
+      event.stopReason = context.stopReason;
+    } else if (state === "running" && context.handle?.ports) {
+      event.ports = context.handle.ports;
+    }
+    if (record.restarts > 0) event.restart = record.restarts;
+    if (record.recovered) event.recovered = true;
+
+    if (state === "stopped") this.#onStopped(record, context);
+    this.#hub.publish(event, state);
+    if (state === "destroyed") this.#onDestroyed(record, context);
+    else this.#settleWaiters(record, context);
+  }
+
+  #onStopped(record: WorkloadRecord, context: LifecycleContext): void {
+    if (context.destroyRequested) {
+      this.#uncharge(record);
+      return;
+    }
+    const delay = this.#closing ? undefined : restartDelay(record.profile.restart, context.stopReason, record.restarts + 1);
+    if (delay !== undefined) {
+      // The quota stays charged: the restart is the same workload going on.
+      record.restartAt = this.#clock.now() + delay;
+      record.next = { restart: true };
+      const runId = record.runId;
+      this.#setTimer(record, record.restartAt, () => this.#sendTo(record, runId, { type: "DESTROY" }));
+      return;
+    }
+    this.#uncharge(record);
+    this.#scheduleReap(record);
+  }
+
+  #scheduleReap(record: WorkloadRecord): void {
+    const runId = record.runId;
+    this.#setTimer(record, this.#clock.now() + (this.#options.reapAfterMs ?? 60_000), () =>
+      this.#sendTo(record, runId, { type: "DESTROY" }),
+    );
+  }
+
+  #cancelRestart(record: WorkloadRecord): void {
+    record.next = undefined;
+    record.restartAt = undefined;
+    this.#uncharge(record);
+    this.#scheduleReap(record);
+  }
+
+  #onDestroyed(record: WorkloadRecord, context: LifecycleContext): void {
+    this.#cancelTimer(record);
+    const next = record.next;
+    if (next && !this.#closing) {
+      // Settle the old run's waiters first (stop, destroy, reclaim); waits for `running`
+      // stay pending for the new run while `next` is set.
+      this.#settleWaiters(record, context);
+      record.next = undefined;
+      if (!next.restart) record.charged = true;
+      this.#startRun(record, next.restart);
+      return;
+    }
+    record.next = undefined;
+    this.#uncharge(record);
+    this.#records.delete(record.spec.workloadId);
+    this.#settleWaiters(record, context);
+  }
+
+  // ── waiting ───────────────────────────────────────────────────────────────
+
+  /** Whether a wait for `target` is decided by the record's current state. */
+  #settlement(
+    record: WorkloadRecord,
+    target: WorkloadState,
+    context: LifecycleContext = record.actor.getSnapshot().context,
+  ): { ok: true; status: WorkloadStatus } | { ok: false; error: unknown } | undefined {
+    const state = record.state;
+    if (state === null || ORDER[state] < ORDER[target]) return undefined;
+    if (target === "running" && state !== "running" && context.startedAt === undefined) {
+      if (record.next) return undefined; // a new run is on its way
+      return {
+        ok: false,
+        error:
+          record.startError ??
+          new StartFailedError(record.spec.workloadId, `Workload "${record.spec.workloadId}" stopped before running`),
+      };
+    }
+    if (target === "running" && record.next) return undefined;
+    return { ok: true, status: this.#status(record, context) };
+  }
+
+  #settleWaiters(record: WorkloadRecord, context?: LifecycleContext): void {
+    const waiters = record.waiters;
+    if (!waiters) return;
+    const pending: Waiter[] = [];
+    for (const waiter of waiters) {
+      const settled = this.#settlement(record, waiter.target, context);
+      if (!settled) pending.push(waiter);
+      else if (settled.ok) waiter.resolve(settled.status);
+      else waiter.reject(settled.error);
+    }
+    record.waiters = pending.length > 0 ? pending : undefined;
+  }
+
+  #rejectWaiters(record: WorkloadRecord, target: WorkloadState, error: unknown): void {
+    if (!record.waiters) return;
+    const pending = record.waiters.filter((w) => w.target !== target);
+    for (const w of record.waiters) if (w.target === target) w.reject(error);
+    record.waiters = pending.length > 0 ? pending : undefined;
+  }
+
+  // ── status ────────────────────────────────────────────────────────────────
+
+  /**
+   * Inside an action the actor's snapshot is still the previous one, so the machine's
+   * actions pass the new context in; outside, the snapshot is current.
+   */
+  #status(record: WorkloadRecord, context: LifecycleContext = record.actor.getSnapshot().context): WorkloadStatus {
+    const { spec } = record;
+    const state = record.state ?? "starting";
+    const status: WorkloadStatus = {
+      workloadId: spec.workloadId,
+      runId: record.runId,
+      ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
+      profile: spec.profile,
+      state,
+      createdAt: record.createdAt,
+      restarts: record.restarts,
+    };
+    if (context.startedAt !== undefined) status.startedAt = context.startedAt;
+    if (context.exitCode !== undefined) status.exitCode = context.exitCode;
+    if (context.signal !== undefined) status.signal = context.signal;
+    if (context.stopReason !== undefined && (state === "stopping" || state === "stopped" || state === "destroyed")) {
+      status.stopReason = context.stopReason;
+    }
+    const error = context.error ?? record.cleanupError;
+    if (error !== undefined) status.error = error;
+    if (record.restartAt !== undefined) status.restartAt = record.restartAt;
+    if (context.handle?.ports) status.ports = context.handle.ports;
+    if (state === "running") {
+      if (context.idleDeadline !== undefined) status.idleDeadline = context.idleDeadline;
+      if (context.maxLifetimeDeadline !== undefined) status.maxLifetimeDeadline = context.maxLifetimeDeadline;
+    }
+    return status;
+  }
+
+  // ── shutdown ──────────────────────────────────────────────────────────────
+
+  async #shutdown(options: ShutdownOptions): Promise<void> {
+    this.#closing = true;
+    const records = [...this.#records.values()];
+    if (options.leaveRunning) {
+      for (const record of records) {
+        this.#disarm(record);
+        if (record.ticket) this.#starts.withdraw(record.ticket);
+        record.actor.stop();
+      }
+      this.#records.clear();
+    } else {
+      await Promise.all(
+        records.map(async (record) => {
+          const id = record.spec.workloadId;
+          record.next = undefined;
+          record.restartAt = undefined;
+          if (record.state === "starting" || record.state === "running") {
+            record.actor.send({
+              type: "STOP",
+              reason: "shutdown",
+              ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
+            });
+          }
+          try {
+            await this.destroy(id, options.graceMs !== undefined ? { graceMs: options.graceMs } : {});
+          } catch (error) {
+            if (!isRuntimeKernelError(error, "WORKLOAD_NOT_FOUND")) this.#hub.fault(asError(error));
+          }
+        }),
+      );
+    }
+    this.#scheduler.clear();
+    this.#poller.close();
+    this.#hub.endStreams();
+    await this.backend.close?.();
+  }
+}
+
+function createdAt(item: DiscoveredWorkload): number {
+  return Number(item.labels[LABELS.createdAt]) || 0;
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/**
+ * Creates a kernel over a backend. Throws `INVALID_SPEC` naming the field when an
+ * option or a profile is malformed.
+ *
+ * @example
+ * ```ts
+ * const kernel = createRuntimeKernel({
+ *   backend: new ProcessBackend({ stateDir: ".rk/state", logDir: ".rk/logs" }),
+ *   profiles: { agent: { runnable: { command: ["node", "agent.js"] }, idleTimeoutMs: 300_000 } },
+ *   ownerQuota: 10,
+ * });
+ * kernel.on("transition", (e) => console.log(e.workloadId, e.from, "->", e.state));
+ * const status = await kernel.create({ workloadId: "w1", profile: "agent", owner: "alice" });
+ * ```
+ */
+export function createRuntimeKernel(options: RuntimeKernelOptions): RuntimeKernel {
+  return new Kernel(options);
+}

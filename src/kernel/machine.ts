@@ -1,0 +1,355 @@
+/**
+ * The runtime.v1 lifecycle as one XState v5 machine per run.
+ *
+ * The machine is pure: it decides, the kernel acts. Every side effect is a named action
+ * (`launch`, `terminate`, `kill`, `cleanup`, `report`, ...) whose implementation the kernel
+ * provides once with `lifecycleMachine.provide(...)`; backend results come back as events
+ * (`STARTED`, `EXITED`, `CLEANED`, ...). Time enters only through events that carry `now`,
+ * and deadlines are absolute epoch times in the context, so a snapshot can be persisted
+ * and restored, and every transition is testable with xstate's pure `transition()`.
+ *
+ * ```
+ *            ┌───────── start rejected / stop while queued ──────────┐
+ *  starting ─┴─ STARTED ─► running ─ STOP, idle, max lifetime ─► stopping ─ EXITED ─► stopped ─ CLEANED ─► destroyed
+ *     └─ STOP while launching: STARTED ─► stopping     └───────────── EXITED ─────────────────────┘
+ * ```
+ * @module
+ */
+import { assign, setup } from "xstate";
+import type { ExitStatus, WorkloadHandle } from "../backends/backend.js";
+import type { SerializedError } from "../errors.js";
+import type { RequestedStopReason, StopReason, WorkloadState } from "./types.js";
+
+/** The machine's context: everything needed to resume a run, as plain JSON. */
+export interface LifecycleContext {
+  workloadId: string;
+  runId: string;
+  handle: WorkloadHandle | null;
+  /** Grace between terminate and kill for the current or next stop. */
+  graceMs: number;
+  idleTimeoutMs: number;
+  maxLifetimeMs: number;
+  /** Epoch ms; absent when the idle TTL is disabled or the run is not running. */
+  idleDeadline?: number;
+  /** Epoch ms; absent when the max lifetime is disabled. */
+  maxLifetimeDeadline?: number;
+  startedAt?: number;
+  stopReason?: StopReason;
+  exitCode?: number;
+  signal?: string;
+  error?: SerializedError;
+  /** A stop arrived while the backend was still starting: taken as soon as the handle exists. */
+  stopRequested: boolean;
+  /** Once stopped, go straight on to cleanup. */
+  destroyRequested: boolean;
+}
+
+/** Input of a run: fresh (`handle` absent) or adopted by a recovering kernel (`handle` present). */
+export interface LifecycleInput {
+  workloadId: string;
+  runId: string;
+  graceMs: number;
+  idleTimeoutMs: number;
+  maxLifetimeMs: number;
+  /** Set for a run re-adopted by `recover()`: it starts in `running`. */
+  adopted?: { handle: WorkloadHandle; now: number; startedAt?: number; maxLifetimeDeadline?: number };
+}
+
+/** Events the kernel sends to a run. */
+export type LifecycleEvent =
+  | { type: "LAUNCH" }
+  | { type: "STARTED"; handle: WorkloadHandle; now: number }
+  | { type: "START_FAILED"; error: SerializedError }
+  | { type: "STOP"; reason: RequestedStopReason; graceMs?: number }
+  | { type: "DESTROY"; graceMs?: number }
+  | { type: "TOUCH"; now: number }
+  | { type: "DEADLINE"; now: number }
+  | { type: "EXITED"; status: ExitStatus }
+  | { type: "GRACE_EXPIRED" }
+  | { type: "TERMINATE_FAILED"; error: SerializedError }
+  | { type: "KILL_FAILED"; error: SerializedError }
+  | { type: "RETRY_KILL" }
+  | { type: "CLEANED" }
+  | { type: "CLEANUP_FAILED"; error: SerializedError };
+
+/** The stop reason a run gets when it ends by itself. */
+export function stopReasonForExit(status: ExitStatus): StopReason {
+  if (status.lost) return "lost";
+  if (status.oomKilled) return "oom";
+  return status.exitCode === 0 ? "completed" : "failed";
+}
+
+function exitFields(status: ExitStatus): Pick<LifecycleContext, "exitCode" | "signal"> {
+  return {
+    ...(status.exitCode !== null ? { exitCode: status.exitCode } : {}),
+    ...(status.signal ? { signal: status.signal } : {}),
+  };
+}
+
+/** The deadline that has passed at `now`, if any; the max lifetime wins a tie. */
+export function dueDeadline(context: LifecycleContext, now: number): "max_lifetime" | "idle_timeout" | undefined {
+  if (context.maxLifetimeDeadline !== undefined && now >= context.maxLifetimeDeadline) return "max_lifetime";
+  if (context.idleDeadline !== undefined && now >= context.idleDeadline) return "idle_timeout";
+  return undefined;
+}
+
+/** The earliest deadline of a running run, if any. */
+export function nextDeadline(context: LifecycleContext): number | undefined {
+  const { idleDeadline: idle, maxLifetimeDeadline: max } = context;
+  if (idle === undefined) return max;
+  if (max === undefined) return idle;
+  return Math.min(idle, max);
+}
+
+const noop = () => {};
+
+/**
+ * The lifecycle machine. Its actions are placeholders: the kernel provides them.
+ * Use `transition(lifecycleMachine, snapshot, event)` from xstate to test it without a kernel.
+ */
+export const lifecycleMachine = setup({
+  types: {
+    context: {} as LifecycleContext,
+    events: {} as LifecycleEvent,
+    input: {} as LifecycleInput,
+  },
+  actions: {
+    /** Emit the transition event for entering `state`. */
+    report: (_, _params: { state: WorkloadState }) => {},
+    /** Ask the start queue for a slot; it answers with LAUNCH. */
+    requestSlot: noop,
+    /** Release the start queue slot and forget the queue entry. */
+    releaseSlot: noop,
+    /** Call backend.start; answer STARTED or START_FAILED. */
+    launch: noop,
+    /** Watch for the exit and schedule the next deadline. */
+    arm: noop,
+    /** Schedule the next deadline again (after a touch moved it). */
+    rearm: noop,
+    /** Stop watching and forget timers. */
+    disarm: noop,
+    /** Call backend.terminate and time the grace: answer GRACE_EXPIRED or TERMINATE_FAILED. */
+    terminate: noop,
+    /** Call backend.kill; answer KILL_FAILED on failure. */
+    kill: noop,
+    /** Schedule RETRY_KILL after a failed kill. */
+    scheduleKillRetry: noop,
+    /** Call backend.cleanup; answer CLEANED or CLEANUP_FAILED. */
+    cleanup: noop,
+    /** A cleanup failed; the kernel decides on retrying. */
+    cleanupFailed: noop,
+  },
+  guards: {
+    isAdopted: ({ context }) => context.handle !== null,
+    stopRequested: ({ context }) => context.stopRequested,
+    destroyRequested: ({ context }) => context.destroyRequested,
+    deadlineDue: ({ context, event }) => event.type === "DEADLINE" && dueDeadline(context, event.now) !== undefined,
+    killNow: ({ event }) => (event.type === "STOP" || event.type === "DESTROY") && event.graceMs === 0,
+  },
+}).createMachine({
+  id: "lifecycle",
+  context: ({ input }) => ({
+    workloadId: input.workloadId,
+    runId: input.runId,
+    handle: input.adopted?.handle ?? null,
+    graceMs: input.graceMs,
+    idleTimeoutMs: input.idleTimeoutMs,
+    maxLifetimeMs: input.maxLifetimeMs,
+    ...(input.adopted
+      ? {
+          ...(input.adopted.startedAt !== undefined ? { startedAt: input.adopted.startedAt } : {}),
+          // The idle window restarts at adoption: activity while no kernel watched is unknown.
+          ...(input.idleTimeoutMs > 0 ? { idleDeadline: input.adopted.now + input.idleTimeoutMs } : {}),
+          ...(input.adopted.maxLifetimeDeadline !== undefined
+            ? { maxLifetimeDeadline: input.adopted.maxLifetimeDeadline }
+            : {}),
+        }
+      : {}),
+    stopRequested: false,
+    destroyRequested: false,
+  }),
+  initial: "init",
+  states: {
+    init: {
+      always: [{ guard: "isAdopted", target: "running" }, { target: "starting" }],
+    },
+    starting: {
+      entry: { type: "report", params: { state: "starting" } },
+      initial: "queued",
+      states: {
+        queued: {
+          entry: "requestSlot",
+          on: {
+            LAUNCH: "launching",
+            // Nothing was started yet: cancel without calling the backend.
+            STOP: {
+              target: "#lifecycle.stopped",
+              actions: ["releaseSlot", assign({ stopReason: ({ event }) => event.reason })],
+            },
+            DESTROY: {
+              target: "#lifecycle.stopped",
+              actions: ["releaseSlot", assign({ stopReason: "requested", destroyRequested: true })],
+            },
+          },
+        },
+        launching: {
+          entry: "launch",
+          on: {
+            STOP: {
+              actions: assign({
+                stopRequested: true,
+                stopReason: ({ context, event }) => context.stopReason ?? event.reason,
+                graceMs: ({ context, event }) => event.graceMs ?? context.graceMs,
+              }),
+            },
+            DESTROY: {
+              actions: assign({
+                stopRequested: true,
+                destroyRequested: true,
+                stopReason: ({ context }) => context.stopReason ?? "requested",
+                graceMs: ({ context, event }) => event.graceMs ?? context.graceMs,
+              }),
+            },
+          },
+        },
+      },
+      on: {
+        STARTED: [
+          {
+            guard: "stopRequested",
+            target: "stopping",
+            actions: assign({ handle: ({ event }) => event.handle, startedAt: ({ event }) => event.now }),
+          },
+          {
+            target: "running",
+            actions: assign({
+              handle: ({ event }) => event.handle,
+              startedAt: ({ event }) => event.now,
+              idleDeadline: ({ context, event }) =>
+                context.idleTimeoutMs > 0 ? event.now + context.idleTimeoutMs : undefined,
+              maxLifetimeDeadline: ({ context, event }) =>
+                context.maxLifetimeMs > 0 ? event.now + context.maxLifetimeMs : undefined,
+            }),
+          },
+        ],
+        START_FAILED: {
+          target: "stopped",
+          actions: assign({ stopReason: "start_failed", error: ({ event }) => event.error }),
+        },
+      },
+    },
+    running: {
+      entry: [{ type: "report", params: { state: "running" } }, "arm"],
+      on: {
+        TOUCH: {
+          guard: ({ context }) => context.idleTimeoutMs > 0,
+          actions: assign({ idleDeadline: ({ context, event }) => event.now + context.idleTimeoutMs }),
+        },
+        DEADLINE: [
+          {
+            guard: "deadlineDue",
+            target: "stopping",
+            actions: assign({
+              stopReason: ({ context, event }) => dueDeadline(context, (event as { now: number }).now),
+            }),
+          },
+          { actions: "rearm" },
+        ],
+        STOP: {
+          target: "stopping",
+          actions: assign({
+            stopReason: ({ event }) => event.reason,
+            graceMs: ({ context, event }) => event.graceMs ?? context.graceMs,
+          }),
+        },
+        DESTROY: {
+          target: "stopping",
+          actions: assign({
+            stopReason: "requested",
+            destroyRequested: true,
+            graceMs: ({ context, event }) => event.graceMs ?? context.graceMs,
+          }),
+        },
+        EXITED: {
+          target: "stopped",
+          actions: assign(({ event }) => ({ stopReason: stopReasonForExit(event.status), ...exitFields(event.status) })),
+        },
+      },
+    },
+    stopping: {
+      entry: { type: "report", params: { state: "stopping" } },
+      initial: "deciding",
+      states: {
+        deciding: {
+          always: [
+            { guard: ({ context }) => context.graceMs === 0, target: "killing" },
+            { target: "terminating" },
+          ],
+        },
+        terminating: {
+          entry: "terminate",
+          on: {
+            GRACE_EXPIRED: "killing",
+            TERMINATE_FAILED: "killing",
+            STOP: { guard: "killNow", target: "killing" },
+            DESTROY: [
+              { guard: "killNow", target: "killing", actions: assign({ destroyRequested: true }) },
+              { actions: assign({ destroyRequested: true }) },
+            ],
+          },
+        },
+        killing: {
+          entry: "kill",
+          on: {
+            KILL_FAILED: { actions: "scheduleKillRetry" },
+            RETRY_KILL: { target: "killing", reenter: true },
+            DESTROY: { actions: assign({ destroyRequested: true }) },
+          },
+        },
+      },
+      on: {
+        EXITED: {
+          target: "stopped",
+          // The reason stays the stop's; a workload lost while stopping is still reported lost.
+          actions: assign(({ context, event }) => ({
+            stopReason: event.status.lost ? "lost" : context.stopReason,
+            ...exitFields(event.status),
+          })),
+        },
+      },
+    },
+    stopped: {
+      entry: ["disarm", { type: "report", params: { state: "stopped" } }],
+      initial: "idle",
+      states: {
+        idle: {
+          always: { guard: "destroyRequested", target: "cleaning" },
+          on: { DESTROY: "cleaning" },
+        },
+        cleaning: {
+          entry: "cleanup",
+          on: {
+            CLEANUP_FAILED: {
+              target: "idle",
+              actions: [assign({ destroyRequested: false }), "cleanupFailed"],
+            },
+          },
+        },
+      },
+      on: { CLEANED: "destroyed" },
+    },
+    destroyed: {
+      type: "final",
+      entry: { type: "report", params: { state: "destroyed" } },
+    },
+  },
+});
+
+/** The machine's type, for kernels providing its actions. */
+export type LifecycleMachine = typeof lifecycleMachine;
+
+/** The caller-visible state of a snapshot value (sub-states collapse to their parent). */
+export function visibleState(value: unknown): WorkloadState | "init" {
+  if (typeof value === "string") return value as WorkloadState | "init";
+  return Object.keys(value as object)[0] as WorkloadState;
+}

@@ -1,0 +1,144 @@
+/**
+ * One timer for the whole kernel. Deadlines, grace periods, retries, restarts and
+ * reaping all go into one min-heap; only the earliest is ever armed on the clock.
+ * With 100,000 workloads that is one timer, not 100,000.
+ * @module
+ */
+import type { Clock } from "../clock.js";
+
+interface Entry {
+  at: number;
+  /** Insertion order, so entries due at the same time fire in the order they were scheduled. */
+  order: number;
+  fire: () => void;
+  cancelled: boolean;
+}
+
+/** A cancellable scheduled call. */
+export interface ScheduledTask {
+  cancel(): void;
+}
+
+/** A min-heap of due times driving a single clock timer. */
+export class Scheduler {
+  readonly #clock: Clock;
+  readonly #heap: Entry[] = [];
+  #order = 0;
+  #timer: unknown = undefined;
+  #armedAt = Number.POSITIVE_INFINITY;
+  #live = 0;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  /** How many tasks are scheduled and not cancelled. */
+  get size(): number {
+    return this.#live;
+  }
+
+  /** Calls `fire` at epoch ms `at` (at once on the next timer tick if `at` has passed). */
+  at(at: number, fire: () => void): ScheduledTask {
+    const entry: Entry = { at, order: this.#order++, fire, cancelled: false };
+    this.#push(entry);
+    this.#live++;
+    if (at < this.#armedAt) this.#arm();
+    return {
+      cancel: () => {
+        if (entry.cancelled) return;
+        entry.cancelled = true;
+        this.#live--;
+        // Cancelled entries stay in the heap until they surface; dropping the timer when
+        // nothing is left keeps an idle kernel from holding the event loop open.
+        if (this.#live === 0) this.#disarm();
+      },
+    };
+  }
+
+  /** Calls `fire` `ms` from now. */
+  after(ms: number, fire: () => void): ScheduledTask {
+    return this.at(this.#clock.now() + ms, fire);
+  }
+
+  /** Cancels everything. */
+  clear(): void {
+    for (const entry of this.#heap) entry.cancelled = true;
+    this.#heap.length = 0;
+    this.#live = 0;
+    this.#disarm();
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedAt = Number.POSITIVE_INFINITY;
+    if (this.#live === 0) this.#heap.length = 0;
+  }
+
+  #arm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    const top = this.#heap[0];
+    if (!top) {
+      this.#timer = undefined;
+      this.#armedAt = Number.POSITIVE_INFINITY;
+      return;
+    }
+    this.#armedAt = top.at;
+    this.#timer = this.#clock.setTimeout(() => this.#tick(), Math.max(0, top.at - this.#clock.now()));
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    this.#armedAt = Number.POSITIVE_INFINITY;
+    const now = this.#clock.now();
+    const due: Entry[] = [];
+    while (this.#heap.length > 0 && (this.#heap[0] as Entry).at <= now) {
+      const entry = this.#pop();
+      if (!entry.cancelled) {
+        entry.cancelled = true;
+        this.#live--;
+        due.push(entry);
+      }
+    }
+    this.#arm();
+    for (const entry of due) entry.fire();
+  }
+
+  #less(a: Entry, b: Entry): boolean {
+    return a.at < b.at || (a.at === b.at && a.order < b.order);
+  }
+
+  #push(entry: Entry): void {
+    const heap = this.#heap;
+    heap.push(entry);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.#less(entry, heap[parent] as Entry)) break;
+      heap[i] = heap[parent] as Entry;
+      i = parent;
+    }
+    heap[i] = entry;
+  }
+
+  #pop(): Entry {
+    const heap = this.#heap;
+    const top = heap[0] as Entry;
+    const last = heap.pop() as Entry;
+    if (heap.length > 0) {
+      let i = 0;
+      const n = heap.length;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const child = r < n && this.#less(heap[r] as Entry, heap[l] as Entry) ? r : l;
+        if (!this.#less(heap[child] as Entry, last)) break;
+        heap[i] = heap[child] as Entry;
+        i = child;
+      }
+      heap[i] = last;
+    }
+    return top;
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Validation at the boundary. Every input from a host (kernel options, profiles,
+ * workload specs) is parsed here with zod; a refusal is an {@link InvalidSpecError}
+ * that names each offending field, and nothing has been started or changed.
+ * @module
+ */
+import { z } from "zod";
+import type { Backend } from "../backends/backend.js";
+import type { Clock } from "../clock.js";
+import { InvalidSpecError, type ValidationIssue } from "../errors.js";
+import type { CredentialBroker } from "./credentials.js";
+import type { Profile, WorkloadSpec } from "./types.js";
+
+/** A DNS-1123 label: what Docker and Kubernetes names can carry without mangling. */
+const DNS1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** POSIX-portable environment variable names. */
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RESERVED_LABEL_PREFIX = "runtime-kernel.dev/";
+
+const duration = z.number().int("must be an integer number of milliseconds").nonnegative("must be >= 0");
+
+const envSchema = z.record(
+  z.string().regex(ENV_KEY, "must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+  z
+    .string({ error: "must be a string" })
+    .refine((v) => !v.includes("\0"), "must not contain NUL characters"),
+);
+
+const runnableSchema = z.looseObject({
+  command: z
+    .array(z.string().refine((v) => !v.includes("\0"), "must not contain NUL characters"))
+    .min(1, "must hold at least the program")
+    .optional(),
+  image: z.string().min(1, "must not be empty").optional(),
+  cwd: z.string().min(1, "must not be empty").optional(),
+});
+
+const resourcesSchema = z.strictObject({
+  cpu: z.number().positive("must be > 0").optional(),
+  memoryMb: z.number().int("must be an integer").positive("must be > 0").optional(),
+  gpu: z.number().int("must be an integer").nonnegative("must be >= 0").optional(),
+  pids: z.number().int("must be an integer").positive("must be > 0").optional(),
+});
+
+const restartSchema = z.strictObject({
+  policy: z.enum(["never", "on-failure"]),
+  maxRestarts: z.number().int().nonnegative().optional(),
+  backoffMs: duration.optional(),
+  maxBackoffMs: duration.optional(),
+});
+
+/** The zod schema of a {@link Profile}. */
+export const profileSchema = z.strictObject({
+  runnable: runnableSchema,
+  env: envSchema.optional(),
+  resources: resourcesSchema.optional(),
+  idleTimeoutMs: duration.optional(),
+  maxLifetimeMs: duration.optional(),
+  graceMs: duration.optional(),
+  startTimeoutMs: duration.optional(),
+  restart: restartSchema.optional(),
+});
+
+/** The zod schema of a {@link WorkloadSpec} (the profile's existence is checked separately). */
+export const workloadSpecSchema = z.strictObject({
+  workloadId: z
+    .string({ error: "is required and must be a string" })
+    .regex(DNS1123_LABEL, "must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters"),
+  profile: z.string({ error: "is required and must be a string" }).min(1, "must not be empty"),
+  owner: z.string().min(1, "must not be empty").max(253, "must be at most 253 characters").optional(),
+  env: envSchema.optional(),
+  runnable: runnableSchema.partial().optional(),
+  resources: resourcesSchema.optional(),
+  workspace: z.string().min(1, "must not be empty").optional(),
+  idleTimeoutMs: duration.optional(),
+  maxLifetimeMs: duration.optional(),
+  graceMs: duration.optional(),
+  labels: z
+    .record(
+      z.string().refine((k) => !k.startsWith(RESERVED_LABEL_PREFIX), `must not start with ${RESERVED_LABEL_PREFIX}`),
+      z.string(),
+    )
+    .optional(),
+});
+
+/** Options of `createRuntimeKernel()`. */
+export interface RuntimeKernelOptions {
+  /** The substrate. */
+  backend: Backend;
+  /** Names the kernel; a kernel restarted with the same id and backend settings is the same kernel. Default `"default"`. */
+  kernelId?: string;
+  /** Named defaults that specs refer to. */
+  profiles?: Record<string, Profile>;
+  /** At most this many live (non-terminal) workloads per owner; a number, or a function of the owner. */
+  ownerQuota?: number | ((owner: string) => number);
+  /** At most this many `backend.start` calls at once; further starts queue fairly across owners. Default 32. */
+  maxConcurrentStarts?: number;
+  /** Stopped workloads are cleaned up this long after stopping. Default 60,000 ms; 0 reaps at once. */
+  reapAfterMs?: number;
+  /** Interval of the shared exit poll for backends without `watchExit`. Default 1,000 ms. */
+  pollIntervalMs?: number;
+  /** Source of time and timers; inject `ManualClock` in tests. */
+  clock?: Clock;
+  /** Supplies secrets at start time; they reach the backend and nothing else. */
+  credentials?: CredentialBroker;
+  /** How many recent events `events({ sinceSeq })` can replay. Default 1,000. */
+  eventRetention?: number;
+}
+
+const kernelIdSchema = z
+  .string()
+  .regex(DNS1123_LABEL, "must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters");
+
+const optionsSchema = z.object({
+  backend: z.custom<Backend>(
+    (b) =>
+      typeof b === "object" &&
+      b !== null &&
+      ["start", "exitCode", "terminate", "kill", "cleanup"].every(
+        (m) => typeof (b as Record<string, unknown>)[m] === "function",
+      ),
+    "must implement the Backend port (start, exitCode, terminate, kill, cleanup)",
+  ),
+  kernelId: kernelIdSchema.optional(),
+  profiles: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a simple name"), profileSchema).optional(),
+  ownerQuota: z.union([z.number().int().nonnegative(), z.function()]).optional(),
+  maxConcurrentStarts: z.number().int().positive().optional(),
+  reapAfterMs: duration.optional(),
+  pollIntervalMs: z.number().int().positive().optional(),
+  eventRetention: z.number().int().nonnegative().optional(),
+  clock: z.custom<Clock>((c) => typeof c === "object" && c !== null && "now" in c && "setTimeout" in c).optional(),
+  credentials: z
+    .custom<CredentialBroker>((c) => typeof c === "object" && c !== null && "credentials" in c)
+    .optional(),
+});
+
+function issuesOf(error: z.ZodError, prefix = ""): ValidationIssue[] {
+  return error.issues.map((issue) => ({
+    path: [prefix, ...issue.path.map(String)].filter(Boolean).join("."),
+    message: issue.message,
+  }));
+}
+
+/** Parses kernel options; throws {@link InvalidSpecError} naming each bad field. */
+export function parseKernelOptions(options: RuntimeKernelOptions): RuntimeKernelOptions {
+  const result = optionsSchema.safeParse(options);
+  if (!result.success) throw new InvalidSpecError(issuesOf(result.error), { subject: "kernel options" });
+  return options;
+}
+
+/** Parses a spec against the configured profiles; throws {@link InvalidSpecError} naming each bad field. */
+export function parseWorkloadSpec(input: unknown, profiles: Record<string, Profile>): WorkloadSpec {
+  const result = workloadSpecSchema.safeParse(input);
+  if (!result.success) throw new InvalidSpecError(issuesOf(result.error));
+  const spec = result.data as WorkloadSpec;
+  if (!Object.hasOwn(profiles, spec.profile)) {
+    const known = Object.keys(profiles);
+    throw new InvalidSpecError([
+      {
+        path: "profile",
+        message: `unknown profile "${spec.profile}" (configured: ${known.length ? known.join(", ") : "none"})`,
+      },
+    ]);
+  }
+  return spec;
+}
