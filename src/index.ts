@@ -6,15 +6,30 @@
  * `runtime-kernel/gestalt` and `runtime-kernel/server`.
  * @module
  */
-export { createRuntimeKernel } from "./kernel/kernel.js";
-export type { RuntimeKernel, StopOptions, ShutdownOptions } from "./kernel/kernel.js";
-export type { RuntimeKernelOptions } from "./kernel/spec.js";
-export { profileSchema, workloadSpecSchema } from "./kernel/spec.js";
+
+export type {
+  Backend,
+  DiscoveredWorkload,
+  ExitStatus,
+  LogEntry,
+  LogOptions,
+  Resources,
+  Runnable,
+  StartRequest,
+  WorkloadHandle,
+} from "./backends/backend.js";
+export { exitCodeForSignal, LABELS, signalForExitCode } from "./backends/backend.js";
+export type { Clock } from "./clock.js";
+export { systemClock } from "./clock.js";
+export * from "./errors.js";
 export type { CredentialBroker, CredentialRequest } from "./kernel/credentials.js";
 export type { EventStreamOptions, KernelEventMap } from "./kernel/events.js";
-export { lifecycleMachine } from "./kernel/machine.js";
+export type { RuntimeKernel, ShutdownOptions, StopOptions } from "./kernel/kernel.js";
+export { createRuntimeKernel } from "./kernel/kernel.js";
 export type { LifecycleContext, LifecycleEvent, LifecycleInput } from "./kernel/machine.js";
-export { WORKLOAD_STATES } from "./kernel/types.js";
+export { lifecycleMachine } from "./kernel/machine.js";
+export type { RuntimeKernelOptions } from "./kernel/spec.js";
+export { profileSchema, workloadSpecSchema } from "./kernel/spec.js";
 export type {
   ListFilter,
   Profile,
@@ -27,18 +42,4 @@ export type {
   WorkloadState,
   WorkloadStatus,
 } from "./kernel/types.js";
-export { LABELS, exitCodeForSignal, signalForExitCode } from "./backends/backend.js";
-export type {
-  Backend,
-  DiscoveredWorkload,
-  ExitStatus,
-  LogEntry,
-  LogOptions,
-  Resources,
-  Runnable,
-  StartRequest,
-  WorkloadHandle,
-} from "./backends/backend.js";
-export { systemClock } from "./clock.js";
-export type { Clock } from "./clock.js";
-export * from "./errors.js";
+export { WORKLOAD_STATES } from "./kernel/types.js";

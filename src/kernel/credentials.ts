@@ -42,9 +42,18 @@ export function redactError(error: unknown, secrets: readonly string[]): unknown
   if (cause !== undefined && cause !== error) {
     (error as { cause?: unknown }).cause = redactError(cause, secrets);
   }
-  for (const key of ["command", "escapedCommand", "shortMessage", "originalMessage", "stderr", "stdout", "all"]) {
+  for (const key of [
+    "command",
+    "escapedCommand",
+    "shortMessage",
+    "originalMessage",
+    "stderr",
+    "stdout",
+    "all",
+  ]) {
     const value = (error as unknown as Record<string, unknown>)[key];
-    if (typeof value === "string") (error as unknown as Record<string, unknown>)[key] = redact(value, secrets);
+    if (typeof value === "string")
+      (error as unknown as Record<string, unknown>)[key] = redact(value, secrets);
   }
   return error;
 }

@@ -84,13 +84,67 @@ export class EventHub extends EventEmitter<KernelEventMap> {
   }
 
   #deliver(name: "transition" | WorkloadState, event: TransitionEvent): void {
-    if (this.listenerCount(name) === 0) return;
-    try {
-      this.emit(name, event);
-    } catch (error) {
-      // A host's listener must never break the lifecycle of a workload.
-      this.fault(error instanceof Error ? error : new Error(String(error)));
+    if (this.listenerCount(name) !== 0) this.emit(name, event);
+  }
+
+  /**
+   * Transition listeners are guarded: one that throws is reported on `error` and neither
+   * breaks a workload's lifecycle nor keeps the event from the listeners after it.
+   */
+  override on<E extends keyof KernelEventMap>(name: E, listener: (...args: KernelEventMap[E]) => void): this {
+    return super.on(name, this.#wrap(name, listener) as never);
+  }
+
+  override once<E extends keyof KernelEventMap>(
+    name: E,
+    listener: (...args: KernelEventMap[E]) => void,
+  ): this {
+    return super.once(name, this.#wrap(name, listener) as never);
+  }
+
+  override off<E extends keyof KernelEventMap>(
+    name: E,
+    listener?: (...args: KernelEventMap[E]) => void,
+  ): this {
+    return super.off(
+      name,
+      (listener && name !== "error" ? (this.#guards.get(listener) ?? listener) : listener) as never,
+    );
+  }
+
+  override addListener<E extends keyof KernelEventMap>(
+    name: E,
+    listener: (...args: KernelEventMap[E]) => void,
+  ): this {
+    return this.on(name, listener);
+  }
+
+  override removeListener<E extends keyof KernelEventMap>(
+    name: E,
+    listener?: (...args: KernelEventMap[E]) => void,
+  ): this {
+    return this.off(name, listener);
+  }
+
+  #wrap(name: keyof KernelEventMap, listener: Function): Function {
+    return name === "error" ? listener : this.#guarded(listener);
+  }
+
+  readonly #guards = new WeakMap<Function, (...args: never[]) => void>();
+
+  #guarded(listener: Function): (...args: never[]) => void {
+    let guard = this.#guards.get(listener);
+    if (!guard) {
+      guard = (...args: never[]) => {
+        try {
+          listener(...args);
+        } catch (error) {
+          this.fault(error instanceof Error ? error : new Error(String(error)));
+        }
+      };
+      this.#guards.set(listener, guard);
     }
+    return guard;
   }
 
   /** The retained events with `seq > sinceSeq`, oldest first. */

@@ -7,7 +7,7 @@
 import type { Backend, ExitStatus, WorkloadHandle } from "../backends/backend.js";
 import { signalForExitCode } from "../backends/backend.js";
 import { isRuntimeKernelError } from "../errors.js";
-import type { Scheduler, ScheduledTask } from "./scheduler.js";
+import type { ScheduledTask, Scheduler } from "./scheduler.js";
 
 /** Something to poll: its handle, and where to report the exit. */
 export interface PollTarget {
@@ -35,7 +35,8 @@ export class ExitPoller {
 
   add(target: PollTarget): void {
     this.#targets.add(target);
-    if (!this.#task && !this.#polling) this.#task = this.#scheduler.after(this.#intervalMs, () => this.#poll());
+    if (!this.#task && !this.#polling)
+      this.#task = this.#scheduler.after(this.#intervalMs, () => this.#poll());
   }
 
   delete(target: PollTarget): void {

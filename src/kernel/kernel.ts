@@ -19,15 +19,15 @@ import {
 import { type Clock, systemClock } from "../clock.js";
 import {
   CleanupFailedError,
+  isRuntimeKernelError,
   KernelShutDownError,
   QuotaExceededError,
   RuntimeKernelError,
   type SerializedError,
   StartFailedError,
+  serializeError,
   WorkloadConflictError,
   WorkloadNotFoundError,
-  isRuntimeKernelError,
-  serializeError,
 } from "../errors.js";
 import { redactError } from "./credentials.js";
 import { EventHub, type EventStreamOptions, type KernelEventMap } from "./events.js";
@@ -43,8 +43,8 @@ import {
 import { cleanupRetryDelay, quotaFor, restartDelay } from "./policies.js";
 import type { ScheduledTask } from "./scheduler.js";
 import { Scheduler } from "./scheduler.js";
-import { type RuntimeKernelOptions, parseKernelOptions, parseWorkloadSpec } from "./spec.js";
-import { type StartTicket, StartQueue } from "./start-queue.js";
+import { parseKernelOptions, parseWorkloadSpec, type RuntimeKernelOptions } from "./spec.js";
+import { StartQueue, type StartTicket } from "./start-queue.js";
 import {
   type ListFilter,
   type Profile,
@@ -62,10 +62,9 @@ const DEFAULT_GRACE_MS = 10_000;
 const KILL_PROBE_MS = 5_000;
 const KILL_RETRY_MS = 1_000;
 
-const ORDER: Record<WorkloadState, number> = Object.fromEntries(WORKLOAD_STATES.map((s, i) => [s, i])) as Record<
-  WorkloadState,
-  number
->;
+const ORDER: Record<WorkloadState, number> = Object.fromEntries(
+  WORKLOAD_STATES.map((s, i) => [s, i]),
+) as Record<WorkloadState, number>;
 
 interface Waiter {
   target: WorkloadState;
@@ -148,7 +147,11 @@ export interface RuntimeKernel extends AsyncDisposable {
    * Resolves once the workload reaches `state` or a later one. Waiting for `running`
    * rejects with `START_FAILED` if the run stopped without ever running.
    */
-  waitFor(workloadId: string, state: WorkloadState, options?: { signal?: AbortSignal }): Promise<WorkloadStatus>;
+  waitFor(
+    workloadId: string,
+    state: WorkloadState,
+    options?: { signal?: AbortSignal },
+  ): Promise<WorkloadStatus>;
   /** An async iterator of transition events. */
   events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent>;
   /** The current run's output, if the backend can stream it (`UNSUPPORTED` otherwise). */
@@ -208,7 +211,10 @@ class Kernel implements RuntimeKernel {
         return this.waitFor(spec.workloadId, "running");
       }
       if ((existing.spec.owner ?? "") !== (spec.owner ?? "")) {
-        throw new WorkloadConflictError(spec.workloadId, `Workload "${spec.workloadId}" belongs to another owner`);
+        throw new WorkloadConflictError(
+          spec.workloadId,
+          `Workload "${spec.workloadId}" belongs to another owner`,
+        );
       }
       const state = existing.state;
       if (state === "starting" || state === "running") {
@@ -218,7 +224,10 @@ class Kernel implements RuntimeKernel {
       if (state === "stopped" && !existing.next) {
         // Reclaim the old run, then start a new one on the same record. The quota is
         // checked first so that a refusal loses nothing.
-        if (!existing.charged) this.#charge(spec);
+        if (!existing.charged) {
+          this.#charge(spec);
+          existing.charged = true;
+        }
         this.#cancelTimer(existing);
         existing.restartAt = undefined;
         existing.spec = spec;
@@ -227,6 +236,7 @@ class Kernel implements RuntimeKernel {
         existing.actor.send({ type: "DESTROY" });
         await this.waitFor(spec.workloadId, "destroyed").catch((error) => {
           existing.next = undefined;
+          this.#uncharge(existing);
           throw error;
         });
         return this.waitFor(spec.workloadId, "running");
@@ -277,11 +287,18 @@ class Kernel implements RuntimeKernel {
     record.restartAt = undefined;
     if (record.state === "stopped") this.#cancelTimer(record);
     const done = this.waitFor(workloadId, "destroyed");
-    record.actor.send({ type: "DESTROY", ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}) });
+    record.actor.send({
+      type: "DESTROY",
+      ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
+    });
     await done;
   }
 
-  waitFor(workloadId: string, state: WorkloadState, options: { signal?: AbortSignal } = {}): Promise<WorkloadStatus> {
+  waitFor(
+    workloadId: string,
+    state: WorkloadState,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<WorkloadStatus> {
     const record = this.#records.get(workloadId);
     if (!record) return Promise.reject(new WorkloadNotFoundError(workloadId));
     const settled = this.#settlement(record, state);
@@ -383,17 +400,17 @@ class Kernel implements RuntimeKernel {
   }
 
   on<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this {
-    this.#hub.on(event, listener as never);
+    this.#hub.on(event, listener);
     return this;
   }
 
   once<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this {
-    this.#hub.once(event, listener as never);
+    this.#hub.once(event, listener);
     return this;
   }
 
   off<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this {
-    this.#hub.off(event, listener as never);
+    this.#hub.off(event, listener);
     return this;
   }
 
@@ -484,7 +501,8 @@ class Kernel implements RuntimeKernel {
 
   /** Sends to the run that scheduled the call, and to no later run of the same workload. */
   #sendTo(record: WorkloadRecord, runId: string, event: LifecycleEvent): void {
-    if (record.runId === runId && this.#records.get(record.spec.workloadId) === record) record.actor.send(event);
+    if (record.runId === runId && this.#records.get(record.spec.workloadId) === record)
+      record.actor.send(event);
   }
 
   #setTimer(record: WorkloadRecord, at: number, fire: () => void): void {
@@ -545,7 +563,8 @@ class Kernel implements RuntimeKernel {
           record.ticket = undefined;
         }),
         launch: on((record) => void this.#launch(record)),
-        arm: on((record, context) => this.#arm(record, context)),
+        watch: on((record, context) => this.#watch(record, context)),
+        arm: on((record, context) => this.#scheduleDeadline(record, context)),
         rearm: on((record, context) => this.#scheduleDeadline(record, context)),
         disarm: on((record) => this.#disarm(record)),
         terminate: on((record, context) => this.#terminate(record, context)),
@@ -599,7 +618,9 @@ class Kernel implements RuntimeKernel {
         ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
         runnable: { ...profile.runnable, ...spec.runnable },
         env: { ...profile.env, ...spec.env, ...credentials },
-        ...(spec.resources || profile.resources ? { resources: { ...profile.resources, ...spec.resources } } : {}),
+        ...(spec.resources || profile.resources
+          ? { resources: { ...profile.resources, ...spec.resources } }
+          : {}),
         ...(spec.workspace !== undefined ? { workspace: spec.workspace } : {}),
         labels: this.#labels(record),
       };
@@ -615,13 +636,20 @@ class Kernel implements RuntimeKernel {
       const cause = redactError(thrown, secrets);
       const error = isRuntimeKernelError(cause)
         ? cause
-        : new StartFailedError(spec.workloadId, `Start of "${spec.workloadId}" failed: ${asError(cause).message}`, {
-            cause,
-          });
+        : new StartFailedError(
+            spec.workloadId,
+            `Start of "${spec.workloadId}" failed: ${asError(cause).message}`,
+            {
+              cause,
+            },
+          );
       record.startError =
         error.code === "START_FAILED"
           ? error
-          : new StartFailedError(spec.workloadId, error.message, { cause: error, retryable: error.retryable });
+          : new StartFailedError(spec.workloadId, error.message, {
+              cause: error,
+              retryable: error.retryable,
+            });
       this.#sendTo(record, runId, { type: "START_FAILED", error: serializeError(error) });
     } finally {
       startTimer?.cancel();
@@ -643,12 +671,15 @@ class Kernel implements RuntimeKernel {
       ...(spec.owner !== undefined ? { [LABELS.owner]: spec.owner } : {}),
       // The deadline is fixed at creation time so a recovering kernel can restore it; the
       // run's own deadline (from when it reached running) is at most a start's duration later.
-      ...(input.maxLifetimeMs > 0 ? { [LABELS.maxLifetimeAt]: String(record.createdAt + input.maxLifetimeMs) } : {}),
+      ...(input.maxLifetimeMs > 0
+        ? { [LABELS.maxLifetimeAt]: String(record.createdAt + input.maxLifetimeMs) }
+        : {}),
       ...(record.restarts > 0 ? { [LABELS.restart]: String(record.restarts) } : {}),
     };
   }
 
-  #arm(record: WorkloadRecord, context: LifecycleContext): void {
+  #watch(record: WorkloadRecord, context: LifecycleContext): void {
+    if (record.unwatch || record.poll) return;
     const handle = context.handle as WorkloadHandle;
     const runId = record.runId;
     const onExit = (status: ExitStatus) => this.#sendTo(record, runId, { type: "EXITED", status });
@@ -658,14 +689,15 @@ class Kernel implements RuntimeKernel {
       record.poll = { handle, onExit, onError: (error) => this.#hub.fault(asError(error)) };
       this.#poller.add(record.poll);
     }
-    this.#scheduleDeadline(record, context);
   }
 
   #scheduleDeadline(record: WorkloadRecord, context: LifecycleContext): void {
     const at = nextDeadline(context);
     if (at === undefined) return;
     const runId = record.runId;
-    this.#setTimer(record, at, () => this.#sendTo(record, runId, { type: "DEADLINE", now: this.#clock.now() }));
+    this.#setTimer(record, at, () =>
+      this.#sendTo(record, runId, { type: "DEADLINE", now: this.#clock.now() }),
+    );
   }
 
   #disarm(record: WorkloadRecord): void {
@@ -808,7 +840,9 @@ class Kernel implements RuntimeKernel {
       this.#uncharge(record);
       return;
     }
-    const delay = this.#closing ? undefined : restartDelay(record.profile.restart, context.stopReason, record.restarts + 1);
+    const delay = this.#closing
+      ? undefined
+      : restartDelay(record.profile.restart, context.stopReason, record.restarts + 1);
     if (delay !== undefined) {
       // The quota stays charged: the restart is the same workload going on.
       record.restartAt = this.#clock.now() + delay;
@@ -838,18 +872,28 @@ class Kernel implements RuntimeKernel {
   #onDestroyed(record: WorkloadRecord, context: LifecycleContext): void {
     this.#cancelTimer(record);
     const next = record.next;
-    if (next && !this.#closing) {
-      // Settle the old run's waiters first (stop, destroy, reclaim); waits for `running`
-      // stay pending for the new run while `next` is set.
-      this.#settleWaiters(record, context);
-      record.next = undefined;
-      if (!next.restart) record.charged = true;
-      this.#startRun(record, next.restart);
+    if (!next || this.#closing) {
+      this.#forget(record, context);
       return;
     }
+    // Settle the old run's waiters (stop, destroy, reclaim); waits for `running` stay
+    // pending for the new run while `next` is set. The new run starts outside this
+    // run's action, so that one actor never runs inside another's transition.
+    this.#settleWaiters(record, context);
+    queueMicrotask(() => {
+      if (record.next !== next || this.#closing) this.#forget(record, context);
+      else {
+        record.next = undefined;
+        this.#startRun(record, next.restart);
+      }
+    });
+  }
+
+  /** The workload is gone for good: drop it and release its quota. */
+  #forget(record: WorkloadRecord, context: LifecycleContext): void {
     record.next = undefined;
     this.#uncharge(record);
-    this.#records.delete(record.spec.workloadId);
+    if (this.#records.get(record.spec.workloadId) === record) this.#records.delete(record.spec.workloadId);
     this.#settleWaiters(record, context);
   }
 
@@ -869,7 +913,10 @@ class Kernel implements RuntimeKernel {
         ok: false,
         error:
           record.startError ??
-          new StartFailedError(record.spec.workloadId, `Workload "${record.spec.workloadId}" stopped before running`),
+          new StartFailedError(
+            record.spec.workloadId,
+            `Workload "${record.spec.workloadId}" was stopped (${context.stopReason ?? "requested"}) before it ran`,
+          ),
       };
     }
     if (target === "running" && record.next) return undefined;
@@ -902,7 +949,10 @@ class Kernel implements RuntimeKernel {
    * Inside an action the actor's snapshot is still the previous one, so the machine's
    * actions pass the new context in; outside, the snapshot is current.
    */
-  #status(record: WorkloadRecord, context: LifecycleContext = record.actor.getSnapshot().context): WorkloadStatus {
+  #status(
+    record: WorkloadRecord,
+    context: LifecycleContext = record.actor.getSnapshot().context,
+  ): WorkloadStatus {
     const { spec } = record;
     const state = record.state ?? "starting";
     const status: WorkloadStatus = {
@@ -917,7 +967,10 @@ class Kernel implements RuntimeKernel {
     if (context.startedAt !== undefined) status.startedAt = context.startedAt;
     if (context.exitCode !== undefined) status.exitCode = context.exitCode;
     if (context.signal !== undefined) status.signal = context.signal;
-    if (context.stopReason !== undefined && (state === "stopping" || state === "stopped" || state === "destroyed")) {
+    if (
+      context.stopReason !== undefined &&
+      (state === "stopping" || state === "stopped" || state === "destroyed")
+    ) {
       status.stopReason = context.stopReason;
     }
     const error = context.error ?? record.cleanupError;

@@ -87,7 +87,10 @@ function exitFields(status: ExitStatus): Pick<LifecycleContext, "exitCode" | "si
 }
 
 /** The deadline that has passed at `now`, if any; the max lifetime wins a tie. */
-export function dueDeadline(context: LifecycleContext, now: number): "max_lifetime" | "idle_timeout" | undefined {
+export function dueDeadline(
+  context: LifecycleContext,
+  now: number,
+): "max_lifetime" | "idle_timeout" | undefined {
   if (context.maxLifetimeDeadline !== undefined && now >= context.maxLifetimeDeadline) return "max_lifetime";
   if (context.idleDeadline !== undefined && now >= context.idleDeadline) return "idle_timeout";
   return undefined;
@@ -122,7 +125,9 @@ export const lifecycleMachine = setup({
     releaseSlot: noop,
     /** Call backend.start; answer STARTED or START_FAILED. */
     launch: noop,
-    /** Watch for the exit and schedule the next deadline. */
+    /** Watch for the exit (pushed by the backend, or the shared poll). */
+    watch: noop,
+    /** Schedule the next deadline. */
     arm: noop,
     /** Schedule the next deadline again (after a touch moved it). */
     rearm: noop,
@@ -143,7 +148,8 @@ export const lifecycleMachine = setup({
     isAdopted: ({ context }) => context.handle !== null,
     stopRequested: ({ context }) => context.stopRequested,
     destroyRequested: ({ context }) => context.destroyRequested,
-    deadlineDue: ({ context, event }) => event.type === "DEADLINE" && dueDeadline(context, event.now) !== undefined,
+    deadlineDue: ({ context, event }) =>
+      event.type === "DEADLINE" && dueDeadline(context, event.now) !== undefined,
     killNow: ({ event }) => (event.type === "STOP" || event.type === "DESTROY") && event.graceMs === 0,
   },
 }).createMachine({
@@ -216,9 +222,11 @@ export const lifecycleMachine = setup({
       on: {
         STARTED: [
           {
+            // It never reaches running, so `startedAt` stays unset: callers waiting for
+            // running learn that this run did not get there.
             guard: "stopRequested",
             target: "stopping",
-            actions: assign({ handle: ({ event }) => event.handle, startedAt: ({ event }) => event.now }),
+            actions: [assign({ handle: ({ event }) => event.handle }), "watch"],
           },
           {
             target: "running",
@@ -239,7 +247,7 @@ export const lifecycleMachine = setup({
       },
     },
     running: {
-      entry: [{ type: "report", params: { state: "running" } }, "arm"],
+      entry: [{ type: "report", params: { state: "running" } }, "watch", "arm"],
       on: {
         TOUCH: {
           guard: ({ context }) => context.idleTimeoutMs > 0,
@@ -272,7 +280,10 @@ export const lifecycleMachine = setup({
         },
         EXITED: {
           target: "stopped",
-          actions: assign(({ event }) => ({ stopReason: stopReasonForExit(event.status), ...exitFields(event.status) })),
+          actions: assign(({ event }) => ({
+            stopReason: stopReasonForExit(event.status),
+            ...exitFields(event.status),
+          })),
         },
       },
     },

@@ -21,7 +21,7 @@ export function restartDelay(
   stopReason: StopReason | undefined,
   attempt: number,
 ): number | undefined {
-  if (!policy || policy.policy !== "on-failure" || !stopReason || !FAILURES.has(stopReason)) return undefined;
+  if (policy?.policy !== "on-failure" || !stopReason || !FAILURES.has(stopReason)) return undefined;
   const max = policy.maxRestarts ?? RESTART_DEFAULTS.maxRestarts;
   if (attempt > max) return undefined;
   const base = policy.backoffMs ?? RESTART_DEFAULTS.backoffMs;

@@ -27,6 +27,8 @@ export class Scheduler {
   #timer: unknown = undefined;
   #armedAt = Number.POSITIVE_INFINITY;
   #live = 0;
+  /** The entries of the tick being fired, so that `clear()` reaches them too. */
+  #due: Entry[] = [];
 
   constructor(clock: Clock) {
     this.#clock = clock;
@@ -63,6 +65,7 @@ export class Scheduler {
   /** Cancels everything. */
   clear(): void {
     for (const entry of this.#heap) entry.cancelled = true;
+    for (const entry of this.#due) entry.cancelled = true;
     this.#heap.length = 0;
     this.#live = 0;
     this.#disarm();
@@ -77,6 +80,8 @@ export class Scheduler {
 
   #arm(): void {
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    // A cancelled entry on top would arm a timer for nothing, and keep an idle process awake.
+    while (this.#heap.length > 0 && (this.#heap[0] as Entry).cancelled) this.#pop();
     const top = this.#heap[0];
     if (!top) {
       this.#timer = undefined;
@@ -92,16 +97,20 @@ export class Scheduler {
     this.#armedAt = Number.POSITIVE_INFINITY;
     const now = this.#clock.now();
     const due: Entry[] = [];
+    this.#due = due;
     while (this.#heap.length > 0 && (this.#heap[0] as Entry).at <= now) {
       const entry = this.#pop();
-      if (!entry.cancelled) {
-        entry.cancelled = true;
-        this.#live--;
-        due.push(entry);
-      }
+      if (!entry.cancelled) due.push(entry);
     }
     this.#arm();
-    for (const entry of due) entry.fire();
+    for (const entry of due) {
+      // A task fired earlier in this tick may have cancelled this one: cancelled never fires.
+      if (entry.cancelled) continue;
+      entry.cancelled = true;
+      this.#live--;
+      entry.fire();
+    }
+    this.#due = [];
   }
 
   #less(a: Entry, b: Entry): boolean {

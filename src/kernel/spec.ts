@@ -21,9 +21,7 @@ const duration = z.number().int("must be an integer number of milliseconds").non
 
 const envSchema = z.record(
   z.string().regex(ENV_KEY, "must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
-  z
-    .string({ error: "must be a string" })
-    .refine((v) => !v.includes("\0"), "must not contain NUL characters"),
+  z.string({ error: "must be a string" }).refine((v) => !v.includes("\0"), "must not contain NUL characters"),
 );
 
 const runnableSchema = z.looseObject({
@@ -65,7 +63,10 @@ export const profileSchema = z.strictObject({
 export const workloadSpecSchema = z.strictObject({
   workloadId: z
     .string({ error: "is required and must be a string" })
-    .regex(DNS1123_LABEL, "must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters"),
+    .regex(
+      DNS1123_LABEL,
+      "must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters",
+    ),
   profile: z.string({ error: "is required and must be a string" }).min(1, "must not be empty"),
   owner: z.string().min(1, "must not be empty").max(253, "must be at most 253 characters").optional(),
   env: envSchema.optional(),
@@ -77,7 +78,9 @@ export const workloadSpecSchema = z.strictObject({
   graceMs: duration.optional(),
   labels: z
     .record(
-      z.string().refine((k) => !k.startsWith(RESERVED_LABEL_PREFIX), `must not start with ${RESERVED_LABEL_PREFIX}`),
+      z
+        .string()
+        .refine((k) => !k.startsWith(RESERVED_LABEL_PREFIX), `must not start with ${RESERVED_LABEL_PREFIX}`),
       z.string(),
     )
     .optional(),
@@ -122,23 +125,40 @@ const optionsSchema = z.object({
     "must implement the Backend port (start, exitCode, terminate, kill, cleanup)",
   ),
   kernelId: kernelIdSchema.optional(),
-  profiles: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a simple name"), profileSchema).optional(),
+  profiles: z
+    .record(z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a simple name"), profileSchema)
+    .optional(),
   ownerQuota: z.union([z.number().int().nonnegative(), z.function()]).optional(),
   maxConcurrentStarts: z.number().int().positive().optional(),
   reapAfterMs: duration.optional(),
   pollIntervalMs: z.number().int().positive().optional(),
   eventRetention: z.number().int().nonnegative().optional(),
-  clock: z.custom<Clock>((c) => typeof c === "object" && c !== null && "now" in c && "setTimeout" in c).optional(),
+  clock: z
+    .custom<Clock>(
+      (c) => typeof c === "object" && c !== null && "now" in c && "setTimeout" in c && "clearTimeout" in c,
+      "must implement Clock (now, setTimeout, clearTimeout)",
+    )
+    .optional(),
   credentials: z
-    .custom<CredentialBroker>((c) => typeof c === "object" && c !== null && "credentials" in c)
+    .custom<CredentialBroker>(
+      (c) => typeof c === "object" && c !== null && "credentials" in c,
+      "must implement CredentialBroker (credentials)",
+    )
     .optional(),
 });
 
 function issuesOf(error: z.ZodError, prefix = ""): ValidationIssue[] {
-  return error.issues.map((issue) => ({
-    path: [prefix, ...issue.path.map(String)].filter(Boolean).join("."),
-    message: issue.message,
-  }));
+  return error.issues.flatMap((issue) => {
+    const path = [prefix, ...issue.path.map(String)].filter(Boolean);
+    // Name each unknown field in the path, not only in the message.
+    if (issue.code === "unrecognized_keys") {
+      return issue.keys.map((key) => ({ path: [...path, key].join("."), message: "is not a known field" }));
+    }
+    // zod reports a refused record key as "Invalid key in record"; the key schema's message says why.
+    const message =
+      issue.code === "invalid_key" ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+    return [{ path: path.join("."), message }];
+  });
 }
 
 /** Parses kernel options; throws {@link InvalidSpecError} naming each bad field. */

@@ -80,7 +80,7 @@ export class StartQueue {
   /** Withdraws a ticket that has not been granted. Returns whether it was waiting. */
   withdraw(ticket: StartTicket): boolean {
     const queue = this.#waiting.get(ticket.owner);
-    if (!queue || !queue.remove(ticket)) return false;
+    if (!queue?.remove(ticket)) return false;
     if (queue.length === 0) this.#waiting.delete(ticket.owner);
     return true;
   }

@@ -15,7 +15,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Backend, type ExitStatus, LABELS, type Runnable, type StartRequest, type WorkloadHandle } from "../backends/backend.js";
+import {
+  type Backend,
+  type ExitStatus,
+  LABELS,
+  type Runnable,
+  type StartRequest,
+  type WorkloadHandle,
+} from "../backends/backend.js";
 import { isRuntimeKernelError } from "../errors.js";
 
 /** What the suite needs to know about a backend's substrate. */

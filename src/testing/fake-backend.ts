@@ -145,7 +145,11 @@ export class FakeBackend implements Backend<FakeHandle> {
   /** Makes the current run of `workloadId` exit now. */
   exit(workloadId: string, status: { exitCode?: number; signal?: string; oomKilled?: boolean } = {}): void {
     const instance = this.#current(workloadId);
-    const code = status.signal ? exitCodeForSignal(status.signal) : status.oomKilled ? 137 : (status.exitCode ?? 0);
+    const code = status.signal
+      ? exitCodeForSignal(status.signal)
+      : status.oomKilled
+        ? 137
+        : (status.exitCode ?? 0);
     this.#end(instance, {
       exitCode: code,
       ...(status.signal ? { signal: status.signal } : {}),
@@ -171,7 +175,10 @@ export class FakeBackend implements Backend<FakeHandle> {
   inspect(workloadId: string): FakeWorkload | undefined {
     let found: Instance | undefined;
     for (const instance of this.#byRun.values()) {
-      if (instance.handle.workloadId === workloadId && (!found || instance.handle.serial > found.handle.serial)) {
+      if (
+        instance.handle.workloadId === workloadId &&
+        (!found || instance.handle.serial > found.handle.serial)
+      ) {
         found = instance;
       }
     }
@@ -205,7 +212,8 @@ export class FakeBackend implements Backend<FakeHandle> {
       ...this.#behaviors.get(request.workloadId),
     };
     if (behavior.startDelayMs) await this.#delay(behavior.startDelayMs, options.signal, request.workloadId);
-    if (options.signal.aborted) throw new StartAbortedError(request.workloadId, { cause: options.signal.reason });
+    if (options.signal.aborted)
+      throw new StartAbortedError(request.workloadId, { cause: options.signal.reason });
     if (behavior.startError !== undefined) {
       throw typeof behavior.startError === "string"
         ? new StartFailedError(request.workloadId, behavior.startError)
@@ -323,7 +331,11 @@ export class FakeBackend implements Backend<FakeHandle> {
     this.#log("discover");
     return [...this.#byRun.values()]
       .filter((i) => i.request.labels[LABELS.kernelId] === selector.kernelId && !i.exit?.lost)
-      .map((i) => ({ handle: { ...i.handle }, labels: { ...i.request.labels }, exit: i.exit ? { ...i.exit } : null }));
+      .map((i) => ({
+        handle: { ...i.handle },
+        labels: { ...i.request.labels },
+        exit: i.exit ? { ...i.exit } : null,
+      }));
   }
 
   async *logs(handle: FakeHandle, options: LogOptions = {}): AsyncIterable<LogEntry> {

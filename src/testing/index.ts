@@ -5,8 +5,9 @@
  * - {@link describeBackendConformance}: the suite every backend must pass (needs vitest).
  * @module
  */
-export { FakeBackend } from "./fake-backend.js";
-export type { FakeBackendOptions, FakeBehavior, FakeCall, FakeHandle, FakeWorkload } from "./fake-backend.js";
-export { ManualClock, settle } from "./manual-clock.js";
-export { describeBackendConformance } from "./conformance.js";
+
 export type { ConformanceFixtures } from "./conformance.js";
+export { describeBackendConformance } from "./conformance.js";
+export type { FakeBackendOptions, FakeBehavior, FakeCall, FakeHandle, FakeWorkload } from "./fake-backend.js";
+export { FakeBackend } from "./fake-backend.js";
+export { ManualClock, settle } from "./manual-clock.js";
