@@ -4,6 +4,11 @@ export default defineConfig({
   entry: {
     index: "src/index.ts",
     "testing/index": "src/testing/index.ts",
+    "docker/index": "src/backends/docker/index.ts",
+    "kubernetes/index": "src/backends/kubernetes/index.ts",
+    "gestalt/index": "src/gestalt/index.ts",
+    "server/index": "src/server/index.ts",
+    cli: "src/cli.ts",
   },
   format: ["esm", "cjs"],
   dts: true,

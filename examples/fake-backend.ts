@@ -12,11 +12,16 @@ const kernel = createRuntimeKernel({
   clock,
   profiles: {
     agent: { runnable: { command: ["agent"] }, idleTimeoutMs: 60_000, graceMs: 5_000 },
-    worker: { runnable: { command: ["worker"] }, restart: { policy: "on-failure", maxRestarts: 1, backoffMs: 1_000 } },
+    worker: {
+      runnable: { command: ["worker"] },
+      restart: { policy: "on-failure", maxRestarts: 1, backoffMs: 1_000 },
+    },
   },
 });
 kernel.on("transition", (e) =>
-  console.log(`${new Date(e.at).toISOString()}  ${e.workloadId.padEnd(8)} ${e.from ?? "∅"} -> ${e.state} ${e.stopReason ?? ""}`),
+  console.log(
+    `${new Date(e.at).toISOString()}  ${e.workloadId.padEnd(8)} ${e.from ?? "∅"} -> ${e.state} ${e.stopReason ?? ""}`,
+  ),
 );
 
 // 1. The idle TTL, without waiting a minute.
@@ -39,7 +44,9 @@ console.log("job restarts:", (await kernel.waitFor("job", "running")).restarts);
 
 // 4. A start failure is a typed error.
 fake.behave("broken", { startError: "image not found" });
-await kernel.create({ workloadId: "broken", profile: "agent" }).catch((e) => console.log("broken:", e.code, e.message));
+await kernel
+  .create({ workloadId: "broken", profile: "agent" })
+  .catch((e) => console.log("broken:", e.code, e.message));
 
 await kernel.shutdown({ graceMs: 0 });
 console.log("left in the backend:", fake.workloads().length);

@@ -21,7 +21,9 @@ function show(e: TransitionEvent): void {
     e.signal && `signal=${e.signal}`,
     e.error && `error=${e.error.message}`,
   ].filter(Boolean);
-  console.log(`${paint(90, t)}  #${String(e.seq).padEnd(3)} ${e.workloadId.padEnd(9)} ${arrow.padEnd(color ? 32 : 23)} ${detail.join(" ")}`);
+  console.log(
+    `${paint(90, t)}  #${String(e.seq).padEnd(3)} ${e.workloadId.padEnd(9)} ${arrow.padEnd(color ? 32 : 23)} ${detail.join(" ")}`,
+  );
 }
 
 const dir = mkdtempSync(join(tmpdir(), "runtime-kernel-demo-"));
@@ -32,7 +34,10 @@ const kernel = createRuntimeKernel({
     shell: { runnable: { command: ["sh", "-c", "echo started; sleep 30"] }, graceMs: 2_000 },
     chatty: { runnable: { command: ["sh", "-c", "for i in 1 2 3; do echo line $i; done; exit 3"] } },
     idle: { runnable: { command: ["sleep", "30"] }, idleTimeoutMs: 1_500 },
-    stubborn: { runnable: { command: ["sh", "-c", "trap '' TERM; echo ignoring SIGTERM; while :; do sleep 1; done"] }, graceMs: 1_000 },
+    stubborn: {
+      runnable: { command: ["sh", "-c", "trap '' TERM; echo ignoring SIGTERM; while :; do sleep 1; done"] },
+      graceMs: 1_000,
+    },
   },
   ownerQuota: 2,
 });
@@ -47,14 +52,18 @@ await kernel.create({ workloadId: "chatty", profile: "chatty", owner: "alice" })
 const chatty = await kernel.waitFor("chatty", "stopped");
 const lines: string[] = [];
 for await (const entry of kernel.logs("chatty")) lines.push(entry.line);
-console.log(`  chatty exited ${chatty.exitCode} (${chatty.stopReason}); its output: ${JSON.stringify(lines)}`);
+console.log(
+  `  chatty exited ${chatty.exitCode} (${chatty.stopReason}); its output: ${JSON.stringify(lines)}`,
+);
 
 await kernel.create({ workloadId: "idler", profile: "idle", owner: "bob" });
 console.log("  idler has an idle TTL of 1.5 s and nobody touches it...");
 console.log(`  idler: ${(await kernel.waitFor("idler", "stopped")).stopReason}`);
 
 await kernel.create({ workloadId: "stubborn", profile: "stubborn", owner: "alice" });
-const quota = await kernel.create({ workloadId: "one-more", profile: "shell", owner: "alice" }).catch((e) => e);
+const quota = await kernel
+  .create({ workloadId: "one-more", profile: "shell", owner: "alice" })
+  .catch((e) => e);
 console.log(`  alice's third live workload (quota 2): ${quota.code} (${quota.message})`);
 console.log("  stopping stubborn: SIGTERM is ignored, so SIGKILL follows the 1 s grace...");
 const stubborn = await kernel.stop("stubborn");

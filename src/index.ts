@@ -19,9 +19,9 @@ export type {
   WorkloadHandle,
 } from "./backends/backend.js";
 export { exitCodeForSignal, LABELS, signalForExitCode } from "./backends/backend.js";
-export type { Clock } from "./clock.js";
-export { DEFAULT_INHERITED_ENV, ProcessBackend } from "./backends/process/index.js";
 export type { ProcessBackendOptions, ProcessHandle, SupervisorStats } from "./backends/process/index.js";
+export { DEFAULT_INHERITED_ENV, ProcessBackend } from "./backends/process/index.js";
+export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
 export * from "./errors.js";
 export type { CredentialBroker, CredentialRequest } from "./kernel/credentials.js";

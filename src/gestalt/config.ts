@@ -1,0 +1,417 @@
+/**
+ * The Gestalt configuration subset this layer reads: runtime providers, the default hosted
+ * provider, each plugin's and hosted agent's `execution`, and egress. Parsed with zod from
+ * YAML or a plain object; every refusal is an {@link InvalidSpecError} whose issues name the
+ * offending path (for example `plugins.support.execution.runtime.provider`).
+ *
+ * Keys outside the subset are kept as they are: a full gestaltd configuration loads.
+ * @module
+ */
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import { InvalidSpecError, type ValidationIssue } from "../errors.js";
+
+/** What `loadGestaltConfig` refuses with: an `INVALID_SPEC` error whose issues name each path. */
+export type GestaltConfigError = InvalidSpecError;
+
+/** `runtime.providers.<name>`: one runtime provider, by built-in driver or by source. */
+export interface RuntimeProviderConfig {
+  /** A driver the host knows (`local` is built in; others come from `createPluginHost({ drivers })`). */
+  driver?: string;
+  /**
+   * Where the provider comes from when it is not a built-in driver: a gRPC address
+   * (`unix:///run/provider.sock`, `dns:host:port`, ...) or an object that the host's
+   * `resolveSource` understands (for example gestaltd's `{ path }` or `{ ref }`).
+   */
+  source?: string | Record<string, unknown>;
+  /** The provider hosted plugins use when they name none and no default is configured. */
+  default: boolean;
+  /** Provider-specific settings, passed to its driver. */
+  config: Record<string, unknown>;
+}
+
+/** `execution.runtime`: where and how a hosted plugin runs. */
+export interface HostedRuntimeConfig {
+  /** A `runtime.providers` entry; absent: the default hosted provider. */
+  provider?: string;
+  image?: string;
+  template?: string;
+  /** Registry credentials for `image`. A secret. */
+  imagePullAuth?: { dockerConfigJson: string };
+  metadata: Record<string, string>;
+}
+
+/** `plugins.<n>.execution` and `providers.agent.<n>.execution`. */
+export interface ExecutionConfig {
+  /** `local`: the host runs it itself. `hosted`: a runtime provider runs it. */
+  mode: "local" | "hosted";
+  runtime?: HostedRuntimeConfig;
+}
+
+/** `plugins.<n>` (the keys this layer reads; every other key is kept). */
+export interface PluginConfig {
+  /** The program to run, in the session's filesystem. */
+  command?: string;
+  args: string[];
+  env: Record<string, string>;
+  /** Hostnames the plugin may reach, exact or `*.suffix`. Empty: the server's `egress` decides. */
+  allowedHosts: string[];
+  /** A binary on the host that a remote runtime may copy into the session. */
+  hostBinary?: string;
+  /**
+   * The host services the plugin uses (names of `createPluginHost({ hostServices })`). A
+   * runtime-kernel extension: gestaltd infers them from its other plugin keys.
+   */
+  hostServices: string[];
+  execution?: ExecutionConfig;
+  [key: string]: unknown;
+}
+
+/** `providers.agent.<n>`: a hosted agent. Agents always need host-service access. */
+export interface AgentConfig extends PluginConfig {}
+
+/** `egress`: the server's outbound policy. */
+export interface EgressConfig {
+  /** Hostnames every plugin may reach unless the plugin lists its own. */
+  allowedHosts: string[];
+  /** The fate of a host when no allow-list applies. Default `allow`. */
+  defaultAction: "allow" | "deny";
+}
+
+/** The parsed configuration subset. */
+export interface GestaltConfig {
+  server: { runtime: { defaultHostedProvider?: string }; [key: string]: unknown };
+  runtime: { providers: Record<string, RuntimeProviderConfig> };
+  plugins: Record<string, PluginConfig>;
+  providers: { agent: Record<string, AgentConfig>; [key: string]: unknown };
+  egress: EgressConfig;
+  [key: string]: unknown;
+}
+
+const LEGACY_RUNTIME_MESSAGE =
+  "the plugin-level runtime block is no longer supported; use `execution.mode: hosted` with `execution.runtime`";
+
+/** An exact hostname or `*.suffix`, as an allow-list holds them. */
+const HOST_PATTERN =
+  /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const allowedHostsSchema = z
+  .array(
+    z
+      .string({ error: "must be a string" })
+      .regex(HOST_PATTERN, "must be a hostname or *.suffix (no scheme, port or path)"),
+    { error: "must be a list of hostnames" },
+  )
+  .default([]);
+
+const imagePullAuthSchema = z.strictObject({
+  dockerConfigJson: z
+    .string({ error: "is required: the Docker config JSON (with a non-empty auths) to pull the image" })
+    .superRefine((text, ctx) => {
+      // Never quote the value: it holds registry credentials.
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        ctx.addIssue({ code: "custom", message: "must be Docker config JSON (it does not parse as JSON)" });
+        return;
+      }
+      const auths = (parsed as { auths?: unknown } | null)?.auths;
+      if (
+        typeof parsed !== "object" ||
+        parsed === null ||
+        typeof auths !== "object" ||
+        auths === null ||
+        Array.isArray(auths) ||
+        Object.keys(auths).length === 0
+      ) {
+        ctx.addIssue({
+          code: "custom",
+          message: 'must be Docker config JSON with a non-empty "auths" object',
+        });
+      }
+    }),
+});
+
+const runtimeBlockSchema = z
+  .strictObject({
+    provider: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
+    image: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
+    template: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
+    imagePullAuth: imagePullAuthSchema.optional(),
+    metadata: z.record(z.string(), z.string({ error: "must be a string" })).default({}),
+  })
+  .superRefine((runtime, ctx) => {
+    if (runtime.imagePullAuth && !runtime.image) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["imagePullAuth"],
+        message: "is set but no image is: set image too",
+      });
+    }
+    for (const key of Object.keys(runtime.metadata)) {
+      if (key.trim() === "")
+        ctx.addIssue({ code: "custom", path: ["metadata"], message: "keys must not be empty" });
+    }
+  });
+
+const executionSchema = z
+  .strictObject({
+    mode: z.enum(["local", "hosted"], { error: 'must be "local" or "hosted"' }).optional(),
+    runtime: runtimeBlockSchema.optional(),
+  })
+  .superRefine((execution, ctx) => {
+    if (execution.mode === "local" && execution.runtime) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["runtime"],
+        message: "is only allowed with mode: hosted (mode is local)",
+      });
+    }
+  })
+  .transform((execution): ExecutionConfig => {
+    // A runtime block with no mode means hosted; no block and no mode means local.
+    const mode = execution.mode ?? (execution.runtime ? "hosted" : "local");
+    return execution.runtime ? { mode, runtime: execution.runtime } : { mode };
+  });
+
+const pluginSchema = z
+  .looseObject({
+    command: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
+    args: z.array(z.string({ error: "must be a string" })).default([]),
+    env: z.record(z.string(), z.string({ error: "must be a string" })).default({}),
+    allowedHosts: allowedHostsSchema,
+    hostBinary: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
+    hostServices: z.array(z.string().min(1, "must not be empty")).default([]),
+    execution: executionSchema.optional(),
+    runtime: z.unknown().optional(),
+  })
+  .superRefine((plugin, ctx) => {
+    if (plugin.runtime !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["runtime"], message: LEGACY_RUNTIME_MESSAGE });
+    }
+    for (const key of Object.keys(plugin.env)) {
+      if (!ENV_KEY.test(key)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["env", key],
+          message: "must be a valid environment variable name",
+        });
+      }
+    }
+  })
+  .transform(({ runtime: _legacy, ...plugin }) => plugin as PluginConfig);
+
+const providerEntrySchema = z
+  .strictObject({
+    driver: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
+    source: z
+      .union([z.string().min(1, "must not be empty"), z.record(z.string(), z.unknown())], {
+        error: "must be an address string or a source object",
+      })
+      .optional(),
+    default: z.boolean({ error: "must be true or false" }).default(false),
+    config: z.record(z.string(), z.unknown(), { error: "must be a mapping" }).default({}),
+  })
+  .superRefine((entry, ctx) => {
+    if (entry.driver === undefined && entry.source === undefined) {
+      ctx.addIssue({ code: "custom", message: "needs a driver (for example driver: local) or a source" });
+    }
+    if (entry.driver !== undefined && entry.source !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["source"],
+        message: "cannot be set together with driver: choose one",
+      });
+    }
+  });
+
+const egressSchema = z
+  .strictObject({
+    allowedHosts: allowedHostsSchema,
+    defaultAction: z.enum(["allow", "deny"], { error: 'must be "allow" or "deny"' }).default("allow"),
+  })
+  .default({ allowedHosts: [], defaultAction: "allow" });
+
+const configSchema = z
+  .looseObject({
+    server: z
+      .looseObject({
+        runtime: z
+          .looseObject({
+            defaultHostedProvider: z
+              .string({ error: "must be a string" })
+              .min(1, "must not be empty")
+              .optional(),
+          })
+          .default({}),
+      })
+      .default({ runtime: {} }),
+    runtime: z
+      .looseObject({
+        providers: z
+          .record(z.string().min(1, "provider names must not be empty"), providerEntrySchema)
+          .default({}),
+      })
+      .default({ providers: {} }),
+    plugins: z.record(z.string().min(1, "plugin names must not be empty"), pluginSchema).default({}),
+    providers: z
+      .looseObject({
+        agent: z.record(z.string().min(1, "agent names must not be empty"), pluginSchema).default({}),
+      })
+      .default({ agent: {} }),
+    egress: egressSchema,
+  })
+  .superRefine((config, ctx) => {
+    const providers = config.runtime.providers;
+    const names = Object.keys(providers);
+    const known = names.length ? names.join(", ") : "none";
+    const defaults = names.filter((n) => providers[n]?.default);
+    if (defaults.length > 1) {
+      for (const name of defaults) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["runtime", "providers", name, "default"],
+          message: `more than one runtime provider is the default (${defaults.join(", ")}): keep one`,
+        });
+      }
+    }
+    const serverDefault = config.server.runtime.defaultHostedProvider;
+    if (serverDefault !== undefined && !Object.hasOwn(providers, serverDefault)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["server", "runtime", "defaultHostedProvider"],
+        message: `unknown runtime provider "${serverDefault}" (configured: ${known})`,
+      });
+    }
+    const hasDefault = serverDefault !== undefined || defaults.length === 1;
+    const check = (section: string[], entries: Record<string, PluginConfig>) => {
+      for (const [name, entry] of Object.entries(entries)) {
+        const runtime = entry.execution?.runtime;
+        const path = [...section, name, "execution", "runtime", "provider"];
+        if (runtime?.provider !== undefined && !Object.hasOwn(providers, runtime.provider)) {
+          ctx.addIssue({
+            code: "custom",
+            path,
+            message: `unknown runtime provider "${runtime.provider}" (configured: ${known})`,
+          });
+        } else if (entry.execution?.mode === "hosted" && runtime?.provider === undefined && !hasDefault) {
+          ctx.addIssue({
+            code: "custom",
+            path,
+            message:
+              "no runtime provider for this hosted plugin: set it here, or server.runtime.defaultHostedProvider, or default: true on one runtime.providers entry",
+          });
+        }
+      }
+    };
+    check(["plugins"], config.plugins);
+    check(["providers", "agent"], config.providers.agent);
+  });
+
+function issuesOf(error: z.ZodError): ValidationIssue[] {
+  return error.issues.flatMap((issue) => {
+    const base = issue.path.map(String);
+    if (issue.code === "unrecognized_keys") {
+      return issue.keys.map((key) => ({ path: [...base, key].join("."), message: "is not a known key" }));
+    }
+    return [{ path: base.join("."), message: issue.message }];
+  });
+}
+
+/**
+ * Parses and validates the Gestalt configuration subset, from YAML text or an object.
+ * Throws an `INVALID_SPEC` {@link InvalidSpecError} whose `issues` name every bad path.
+ *
+ * @example
+ * ```ts
+ * const config = loadGestaltConfig(`
+ * runtime:
+ *   providers:
+ *     local: { driver: local, default: true }
+ * plugins:
+ *   support:
+ *     command: ./support-plugin
+ *     execution: { mode: hosted }
+ * `);
+ * ```
+ */
+export function loadGestaltConfig(input: string | Record<string, unknown>): GestaltConfig {
+  let value: unknown = input;
+  if (typeof input === "string") {
+    const document = parseDocument(input, { prettyErrors: true });
+    if (document.errors.length > 0) {
+      throw new InvalidSpecError(
+        document.errors.map((e) => ({ path: "", message: `YAML: ${e.message.split("\n")[0]}` })),
+        { subject: "gestalt config" },
+      );
+    }
+    value = document.toJS() ?? {};
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidSpecError([{ path: "", message: "must be a mapping at the top level" }], {
+      subject: "gestalt config",
+    });
+  }
+  const result = configSchema.safeParse(value);
+  if (!result.success) throw new InvalidSpecError(issuesOf(result.error), { subject: "gestalt config" });
+  return result.data as unknown as GestaltConfig;
+}
+
+/** Which plugin-like entry: a plugin (`plugins.<n>`) or a hosted agent (`providers.agent.<n>`). */
+export type PluginKind = "plugin" | "agent";
+
+/** The config path of an entry, for messages. */
+export function entryPath(kind: PluginKind, name: string): string {
+  return kind === "plugin" ? `plugins.${name}` : `providers.agent.${name}`;
+}
+
+/** How the runtime provider of a hosted entry was chosen. */
+export type ProviderSelectionSource =
+  | "execution.runtime.provider"
+  | "server.runtime.defaultHostedProvider"
+  | "default";
+
+/**
+ * Selects the runtime provider of a hosted plugin or agent: its own
+ * `execution.runtime.provider`, else `server.runtime.defaultHostedProvider`, else the single
+ * `runtime.providers` entry with `default: true`. Throws `INVALID_SPEC` naming the path when
+ * none applies.
+ */
+export function selectRuntimeProvider(
+  config: GestaltConfig,
+  kind: PluginKind,
+  name: string,
+): { provider: string; selectedBy: ProviderSelectionSource } {
+  const entry = kind === "plugin" ? config.plugins[name] : config.providers.agent[name];
+  const path = entryPath(kind, name);
+  if (!entry) {
+    const known = Object.keys(kind === "plugin" ? config.plugins : config.providers.agent);
+    throw new InvalidSpecError(
+      [{ path, message: `is not configured (configured: ${known.join(", ") || "none"})` }],
+      {
+        subject: "gestalt config",
+      },
+    );
+  }
+  const own = entry.execution?.runtime?.provider;
+  if (own !== undefined) return { provider: own, selectedBy: "execution.runtime.provider" };
+  const serverDefault = config.server.runtime.defaultHostedProvider;
+  if (serverDefault !== undefined)
+    return { provider: serverDefault, selectedBy: "server.runtime.defaultHostedProvider" };
+  const defaults = Object.entries(config.runtime.providers).filter(([, p]) => p.default);
+  if (defaults.length === 1) return { provider: defaults[0]![0], selectedBy: "default" };
+  throw new InvalidSpecError(
+    [
+      {
+        path: `${path}.execution.runtime.provider`,
+        message:
+          defaults.length > 1
+            ? "several runtime providers are the default: keep one"
+            : "no runtime provider selected: set it here, or server.runtime.defaultHostedProvider, or default: true on one runtime.providers entry",
+      },
+    ],
+    { subject: "gestalt config" },
+  );
+}

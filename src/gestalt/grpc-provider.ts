@@ -1,0 +1,199 @@
+/**
+ * The client adapter: any process that speaks `gestalt.provider.v1.PluginRuntimeProvider`
+ * over gRPC, driven through the {@link RuntimeProvider} port (and the log host's client).
+ * @module
+ */
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type ChannelOptions,
+  type Client,
+  type ClientUnaryCall,
+  credentials as grpcCredentials,
+  Metadata,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import * as pb from "../gen/gestalt/provider/v1/provider.js";
+import type { Empty } from "../gen/google/protobuf/empty.js";
+import { channelSettings, parseDialTarget } from "./dial.js";
+import type { ProviderCallOptions, RuntimeLogHost, RuntimeProvider, RuntimeSupport } from "./provider.js";
+import { RuntimeProviderError } from "./provider.js";
+import {
+  bindingFromWire,
+  bindToWire,
+  errorFromStatus,
+  hostedPluginFromWire,
+  logEntryToWire,
+  sessionFromWire,
+  startPluginToWire,
+  startSessionToWire,
+  supportFromWire,
+} from "./wire.js";
+
+/** Options of {@link grpcRuntimeProvider} and {@link grpcRuntimeLogHost}. */
+export interface GrpcClientOptions {
+  /** Default: insecure for unix/tcp/plain targets, TLS (1.2+) for `tls://`. */
+  credentials?: ChannelCredentials;
+  /** Per-call deadline. Default 60,000 ms (StartPlugin may wait for a plugin to listen, or an image to pull). */
+  callTimeoutMs?: number;
+  channelOptions?: ChannelOptions;
+}
+
+/**
+ * The gRPC target and credentials of a provider address: `unix:///path`, `tcp://host:port`,
+ * `tls://host:port`, or any target gRPC understands (`dns:host:port`, `127.0.0.1:5000`).
+ */
+export function resolveGrpcAddress(
+  address: string,
+  options: GrpcClientOptions = {},
+): { target: string; credentials: ChannelCredentials; channelOptions: ChannelOptions } {
+  if (/^(unix|tcp|tls):/i.test(address)) {
+    const target = parseDialTarget(address);
+    const settings = channelSettings(
+      target,
+      options.channelOptions ? { channelOptions: options.channelOptions } : {},
+    );
+    return {
+      target: target.grpcTarget,
+      credentials: options.credentials ?? settings.credentials,
+      channelOptions: settings.options,
+    };
+  }
+  return {
+    target: address,
+    credentials: options.credentials ?? grpcCredentials.createInsecure(),
+    channelOptions: options.channelOptions ?? {},
+  };
+}
+
+type Callback<T> = (error: ServiceError | null, response: T) => void;
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: Callback<Res>,
+) => ClientUnaryCall;
+
+function unary<Req, Res>(
+  client: Client,
+  method: string,
+  fn: UnaryMethod<Req, Res>,
+  request: Req,
+  timeoutMs: number,
+  options: ProviderCallOptions = {},
+): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(
+        new RuntimeProviderError("START_ABORTED", method, `${method} was aborted`, {
+          cause: options.signal.reason,
+        }),
+      );
+      return;
+    }
+    const onAbort = () => call.cancel();
+    const call = fn.call(
+      client,
+      request,
+      new Metadata(),
+      { deadline: Date.now() + timeoutMs },
+      (error, response) => {
+        options.signal?.removeEventListener("abort", onAbort);
+        if (error) reject(errorFromStatus(method, error));
+        else resolve(response);
+      },
+    );
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * A {@link RuntimeProvider} that drives a provider process over gRPC.
+ *
+ * @example
+ * ```ts
+ * const provider = grpcRuntimeProvider("unix:///run/gestalt/provider.sock");
+ * console.log(await provider.getSupport());
+ * await provider.close?.();
+ * ```
+ */
+export function grpcRuntimeProvider(address: string, options: GrpcClientOptions = {}): RuntimeProvider {
+  const resolved = resolveGrpcAddress(address, options);
+  const client = new pb.PluginRuntimeProviderClient(
+    resolved.target,
+    resolved.credentials,
+    resolved.channelOptions,
+  );
+  const timeout = options.callTimeoutMs ?? 60_000;
+  const c = client as unknown as Record<string, UnaryMethod<unknown, unknown>>;
+  const call = <Req, Res>(name: string, method: string, request: Req, o?: ProviderCallOptions) =>
+    unary<Req, Res>(client, method, c[name] as UnaryMethod<Req, Res>, request, timeout, o);
+
+  return {
+    async getSupport(o): Promise<RuntimeSupport> {
+      return supportFromWire(await call<Empty, pb.PluginRuntimeSupport>("getSupport", "GetSupport", {}, o));
+    },
+    async startSession(request, o) {
+      const wire = startSessionToWire(request);
+      return sessionFromWire(await call("startSession", "StartSession", wire, o));
+    },
+    async getSession(request, o) {
+      return sessionFromWire(await call("getSession", "GetSession", { sessionId: request.sessionId }, o));
+    },
+    async listSessions(o) {
+      const response = await call<pb.ListPluginRuntimeSessionsRequest, pb.ListPluginRuntimeSessionsResponse>(
+        "listSessions",
+        "ListSessions",
+        {},
+        o,
+      );
+      return response.sessions.map(sessionFromWire);
+    },
+    async stopSession(request, o) {
+      await call("stopSession", "StopSession", { sessionId: request.sessionId }, o);
+    },
+    async bindHostService(request, o) {
+      return bindingFromWire(await call("bindHostService", "BindHostService", bindToWire(request), o));
+    },
+    async startPlugin(request, o) {
+      return hostedPluginFromWire(await call("startPlugin", "StartPlugin", startPluginToWire(request), o));
+    },
+    async close() {
+      client.close();
+    },
+  };
+}
+
+/**
+ * A {@link RuntimeLogHost} that appends to a host's `PluginRuntimeLogHost` over gRPC: what a
+ * provider process uses to send its plugins' output to the host.
+ */
+export function grpcRuntimeLogHost(
+  address: string,
+  options: GrpcClientOptions = {},
+): RuntimeLogHost & { close(): Promise<void> } {
+  const resolved = resolveGrpcAddress(address, options);
+  const client = new pb.PluginRuntimeLogHostClient(
+    resolved.target,
+    resolved.credentials,
+    resolved.channelOptions,
+  );
+  const timeout = options.callTimeoutMs ?? 60_000;
+  const append = (client as unknown as Record<string, UnaryMethod<unknown, unknown>>)
+    .appendLogs as UnaryMethod<pb.AppendPluginRuntimeLogsRequest, pb.AppendPluginRuntimeLogsResponse>;
+  return {
+    async appendLogs(request) {
+      const response = await unary(
+        client,
+        "AppendLogs",
+        append,
+        { sessionId: request.sessionId, logs: request.logs.map(logEntryToWire) },
+        timeout,
+      );
+      return { lastSeq: response.lastSeq };
+    },
+    async close() {
+      client.close();
+    },
+  };
+}

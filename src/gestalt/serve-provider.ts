@@ -1,0 +1,170 @@
+/**
+ * The server adapter: any TypeScript {@link RuntimeProvider} served as
+ * `gestalt.provider.v1.PluginRuntimeProvider`, so a host in another language (gestaltd
+ * itself) can use it; and a {@link RuntimeLogHost} served as `PluginRuntimeLogHost`.
+ * @module
+ */
+import { rm } from "node:fs/promises";
+import {
+  type handleUnaryCall,
+  Server,
+  type ServerCredentials,
+  ServerCredentials as ServerCreds,
+  type ServerUnaryCall,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import * as pb from "../gen/gestalt/provider/v1/provider.js";
+import type { Empty } from "../gen/google/protobuf/empty.js";
+import type { ProviderCallOptions, RuntimeLogHost, RuntimeProvider } from "./provider.js";
+import { unimplemented } from "./provider.js";
+import {
+  bindFromWire,
+  bindingToWire,
+  hostedPluginToWire,
+  logEntryFromWire,
+  sessionToWire,
+  startPluginFromWire,
+  startSessionFromWire,
+  statusFromError,
+  supportToWire,
+} from "./wire.js";
+
+/** Options of {@link serveRuntimeProvider} and {@link serveRuntimeLogHost}. */
+export interface ServeOptions {
+  /** Default: insecure (a unix socket or loopback address is expected). */
+  credentials?: ServerCredentials;
+  /** How long `close()` lets calls in flight finish before cutting them. Default 3,000 ms. */
+  shutdownGraceMs?: number;
+}
+
+/** A running gRPC server. */
+export interface ServedEndpoint {
+  /** The address it listens on, with the port filled in (for example `127.0.0.1:43117` or `unix:///tmp/p.sock`). */
+  readonly address: string;
+  /** The bound TCP port (0 for a unix socket). */
+  readonly port: number;
+  readonly server: Server;
+  /** Stops the server: calls in flight get `shutdownGraceMs`, then are cut. */
+  close(): Promise<void>;
+}
+
+function bindAddress(address: string): { bind: string; unixPath?: string } {
+  const unix = /^unix:(?:\/\/)?(.+)$/i.exec(address);
+  if (unix) return { bind: `unix:${unix[1]!}`, unixPath: unix[1]! };
+  const tcp = /^tcp:\/\/(.+)$/i.exec(address);
+  if (tcp) return { bind: tcp[1]! };
+  if (address.startsWith("/")) return { bind: `unix:${address}`, unixPath: address };
+  return { bind: address };
+}
+
+function handler<Req, Res>(
+  fn: (request: Req, options: ProviderCallOptions) => Promise<Res>,
+): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback) => {
+    const controller = new AbortController();
+    call.once("cancelled", () => controller.abort(new Error("the caller cancelled the call")));
+    fn(call.request, { signal: controller.signal }).then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(statusFromError(error) as ServiceError),
+    );
+  };
+}
+
+/** Starts `server` on `address` with the given services and returns the endpoint. */
+async function listen(
+  address: string,
+  services: [
+    definition: pb.PluginRuntimeProviderService | pb.PluginRuntimeLogHostService,
+    UntypedServiceImplementation,
+  ][],
+  options: ServeOptions,
+): Promise<ServedEndpoint> {
+  const server = new Server();
+  for (const [definition, implementation] of services) server.addService(definition, implementation);
+  const { bind, unixPath } = bindAddress(address);
+  // A stale socket file from a killed process would make the bind fail.
+  if (unixPath) await rm(unixPath, { force: true });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(bind, options.credentials ?? ServerCreds.createInsecure(), (error, p) =>
+      error ? reject(error) : resolve(p),
+    );
+  });
+  const shown = unixPath ? `unix://${unixPath}` : bind.replace(/:0$/, `:${port}`);
+  let closing: Promise<void> | undefined;
+  return {
+    address: shown,
+    port: unixPath ? 0 : port,
+    server,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), options.shutdownGraceMs ?? 3_000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}
+
+/**
+ * Serves a TypeScript {@link RuntimeProvider} over gRPC at `address` (`unix:///path`,
+ * `127.0.0.1:0`, `tcp://127.0.0.1:0`). A method the provider lacks (`listSessions`) answers
+ * UNIMPLEMENTED; library errors map to gRPC statuses (`WORKLOAD_NOT_FOUND` to NOT_FOUND, ...).
+ *
+ * @example
+ * ```ts
+ * const endpoint = await serveRuntimeProvider(localRuntimeProvider({ kernel }), "unix:///run/provider.sock");
+ * // point gestaltd (or grpcRuntimeProvider) at endpoint.address
+ * await endpoint.close();
+ * ```
+ */
+export function serveRuntimeProvider(
+  provider: RuntimeProvider,
+  address: string,
+  options: ServeOptions = {},
+): Promise<ServedEndpoint> {
+  const implementation: pb.PluginRuntimeProviderServer = {
+    getSupport: handler(async (_req: Empty, o) => supportToWire(await provider.getSupport(o))),
+    startSession: handler(async (req: pb.StartPluginRuntimeSessionRequest, o) =>
+      sessionToWire(await provider.startSession(startSessionFromWire(req), o)),
+    ),
+    getSession: handler(async (req: pb.GetPluginRuntimeSessionRequest, o) =>
+      sessionToWire(await provider.getSession({ sessionId: req.sessionId }, o)),
+    ),
+    listSessions: handler(async (_req: pb.ListPluginRuntimeSessionsRequest, o) => {
+      if (!provider.listSessions) throw unimplemented("ListSessions");
+      return { sessions: (await provider.listSessions(o)).map(sessionToWire) };
+    }),
+    stopSession: handler(async (req: pb.StopPluginRuntimeSessionRequest, o) => {
+      await provider.stopSession({ sessionId: req.sessionId }, o);
+      return {};
+    }),
+    bindHostService: handler(async (req: pb.BindPluginRuntimeHostServiceRequest, o) =>
+      bindingToWire(await provider.bindHostService(bindFromWire(req), o)),
+    ),
+    startPlugin: handler(async (req: pb.StartHostedPluginRequest, o) =>
+      hostedPluginToWire(await provider.startPlugin(startPluginFromWire(req), o)),
+    ),
+  };
+  return listen(address, [[pb.PluginRuntimeProviderService, implementation]], options);
+}
+
+/**
+ * Serves a {@link RuntimeLogHost} as `gestalt.provider.v1.PluginRuntimeLogHost`, so provider
+ * processes can append their plugins' output to this host.
+ */
+export function serveRuntimeLogHost(
+  logHost: RuntimeLogHost,
+  address: string,
+  options: ServeOptions = {},
+): Promise<ServedEndpoint> {
+  const implementation: pb.PluginRuntimeLogHostServer = {
+    appendLogs: handler(async (req: pb.AppendPluginRuntimeLogsRequest) =>
+      logHost.appendLogs({ sessionId: req.sessionId, logs: req.logs.map(logEntryFromWire) }),
+    ),
+  };
+  return listen(address, [[pb.PluginRuntimeLogHostService, implementation]], options);
+}

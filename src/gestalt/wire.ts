@@ -1,0 +1,283 @@
+/**
+ * Conversions between the runtime-provider port's TypeScript types and the generated
+ * `gestalt.provider.v1` messages, and between library errors and gRPC statuses.
+ * @module
+ */
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { isRuntimeKernelError, type RuntimeKernelErrorCode } from "../errors.js";
+import * as pb from "../gen/gestalt/provider/v1/provider.js";
+import type {
+  BindHostServiceRequest,
+  EgressMode,
+  HostedPluginInfo,
+  HostServiceBinding,
+  RuntimeLogEntry,
+  RuntimeLogStream,
+  RuntimeSession,
+  RuntimeSupport,
+  StartPluginRequest,
+  StartSessionRequest,
+} from "./provider.js";
+import { RuntimeProviderError } from "./provider.js";
+
+const ACCESS_TO_WIRE = {
+  unspecified: pb.PluginRuntimeHostServiceAccess.PLUGIN_RUNTIME_HOST_SERVICE_ACCESS_UNSPECIFIED,
+  none: pb.PluginRuntimeHostServiceAccess.PLUGIN_RUNTIME_HOST_SERVICE_ACCESS_NONE,
+  direct: pb.PluginRuntimeHostServiceAccess.PLUGIN_RUNTIME_HOST_SERVICE_ACCESS_DIRECT,
+} as const;
+
+const EGRESS_TO_WIRE: Record<EgressMode, pb.PluginRuntimeEgressMode> = {
+  unspecified: pb.PluginRuntimeEgressMode.PLUGIN_RUNTIME_EGRESS_MODE_UNSPECIFIED,
+  none: pb.PluginRuntimeEgressMode.PLUGIN_RUNTIME_EGRESS_MODE_NONE,
+  cidr: pb.PluginRuntimeEgressMode.PLUGIN_RUNTIME_EGRESS_MODE_CIDR,
+  hostname: pb.PluginRuntimeEgressMode.PLUGIN_RUNTIME_EGRESS_MODE_HOSTNAME,
+};
+
+const STREAM_TO_WIRE: Record<RuntimeLogStream, pb.PluginRuntimeLogStream> = {
+  unspecified: pb.PluginRuntimeLogStream.PLUGIN_RUNTIME_LOG_STREAM_UNSPECIFIED,
+  stdout: pb.PluginRuntimeLogStream.PLUGIN_RUNTIME_LOG_STREAM_STDOUT,
+  stderr: pb.PluginRuntimeLogStream.PLUGIN_RUNTIME_LOG_STREAM_STDERR,
+  runtime: pb.PluginRuntimeLogStream.PLUGIN_RUNTIME_LOG_STREAM_RUNTIME,
+};
+
+function invert<K extends string, V extends number>(map: Record<K, V>): Map<number, K> {
+  return new Map(Object.entries(map).map(([k, v]) => [v as number, k as K]));
+}
+const ACCESS_FROM_WIRE = invert(ACCESS_TO_WIRE);
+const EGRESS_FROM_WIRE = invert(EGRESS_TO_WIRE);
+const STREAM_FROM_WIRE = invert(STREAM_TO_WIRE);
+
+/** `RuntimeSupport` to the wire. */
+export function supportToWire(support: RuntimeSupport): pb.PluginRuntimeSupport {
+  return {
+    canHostPlugins: support.canHostPlugins,
+    hostServiceAccess: ACCESS_TO_WIRE[support.hostServiceAccess] ?? ACCESS_TO_WIRE.unspecified,
+    egressMode: EGRESS_TO_WIRE[support.egressMode] ?? EGRESS_TO_WIRE.unspecified,
+  };
+}
+
+/** `RuntimeSupport` from the wire (unknown enum values read as `unspecified`). */
+export function supportFromWire(support: pb.PluginRuntimeSupport): RuntimeSupport {
+  return {
+    canHostPlugins: support.canHostPlugins,
+    hostServiceAccess: ACCESS_FROM_WIRE.get(support.hostServiceAccess) ?? "unspecified",
+    egressMode: EGRESS_FROM_WIRE.get(support.egressMode) ?? "unspecified",
+  };
+}
+
+/** A session to the wire. */
+export function sessionToWire(session: RuntimeSession): pb.PluginRuntimeSession {
+  const lifecycle = session.lifecycle;
+  return {
+    id: session.id,
+    state: session.state,
+    metadata: { ...session.metadata },
+    lifecycle: lifecycle
+      ? {
+          startedAt: lifecycle.startedAt,
+          recommendedDrainAt: lifecycle.recommendedDrainAt,
+          expiresAt: lifecycle.expiresAt,
+        }
+      : undefined,
+    stateReason: session.stateReason ?? "",
+    stateMessage: session.stateMessage ?? "",
+  };
+}
+
+/** A session from the wire. */
+export function sessionFromWire(session: pb.PluginRuntimeSession): RuntimeSession {
+  const out: RuntimeSession = { id: session.id, state: session.state, metadata: { ...session.metadata } };
+  if (session.lifecycle) {
+    const l = session.lifecycle;
+    out.lifecycle = {
+      ...(l.startedAt ? { startedAt: l.startedAt } : {}),
+      ...(l.recommendedDrainAt ? { recommendedDrainAt: l.recommendedDrainAt } : {}),
+      ...(l.expiresAt ? { expiresAt: l.expiresAt } : {}),
+    };
+  }
+  if (session.stateReason) out.stateReason = session.stateReason;
+  if (session.stateMessage) out.stateMessage = session.stateMessage;
+  return out;
+}
+
+/** `StartSession`'s request to the wire. */
+export function startSessionToWire(request: StartSessionRequest): pb.StartPluginRuntimeSessionRequest {
+  return {
+    pluginName: request.pluginName,
+    template: request.template ?? "",
+    image: request.image ?? "",
+    metadata: { ...request.metadata },
+    imagePullAuth: request.imagePullAuth
+      ? { dockerConfigJson: request.imagePullAuth.dockerConfigJson }
+      : undefined,
+  };
+}
+
+/** `StartSession`'s request from the wire. */
+export function startSessionFromWire(request: pb.StartPluginRuntimeSessionRequest): StartSessionRequest {
+  return {
+    pluginName: request.pluginName,
+    ...(request.template ? { template: request.template } : {}),
+    ...(request.image ? { image: request.image } : {}),
+    metadata: { ...request.metadata },
+    ...(request.imagePullAuth?.dockerConfigJson
+      ? { imagePullAuth: { dockerConfigJson: request.imagePullAuth.dockerConfigJson } }
+      : {}),
+  };
+}
+
+/** `BindHostService`'s request to the wire. */
+export function bindToWire(request: BindHostServiceRequest): pb.BindPluginRuntimeHostServiceRequest {
+  return {
+    sessionId: request.sessionId,
+    envVar: request.envVar,
+    relay: request.relay ? { dialTarget: request.relay.dialTarget } : undefined,
+  };
+}
+
+/** `BindHostService`'s request from the wire. */
+export function bindFromWire(request: pb.BindPluginRuntimeHostServiceRequest): BindHostServiceRequest {
+  return {
+    sessionId: request.sessionId,
+    envVar: request.envVar,
+    ...(request.relay ? { relay: { dialTarget: request.relay.dialTarget } } : {}),
+  };
+}
+
+/** A binding to the wire. */
+export function bindingToWire(binding: HostServiceBinding): pb.PluginRuntimeHostServiceBinding {
+  return {
+    id: binding.id,
+    sessionId: binding.sessionId,
+    envVar: binding.envVar,
+    relay: binding.relay ? { dialTarget: binding.relay.dialTarget } : undefined,
+  };
+}
+
+/** A binding from the wire. */
+export function bindingFromWire(binding: pb.PluginRuntimeHostServiceBinding): HostServiceBinding {
+  return {
+    id: binding.id,
+    sessionId: binding.sessionId,
+    envVar: binding.envVar,
+    ...(binding.relay ? { relay: { dialTarget: binding.relay.dialTarget } } : {}),
+  };
+}
+
+/** `StartPlugin`'s request to the wire. */
+export function startPluginToWire(request: StartPluginRequest): pb.StartHostedPluginRequest {
+  return {
+    sessionId: request.sessionId,
+    pluginName: request.pluginName,
+    command: request.command,
+    args: [...(request.args ?? [])],
+    env: { ...request.env },
+    allowedHosts: [...(request.allowedHosts ?? [])],
+    defaultAction: request.defaultAction ?? "",
+    hostBinary: request.hostBinary ?? "",
+  };
+}
+
+/** `StartPlugin`'s request from the wire. */
+export function startPluginFromWire(request: pb.StartHostedPluginRequest): StartPluginRequest {
+  const action = request.defaultAction;
+  return {
+    sessionId: request.sessionId,
+    pluginName: request.pluginName,
+    command: request.command,
+    args: [...request.args],
+    env: { ...request.env },
+    allowedHosts: [...request.allowedHosts],
+    defaultAction: action === "allow" || action === "deny" ? action : "",
+    ...(request.hostBinary ? { hostBinary: request.hostBinary } : {}),
+  };
+}
+
+/** A started plugin to the wire. */
+export function hostedPluginToWire(plugin: HostedPluginInfo): pb.HostedPlugin {
+  return {
+    id: plugin.id,
+    sessionId: plugin.sessionId,
+    pluginName: plugin.pluginName,
+    dialTarget: plugin.dialTarget,
+  };
+}
+
+/** A started plugin from the wire. */
+export function hostedPluginFromWire(plugin: pb.HostedPlugin): HostedPluginInfo {
+  return {
+    id: plugin.id,
+    sessionId: plugin.sessionId,
+    pluginName: plugin.pluginName,
+    dialTarget: plugin.dialTarget,
+  };
+}
+
+/** A log entry to the wire. */
+export function logEntryToWire(entry: RuntimeLogEntry): pb.PluginRuntimeLogEntry {
+  return {
+    stream: STREAM_TO_WIRE[entry.stream] ?? STREAM_TO_WIRE.unspecified,
+    message: entry.message,
+    observedAt: entry.observedAt,
+    sourceSeq: entry.sourceSeq,
+  };
+}
+
+/** A log entry from the wire. */
+export function logEntryFromWire(entry: pb.PluginRuntimeLogEntry): RuntimeLogEntry {
+  return {
+    stream: STREAM_FROM_WIRE.get(entry.stream) ?? "unspecified",
+    message: entry.message,
+    ...(entry.observedAt ? { observedAt: entry.observedAt } : {}),
+    sourceSeq: entry.sourceSeq,
+  };
+}
+
+const CODE_FROM_STATUS = new Map<number, RuntimeKernelErrorCode>([
+  [status.NOT_FOUND, "WORKLOAD_NOT_FOUND"],
+  [status.UNAVAILABLE, "BACKEND_UNAVAILABLE"],
+  [status.DEADLINE_EXCEEDED, "BACKEND_UNAVAILABLE"],
+  [status.INVALID_ARGUMENT, "INVALID_SPEC"],
+  [status.RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED"],
+  [status.FAILED_PRECONDITION, "WORKLOAD_CONFLICT"],
+  [status.ALREADY_EXISTS, "WORKLOAD_CONFLICT"],
+  [status.CANCELLED, "START_ABORTED"],
+]);
+
+const STATUS_FROM_CODE: Partial<Record<string, status>> = {
+  WORKLOAD_NOT_FOUND: status.NOT_FOUND,
+  BACKEND_UNAVAILABLE: status.UNAVAILABLE,
+  INVALID_SPEC: status.INVALID_ARGUMENT,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  QUOTA_EXCEEDED: status.RESOURCE_EXHAUSTED,
+  WORKLOAD_CONFLICT: status.FAILED_PRECONDITION,
+  START_ABORTED: status.CANCELLED,
+  KERNEL_SHUT_DOWN: status.UNAVAILABLE,
+  START_FAILED: status.FAILED_PRECONDITION,
+};
+
+/** A gRPC error of a provider call, as a {@link RuntimeProviderError} (message = the provider's). */
+export function errorFromStatus(method: string, error: ServiceError): RuntimeProviderError {
+  const code = CODE_FROM_STATUS.get(error.code) ?? "BACKEND_ERROR";
+  const message = error.details || error.message;
+  return new RuntimeProviderError(code, method, message, {
+    cause: error,
+    grpcCode: error.code,
+    unimplemented: error.code === status.UNIMPLEMENTED,
+    retryable: code === "BACKEND_UNAVAILABLE",
+  });
+}
+
+/** What a provider's thrown error becomes on the wire: a gRPC status and its details. */
+export function statusFromError(error: unknown): Partial<ServiceError> {
+  const message = error instanceof Error ? error.message : String(error);
+  const metadata = new Metadata();
+  if (error instanceof RuntimeProviderError && error.unimplemented) {
+    return { code: status.UNIMPLEMENTED, details: message, metadata };
+  }
+  if (isRuntimeKernelError(error)) {
+    metadata.set("runtime-kernel-code", error.code);
+    return { code: STATUS_FROM_CODE[error.code] ?? status.UNKNOWN, details: message, metadata };
+  }
+  return { code: status.UNKNOWN, details: message, metadata };
+}

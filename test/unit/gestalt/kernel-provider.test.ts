@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest";
+import { sessionStateOf } from "../../../src/gestalt/kernel-provider.js";
+import type { WorkloadStatus } from "../../../src/index.js";
+
+const status = (fields: Partial<WorkloadStatus>): WorkloadStatus => ({
+  workloadId: "w",
+  runId: "r",
+  profile: "gestalt-plugin",
+  state: "running",
+  createdAt: 0,
+  restarts: 0,
+  ...fields,
+});
+
+describe("sessionStateOf: a session's state from its plugin workload's lifecycle", () => {
+  it("is ready before any workload, pending while it starts, running while it runs", () => {
+    expect(sessionStateOf(undefined)).toEqual({ state: "ready" });
+    expect(sessionStateOf(status({ state: "starting" }))).toEqual({ state: "pending" });
+    expect(sessionStateOf(status({ state: "running" }))).toEqual({ state: "running" });
+  });
+
+  it("is stopped after a requested or policy stop, or a clean exit", () => {
+    for (const stopReason of [
+      "requested",
+      "completed",
+      "shutdown",
+      "idle_timeout",
+      "max_lifetime",
+    ] as const) {
+      expect(sessionStateOf(status({ state: "stopped", stopReason, exitCode: 0 }))).toEqual({
+        state: "stopped",
+        reason: stopReason,
+        message: "exit code 0",
+      });
+    }
+  });
+
+  it("is failed after a failure, an OOM kill, a loss or a failed start, with the reason and what happened", () => {
+    expect(
+      sessionStateOf(status({ state: "stopped", stopReason: "failed", exitCode: 137, signal: "SIGKILL" })),
+    ).toEqual({
+      state: "failed",
+      reason: "failed",
+      message: "exit code 137 (SIGKILL)",
+    });
+    expect(sessionStateOf(status({ state: "stopped", stopReason: "oom", exitCode: 137 })).state).toBe(
+      "failed",
+    );
+    expect(sessionStateOf(status({ state: "destroyed", stopReason: "lost" })).state).toBe("failed");
+    expect(
+      sessionStateOf(
+        status({
+          state: "stopped",
+          stopReason: "start_failed",
+          error: { code: "START_FAILED", message: "no such image" },
+        }),
+      ),
+    ).toEqual({ state: "failed", reason: "start_failed", message: "no such image" });
+  });
+
+  it("says stopping while the workload stops", () => {
+    expect(sessionStateOf(status({ state: "stopping" }))).toMatchObject({
+      state: "stopped",
+      reason: "stopping",
+    });
+  });
+});
