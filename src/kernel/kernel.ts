@@ -61,6 +61,8 @@ const DEFAULT_GRACE_MS = 10_000;
 /** After a successful kill, probe the exit this often in case the backend's watch missed it. */
 const KILL_PROBE_MS = 5_000;
 const KILL_RETRY_MS = 1_000;
+/** Cleanup attempts per workload at shutdown (1 s, then 2 s apart) before leaving it behind. */
+const SHUTDOWN_CLEANUP_ATTEMPTS = 3;
 
 const ORDER: Record<WorkloadState, number> = Object.fromEntries(
   WORKLOAD_STATES.map((s, i) => [s, i]),
@@ -101,6 +103,8 @@ interface WorkloadRecord {
   /** What to do once the current run is destroyed: start a new run. */
   next?: { restart: boolean };
   restartAt?: number;
+  /** Epoch ms at which the current run reached `stopped`. */
+  stoppedAt?: number;
 }
 
 /** Options of `kernel.stop()`. */
@@ -204,6 +208,8 @@ class Kernel implements RuntimeKernel {
     if (this.#closing) throw new KernelShutDownError();
     const spec = parseWorkloadSpec(input, this.#profiles);
     for (;;) {
+      // Again on every pass: a create that waited may resume while the kernel shuts down.
+      if (this.#closing) throw new KernelShutDownError();
       const existing = this.#records.get(spec.workloadId);
       if (!existing) {
         this.#charge(spec);
@@ -239,6 +245,13 @@ class Kernel implements RuntimeKernel {
           this.#uncharge(existing);
           throw error;
         });
+        // A destroy() that landed during the reclaim cancelled the new run.
+        if (this.#records.get(spec.workloadId) !== existing) {
+          throw new StartFailedError(
+            spec.workloadId,
+            `Workload "${spec.workloadId}" was destroyed before it ran`,
+          );
+        }
         return this.waitFor(spec.workloadId, "running");
       }
       // Stopping, or a new run is already being prepared: wait for that and look again.
@@ -287,10 +300,13 @@ class Kernel implements RuntimeKernel {
     record.restartAt = undefined;
     if (record.state === "stopped") this.#cancelTimer(record);
     const done = this.waitFor(workloadId, "destroyed");
-    record.actor.send({
-      type: "DESTROY",
-      ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
-    });
+    // Between a destroyed run and the next one the old actor is final: clearing `next` is enough.
+    if (record.state !== "destroyed") {
+      record.actor.send({
+        type: "DESTROY",
+        ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
+      });
+    }
     await done;
   }
 
@@ -368,7 +384,10 @@ class Kernel implements RuntimeKernel {
         newest.set(id, item);
       } else leftovers.push(item);
     }
-    for (const item of newest.values()) {
+    // Running workloads first: they are live whatever the quota says, and the restart of
+    // one that exited meanwhile must fit in what they leave of its owner's quota.
+    const items = [...newest.values()].sort((x, y) => Number(x.exit !== null) - Number(y.exit !== null));
+    for (const item of items) {
       const record = this.#adopt(item);
       if (item.exit) {
         record.actor.send({ type: "EXITED", status: item.exit });
@@ -453,6 +472,7 @@ class Kernel implements RuntimeKernel {
     record.startError = undefined;
     record.cleanupError = undefined;
     record.restartAt = undefined;
+    record.stoppedAt = undefined;
     record.actor = createActor(this.#machine, { input: this.#lifecycleInput(record) });
     record.actor.start();
   }
@@ -481,6 +501,9 @@ class Kernel implements RuntimeKernel {
         adopted: {
           handle: item.handle,
           now: this.#clock.now(),
+          // It did run (waitFor "running" must not call it a failed start); when exactly is
+          // not recorded, its creation is the closest bound known.
+          startedAt: record.createdAt,
           ...(Number.isFinite(maxAt) && maxAt > 0 ? { maxLifetimeDeadline: maxAt } : {}),
         },
       },
@@ -829,7 +852,10 @@ class Kernel implements RuntimeKernel {
     if (record.restarts > 0) event.restart = record.restarts;
     if (record.recovered) event.recovered = true;
 
-    if (state === "stopped") this.#onStopped(record, context);
+    if (state === "stopped") {
+      record.stoppedAt = event.at;
+      this.#onStopped(record, context);
+    }
     this.#hub.publish(event, state);
     if (state === "destroyed") this.#onDestroyed(record, context);
     else this.#settleWaiters(record, context);
@@ -840,9 +866,18 @@ class Kernel implements RuntimeKernel {
       this.#uncharge(record);
       return;
     }
-    const delay = this.#closing
+    let delay = this.#closing
       ? undefined
       : restartDelay(record.profile.restart, context.stopReason, record.restarts + 1);
+    if (delay !== undefined && !record.charged) {
+      // An exit found by recover() was never charged; its restart is live again, within the quota.
+      try {
+        this.#charge(record.spec);
+        record.charged = true;
+      } catch {
+        delay = undefined;
+      }
+    }
     if (delay !== undefined) {
       // The quota stays charged: the restart is the same workload going on.
       record.restartAt = this.#clock.now() + delay;
@@ -965,6 +1000,7 @@ class Kernel implements RuntimeKernel {
       restarts: record.restarts,
     };
     if (context.startedAt !== undefined) status.startedAt = context.startedAt;
+    if (record.stoppedAt !== undefined) status.stoppedAt = record.stoppedAt;
     if (context.exitCode !== undefined) status.exitCode = context.exitCode;
     if (context.signal !== undefined) status.signal = context.signal;
     if (
@@ -993,7 +1029,13 @@ class Kernel implements RuntimeKernel {
       for (const record of records) {
         this.#disarm(record);
         if (record.ticket) this.#starts.withdraw(record.ticket);
+        // A start still in flight cannot be left running for recover(): the backend reclaims it.
+        record.abort?.abort(new KernelShutDownError({ workloadId: record.spec.workloadId }));
         record.actor.stop();
+        // No transition will settle these any more (create, stop, destroy, waitFor).
+        const error = new KernelShutDownError({ workloadId: record.spec.workloadId });
+        for (const waiter of record.waiters ?? []) waiter.reject(error);
+        record.waiters = undefined;
       }
       this.#records.clear();
     } else {
@@ -1009,10 +1051,23 @@ class Kernel implements RuntimeKernel {
               ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
             });
           }
-          try {
-            await this.destroy(id, options.graceMs !== undefined ? { graceMs: options.graceMs } : {});
-          } catch (error) {
-            if (!isRuntimeKernelError(error, "WORKLOAD_NOT_FOUND")) this.#hub.fault(asError(error));
+          // A failed cleanup is retried a few times, soon (not on the reaper's backoff, which
+          // may have grown to minutes), so that a transient failure leaves nothing behind.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await this.destroy(id, options.graceMs !== undefined ? { graceMs: options.graceMs } : {});
+              break;
+            } catch (error) {
+              if (isRuntimeKernelError(error, "WORKLOAD_NOT_FOUND")) break;
+              if (!isRuntimeKernelError(error, "CLEANUP_FAILED")) {
+                this.#hub.fault(asError(error));
+                break;
+              }
+              // Already reported on `error` (by #cleanupFailed); give up after a few attempts.
+              if (attempt >= SHUTDOWN_CLEANUP_ATTEMPTS) break;
+              const retryMs = cleanupRetryDelay(attempt);
+              await new Promise<void>((resolve) => this.#scheduler.after(retryMs, resolve));
+            }
           }
         }),
       );

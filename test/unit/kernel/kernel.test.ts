@@ -60,6 +60,7 @@ describe("createRuntimeKernel: the lifecycle", () => {
       exitCode: 143,
       signal: "SIGTERM",
     });
+    expect(stopped.stoppedAt).toBeGreaterThanOrEqual(stopped.startedAt as number);
 
     await kernel.destroy("w1");
     expect(fake.workloads()).toHaveLength(0);

@@ -1,0 +1,129 @@
+/**
+ * The configuration of `runtime-kernel serve`: a YAML or JSON file (YAML is a superset of
+ * JSON, so one parser reads both), validated by zod with messages that name the field,
+ * then overridden by flags. Profiles are validated by the kernel's own `profileSchema`, so
+ * a profile that `serve` accepts is one the kernel accepts.
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { InvalidSpecError, type Profile, profileSchema } from "../index.js";
+
+/** The backends `serve` can drive. */
+export const BACKEND_TYPES = ["process", "docker", "kubernetes", "fake"] as const;
+
+/** A backend's name. */
+export type BackendType = (typeof BACKEND_TYPES)[number];
+
+const duration = z.number().int("must be an integer number of milliseconds").nonnegative("must be >= 0");
+
+const backendSchema = z.union([
+  z.enum(BACKEND_TYPES, { error: `must be one of ${BACKEND_TYPES.join(", ")}` }),
+  z.strictObject({
+    type: z.enum(BACKEND_TYPES, { error: `must be one of ${BACKEND_TYPES.join(", ")}` }),
+    /** Passed to the backend's constructor as they are (the backend validates them). */
+    options: z.record(z.string(), z.unknown()).optional(),
+  }),
+]);
+
+/** The zod schema of a `serve` config file. */
+export const serveConfigSchema = z.strictObject({
+  /** Names the kernel; the same id after a restart re-adopts the same workloads. */
+  kernelId: z.string().min(1, "must not be empty").optional(),
+  /** `unix:PATH` or `HOST:PORT`. */
+  address: z.string().min(1, "must not be empty").optional(),
+  backend: backendSchema.optional(),
+  profiles: z
+    .record(z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a simple name"), profileSchema)
+    .optional(),
+  ownerQuota: z.number().int("must be an integer").nonnegative("must be >= 0").optional(),
+  maxConcurrentStarts: z.number().int("must be an integer").positive("must be > 0").optional(),
+  reapAfterMs: duration.optional(),
+  pollIntervalMs: z.number().int("must be an integer").positive("must be > 0").optional(),
+  eventRetention: z.number().int("must be an integer").nonnegative("must be >= 0").optional(),
+  /** At shutdown: stop every workload, or leave them running for the next `serve` to recover. */
+  onShutdown: z.enum(["stop-workloads", "leave-running"]).optional(),
+  /** Re-adopt this kernel's workloads at start (default true). */
+  recover: z.boolean().optional(),
+  /** A file holding the bearer token every call must carry (never the token itself in the config). */
+  tokenFile: z.string().min(1, "must not be empty").optional(),
+  tls: z
+    .strictObject({
+      certFile: z.string().min(1, "must not be empty"),
+      keyFile: z.string().min(1, "must not be empty"),
+      /** Enables mutual TLS: clients must present a certificate signed by this CA. */
+      caFile: z.string().min(1, "must not be empty").optional(),
+    })
+    .optional(),
+  /** Allow a plaintext listener reachable from other machines (off: such an address needs tls). */
+  allowInsecureRemote: z.boolean().optional(),
+});
+
+/** A parsed `serve` config file. */
+export type ServeConfig = Omit<z.infer<typeof serveConfigSchema>, "profiles"> & {
+  profiles?: Record<string, Profile>;
+};
+
+/** The profiles `serve` offers when the config names none: `default`, which runs whatever the caller asks. */
+export const DEFAULT_PROFILES: Record<string, Profile> = { default: { runnable: {} } };
+
+/** Validates a config object; throws {@link InvalidSpecError} naming each bad field. */
+export function parseServeConfig(input: unknown, source = "config"): ServeConfig {
+  const result = serveConfigSchema.safeParse(input ?? {});
+  if (!result.success) {
+    throw new InvalidSpecError(
+      result.error.issues.map((issue) => ({
+        path: issue.path.map(String).join("."),
+        message: issue.message,
+      })),
+      { subject: source },
+    );
+  }
+  return result.data as ServeConfig;
+}
+
+/** Reads and validates a YAML or JSON config file. */
+export function loadServeConfig(path: string): ServeConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new InvalidSpecError([{ path: "", message: `cannot read ${path}: ${(error as Error).message}` }], {
+      subject: "config file",
+    });
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (error) {
+    throw new InvalidSpecError(
+      [{ path: "", message: `${path} is not valid YAML or JSON: ${(error as Error).message}` }],
+      {
+        subject: "config file",
+      },
+    );
+  }
+  const config = parseServeConfig(data, `config file ${path}`);
+  // Files named in a config are relative to the config, not to wherever serve was started.
+  const base = dirname(resolve(path));
+  const at = (file: string) => resolve(base, file);
+  if (config.tokenFile) config.tokenFile = at(config.tokenFile);
+  if (config.tls) {
+    config.tls = {
+      certFile: at(config.tls.certFile),
+      keyFile: at(config.tls.keyFile),
+      ...(config.tls.caFile ? { caFile: at(config.tls.caFile) } : {}),
+    };
+  }
+  return config;
+}
+
+/** The backend type and options a config names. */
+export function backendOf(config: ServeConfig): { type: BackendType; options: Record<string, unknown> } {
+  const b = config.backend;
+  if (b === undefined) return { type: "process", options: {} };
+  if (typeof b === "string") return { type: b, options: {} };
+  return { type: b.type, options: b.options ?? {} };
+}

@@ -1,0 +1,309 @@
+/**
+ * `createRuntimeClient()`: a typed TypeScript client of the runtime.v1 service, over the
+ * generated ts-proto code. It speaks the kernel's own vocabulary: `create(spec)` takes a
+ * `WorkloadSpec`, statuses and events come back exactly as `kernel.get()` and
+ * `kernel.events()` produce them in process, and failures are `RuntimeKernelError`s with
+ * the kernel's `code` ({@link RuntimeServiceError}). Swapping an in-process kernel for a
+ * remote one changes the constructor call, not the code around it.
+ * @module
+ */
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  type CallOptions as GrpcCallOptions,
+  credentials as grpcCredentials,
+  Metadata,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import { HealthClient, healthCheckResponse_ServingStatusToJSON } from "../gen/grpc/health/v1/health.js";
+import * as wire from "../gen/runtime/v1/runtime.js";
+import type {
+  ListFilter,
+  LogEntry,
+  RequestedStopReason,
+  TransitionEvent,
+  WorkloadSpec,
+  WorkloadStatus,
+} from "../index.js";
+import { defaultAddress, grpcTarget, parseAddress } from "./address.js";
+import {
+  eventFromWire,
+  listFilterToWire,
+  logEntryFromWire,
+  specToWire,
+  statusFromWire,
+  stopReasonToWire,
+} from "./convert.js";
+import { fromWireError, GrpcStatus, type RuntimeServiceError } from "./errors.js";
+
+/** PEM material to dial a TLS server. */
+export interface ClientTlsOptions {
+  /** CA certificates that sign the server's certificate (PEM); default: the system's roots. */
+  ca?: string | Buffer;
+  /** The client's certificate chain, for mutual TLS (PEM). */
+  cert?: string | Buffer;
+  /** The client's private key, for mutual TLS (PEM). */
+  key?: string | Buffer;
+  /** The name to verify the server's certificate against, when it differs from the address's host. */
+  serverName?: string;
+}
+
+/** Options of {@link createRuntimeClient}. */
+export interface RuntimeClientOptions {
+  /** gRPC channel credentials; default plaintext. Exclusive with `tls`. */
+  credentials?: ChannelCredentials;
+  /** Dial with TLS; shorthand for `credentials`. */
+  tls?: ClientTlsOptions;
+  /** Sent as `authorization: Bearer <token>` on every runtime.v1 call. */
+  token?: string;
+  /** Extra grpc-js channel options. */
+  channelOptions?: ChannelOptions;
+}
+
+/** Per-call options. */
+export interface RuntimeCallOptions {
+  /** Cancels the call; the returned promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Fails the call with a retryable `BACKEND_UNAVAILABLE` (gRPC DEADLINE_EXCEEDED) after this long. */
+  timeoutMs?: number;
+}
+
+/** The health of a server, as grpc.health.v1 reports it. */
+export type ServingStatus = "SERVING" | "NOT_SERVING" | "UNKNOWN" | "SERVICE_UNKNOWN";
+
+/** A remote kernel: the runtime.v1 calls with the kernel's own types. */
+export interface RuntimeClient {
+  /** The address this client dials. */
+  readonly address: string;
+  /** `kernel.create(spec)`: resolves with the running status (idempotent on `workloadId`). */
+  create(spec: WorkloadSpec, options?: RuntimeCallOptions): Promise<WorkloadStatus>;
+  /** `kernel.get(id)`: the status, or `undefined` when the kernel does not know the workload. */
+  get(workloadId: string, options?: RuntimeCallOptions): Promise<WorkloadStatus | undefined>;
+  /** `kernel.list(filter)`. */
+  list(filter?: ListFilter, options?: RuntimeCallOptions): Promise<WorkloadStatus[]>;
+  /** `kernel.touch(id)`: records activity. */
+  touch(workloadId: string, options?: RuntimeCallOptions): Promise<void>;
+  /** `kernel.stop(id, options)`: resolves with the stopped status. */
+  stop(
+    workloadId: string,
+    options?: RuntimeCallOptions & { reason?: RequestedStopReason; graceMs?: number },
+  ): Promise<WorkloadStatus>;
+  /** `kernel.destroy(id, options)`: resolves once cleanup is confirmed. */
+  destroy(workloadId: string, options?: RuntimeCallOptions & { graceMs?: number }): Promise<void>;
+  /** `kernel.logs(id, options)`: the output line by line; ends quietly when `signal` aborts. */
+  logs(
+    workloadId: string,
+    options?: { follow?: boolean; tail?: number; signal?: AbortSignal },
+  ): AsyncIterableIterator<LogEntry>;
+  /**
+   * `kernel.events(options)`: retained events after `sinceSeq` (if given), then live ones, until
+   * `signal` aborts. To resume after a disconnect, call again with the last `seq` seen.
+   */
+  events(options?: {
+    workloadId?: string;
+    sinceSeq?: number;
+    signal?: AbortSignal;
+  }): AsyncIterableIterator<TransitionEvent>;
+  /** The server's health (grpc.health.v1 Check of the runtime.v1 service). */
+  health(options?: RuntimeCallOptions): Promise<ServingStatus>;
+  /** Resolves once the channel is connected; rejects with a retryable `BACKEND_UNAVAILABLE` after `timeoutMs`. */
+  waitForReady(timeoutMs: number): Promise<void>;
+  /** Closes the channel. */
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
+function channelCredentials(options: RuntimeClientOptions): ChannelCredentials {
+  if (options.credentials && options.tls) throw new TypeError("give either credentials or tls, not both");
+  if (options.credentials) return options.credentials;
+  if (!options.tls) return grpcCredentials.createInsecure();
+  const pem = (v: string | Buffer | undefined) =>
+    v === undefined ? null : typeof v === "string" ? Buffer.from(v) : v;
+  return grpcCredentials.createSsl(pem(options.tls.ca), pem(options.tls.key), pem(options.tls.cert));
+}
+
+function trailers(metadata: Metadata | undefined): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  if (!metadata) return out;
+  for (const [key, values] of Object.entries(metadata.getMap())) {
+    out[key] = typeof values === "string" ? values : values.toString();
+  }
+  return out;
+}
+
+/**
+ * Dials a runtime.v1 server. `address` defaults to where `runtime-kernel serve` listens by
+ * default (`$RUNTIME_KERNEL_ADDRESS`, else the user's private unix socket). The channel
+ * connects lazily, on the first call.
+ *
+ * @example
+ * ```ts
+ * const client = createRuntimeClient("unix:/tmp/runtime-kernel-1000/runtime.sock");
+ * const status = await client.create({ workloadId: "job-1", profile: "default", runnable: { command: ["sleep", "5"] } });
+ * for await (const event of client.events({ workloadId: "job-1", sinceSeq: 0 })) console.log(event.state);
+ * ```
+ */
+export function createRuntimeClient(address?: string, options: RuntimeClientOptions = {}): RuntimeClient {
+  const target = grpcTarget(parseAddress(address ?? defaultAddress()));
+  const channelOptions: ChannelOptions = {
+    // Channelz only feeds a debugging service; its per-call bookkeeping is pure cost.
+    "grpc.enable_channelz": 0,
+    ...(options.tls?.serverName ? { "grpc.ssl_target_name_override": options.tls.serverName } : {}),
+    ...options.channelOptions,
+  };
+  const creds = channelCredentials(options);
+  const client = new wire.RuntimeClient(target, creds, channelOptions);
+  // The health client shares the runtime client's channel rather than opening a second one.
+  const healthClient = new HealthClient(target, creds, {
+    ...channelOptions,
+    channelOverride: client.getChannel(),
+  });
+
+  const metadata = (): Metadata => {
+    const m = new Metadata();
+    if (options.token !== undefined) m.set("authorization", `Bearer ${options.token}`);
+    return m;
+  };
+
+  const callOptions = (options: RuntimeCallOptions | undefined): Partial<GrpcCallOptions> =>
+    options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
+
+  const toError = (error: ServiceError): RuntimeServiceError => {
+    const received = { code: error.code, details: error.details, metadata: trailers(error.metadata) };
+    if (
+      error.code === GrpcStatus.UNAVAILABLE &&
+      received.metadata["runtime-kernel-error-code"] === undefined
+    ) {
+      received.details = `runtime-kernel server at ${target} is unavailable: ${error.details}`;
+    }
+    return fromWireError(received, error);
+  };
+
+  /** Calls one unary method; an abort cancels the call and rejects with the signal's reason. */
+  const unary = <Req, Res>(
+    method: (
+      request: Req,
+      metadata: Metadata,
+      options: Partial<GrpcCallOptions>,
+      callback: (error: ServiceError | null, response: Res) => void,
+    ) => { cancel(): void },
+    request: Req,
+    options: RuntimeCallOptions | undefined,
+  ): Promise<Res> => {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<Res>((resolve, reject) => {
+      const onAbort = () => {
+        call.cancel();
+        reject(signal?.reason);
+      };
+      const call = method.call(client, request, metadata(), callOptions(options), (error, response) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (error) reject(signal?.aborted ? signal.reason : toError(error));
+        else resolve(response);
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  };
+
+  async function* stream<W, T>(
+    open: () => AsyncIterable<W> & { cancel(): void },
+    decode: (message: W) => T,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<T, void, undefined> {
+    if (signal?.aborted) return;
+    const call = open();
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const message of call) yield decode(message);
+    } catch (error) {
+      // Cancelled by our own signal: the iteration simply ends, as kernel.events() does.
+      if (signal?.aborted && (error as ServiceError).code === GrpcStatus.CANCELLED) return;
+      throw toError(error as ServiceError);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      // The consumer may stop early (break): release the server-side stream too.
+      call.cancel();
+    }
+  }
+
+  const api: RuntimeClient = {
+    address: target,
+    async create(spec, callOpts) {
+      return statusFromWire(await unary(client.create, { spec: specToWire(spec) }, callOpts));
+    },
+    async get(workloadId, callOpts) {
+      try {
+        return statusFromWire(await unary(client.get, { workloadId }, callOpts));
+      } catch (error) {
+        if ((error as RuntimeServiceError).code === "WORKLOAD_NOT_FOUND") return undefined;
+        throw error;
+      }
+    },
+    async list(filter, callOpts) {
+      const response = await unary(client.list, listFilterToWire(filter), callOpts);
+      return response.workloads.map(statusFromWire);
+    },
+    async touch(workloadId, callOpts) {
+      await unary(client.touch, { workloadId }, callOpts);
+    },
+    async stop(workloadId, callOpts) {
+      const request: wire.StopRequest = {
+        workloadId,
+        reason: callOpts?.reason === undefined ? undefined : stopReasonToWire(callOpts.reason),
+        graceMs: callOpts?.graceMs,
+      };
+      return statusFromWire(await unary(client.stop, request, callOpts));
+    },
+    async destroy(workloadId, callOpts) {
+      await unary(client.destroy, { workloadId, graceMs: callOpts?.graceMs }, callOpts);
+    },
+    logs(workloadId, logOpts = {}) {
+      const request: wire.LogsRequest = { workloadId, follow: logOpts.follow ?? false, tail: logOpts.tail };
+      return stream(() => client.logs(request, metadata()), logEntryFromWire, logOpts.signal);
+    },
+    events(eventOpts = {}) {
+      const request: wire.WatchEventsRequest = {
+        workloadId: eventOpts.workloadId,
+        sinceSeq: eventOpts.sinceSeq,
+      };
+      return stream(() => client.watchEvents(request, metadata()), eventFromWire, eventOpts.signal);
+    },
+    async health(callOpts) {
+      try {
+        const response = await unary(
+          healthClient.check,
+          { service: wire.RuntimeClient.serviceName },
+          callOpts,
+        );
+        return healthCheckResponse_ServingStatusToJSON(response.status) as ServingStatus;
+      } catch (error) {
+        if ((error as RuntimeServiceError).status === GrpcStatus.NOT_FOUND) return "SERVICE_UNKNOWN";
+        throw error;
+      }
+    },
+    waitForReady(timeoutMs) {
+      return new Promise<void>((resolve, reject) => {
+        client.waitForReady(Date.now() + timeoutMs, (error) => {
+          if (!error) return resolve();
+          reject(
+            fromWireError({
+              code: GrpcStatus.UNAVAILABLE,
+              details: `runtime-kernel server at ${target} did not answer within ${timeoutMs} ms: ${error.message}`,
+              metadata: {},
+            }),
+          );
+        });
+      });
+    },
+    close() {
+      healthClient.close();
+      client.close();
+    },
+    [Symbol.dispose]() {
+      api.close();
+    },
+  };
+  return api;
+}

@@ -1,0 +1,421 @@
+/**
+ * `serveRuntimeKernel()`: the runtime.v1 gRPC service in front of a kernel, so a control
+ * plane in any language can drive it. The service is a thin translation: every call is
+ * one kernel call, every error keeps the kernel's code (see `errors.ts`), every status and
+ * event carries exactly the kernel's fields (see `convert.ts`).
+ *
+ * Safe by default: it listens on a unix socket private to the user unless told otherwise,
+ * refuses a plaintext listener reachable from other machines, and can require a bearer
+ * token. Closing it drains: health turns NOT_SERVING, new calls are refused, open streams
+ * end with UNAVAILABLE (clients resume from their last `seq`), calls in flight finish,
+ * then the kernel stops its workloads or leaves them running for recovery, as configured.
+ * @module
+ */
+import { timingSafeEqual } from "node:crypto";
+import { existsSync, lstatSync, unlinkSync } from "node:fs";
+import { connect } from "node:net";
+import { dirname } from "node:path";
+import {
+  Metadata,
+  Server,
+  ServerCredentials,
+  type ServerOptions,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import { InvalidSpecError, WorkloadNotFoundError } from "../errors.js";
+import { HealthCheckResponse_ServingStatus, HealthService } from "../gen/grpc/health/v1/health.js";
+import * as wire from "../gen/runtime/v1/runtime.js";
+import type { RuntimeKernel } from "../index.js";
+import {
+  defaultAddress,
+  defaultSocketPath,
+  ensureSocketDir,
+  grpcTarget,
+  isLoopbackHost,
+  parseAddress,
+  type ServiceAddress,
+} from "./address.js";
+import {
+  eventToWire,
+  listFilterFromWire,
+  logEntryToWire,
+  requireWorkloadId,
+  specFromWire,
+  statusToWire,
+  stopOptionsFromWire,
+} from "./convert.js";
+import { GrpcStatus, type GrpcStatusCode, toWireError } from "./errors.js";
+import { HealthRegistry } from "./health.js";
+
+/** The full name of the runtime.v1 service, as health checks and reflection name it. */
+export const RUNTIME_SERVICE_NAME = "runtime.v1.Runtime";
+
+/** What happens to the kernel when the server closes. */
+export type KernelOnClose =
+  /** `kernel.shutdown()`: every workload is stopped (reason `shutdown`) and cleaned up. */
+  | "stop-workloads"
+  /** `kernel.shutdown({ leaveRunning: true })`: workloads keep running for a later `kernel.recover()`. */
+  | "leave-running"
+  /** The kernel is left alone (it is shared with something else in this process). */
+  | "keep-kernel";
+
+/** PEM material for a TLS listener. */
+export interface ServerTlsOptions {
+  /** The server's certificate chain (PEM). */
+  cert: string | Buffer;
+  /** The server's private key (PEM). */
+  key: string | Buffer;
+  /** CA certificates to verify client certificates with (PEM); enables mutual TLS. */
+  ca?: string | Buffer;
+  /** Refuse clients without a certificate signed by `ca` (default: true when `ca` is given). */
+  requireClientCert?: boolean;
+}
+
+/** Options of {@link serveRuntimeKernel}. */
+export interface ServeRuntimeKernelOptions {
+  /**
+   * `unix:PATH`, `HOST:PORT` (port 0 picks a free one), or a path. Default: `$RUNTIME_KERNEL_ADDRESS`,
+   * else a unix socket private to the user (see `defaultAddress()`).
+   */
+  address?: string;
+  /** gRPC server credentials; default plaintext (fine on a unix socket or loopback). Exclusive with `tls`. */
+  credentials?: ServerCredentials;
+  /** A TLS listener from PEM material; shorthand for `credentials`. */
+  tls?: ServerTlsOptions;
+  /** When set, every runtime.v1 call must carry `authorization: Bearer <token>` (health checks need none). */
+  token?: string;
+  /**
+   * Allow a plaintext listener on an address other machines can reach. Off by default: a
+   * kernel runs arbitrary commands, so a network listener needs TLS (and a token).
+   */
+  allowInsecureRemote?: boolean;
+  /** What closing the server does to the kernel. Default `"stop-workloads"`. */
+  onClose?: KernelOnClose;
+  /** How long `close()` waits for calls in flight before cutting them. Default 10,000 ms. */
+  drainTimeoutMs?: number;
+  /** Extra grpc-js server options (message sizes, keepalive, ...). */
+  serverOptions?: ServerOptions;
+}
+
+/** Options of {@link RuntimeKernelServer.close}. */
+export interface CloseServerOptions {
+  /** Overrides the server's `onClose` for this close. */
+  onClose?: KernelOnClose;
+  /** Overrides the server's `drainTimeoutMs` for this close. */
+  drainTimeoutMs?: number;
+}
+
+/** A running runtime.v1 server. */
+export interface RuntimeKernelServer {
+  /** The bound address, as clients dial it (`unix:/path`, or `host:port` with the real port). */
+  readonly address: string;
+  /** Drains and stops the server, then applies `onClose` to the kernel. Idempotent. */
+  close(options?: CloseServerOptions): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
+type Streaming<Req, Res> = (call: ServerWritableStream<Req, Res>) => void;
+
+function toServiceError(error: unknown): { code: GrpcStatusCode; details: string; metadata: Metadata } {
+  const out = toWireError(error);
+  const metadata = new Metadata();
+  for (const [key, value] of Object.entries(out.metadata)) metadata.set(key, value);
+  return { code: out.code, details: out.details, metadata };
+}
+
+function tokenChecker(token: string | undefined): (metadata: Metadata) => boolean {
+  if (token === undefined) return () => true;
+  const expected = Buffer.from(`Bearer ${token}`);
+  return (metadata) => {
+    const given = metadata.get("authorization")[0];
+    const actual = Buffer.from(typeof given === "string" ? given : (given ?? ""));
+    // Compare in constant time so the token cannot be guessed byte by byte from response times.
+    return actual.length === expected.length && timingSafeEqual(actual, expected);
+  };
+}
+
+function credentialsFor(options: ServeRuntimeKernelOptions): ServerCredentials {
+  if (options.credentials && options.tls) {
+    throw new InvalidSpecError([{ path: "tls", message: "give either credentials or tls, not both" }], {
+      subject: "server options",
+    });
+  }
+  if (options.credentials) return options.credentials;
+  if (!options.tls) return ServerCredentials.createInsecure();
+  const { cert, key, ca, requireClientCert } = options.tls;
+  const toBuffer = (v: string | Buffer) => (typeof v === "string" ? Buffer.from(v) : v);
+  return ServerCredentials.createSsl(
+    ca === undefined ? null : toBuffer(ca),
+    [{ cert_chain: toBuffer(cert), private_key: toBuffer(key) }],
+    requireClientCert ?? ca !== undefined,
+  );
+}
+
+/** Removes a socket left by a server that died, and refuses to take over one that still answers. */
+async function claimSocketPath(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  if (!lstatSync(path).isSocket()) {
+    throw new InvalidSpecError([{ path: "address", message: `${path} exists and is not a socket` }], {
+      subject: "server options",
+    });
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const socket = connect(path);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+  if (alive) {
+    throw new InvalidSpecError(
+      [{ path: "address", message: `another server is already listening on unix:${path}` }],
+      { subject: "server options" },
+    );
+  }
+  unlinkSync(path);
+}
+
+function bind(server: Server, target: string, credentials: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(target, credentials, (error, port) => (error ? reject(error) : resolve(port)));
+  });
+}
+
+/**
+ * Serves `kernel` over gRPC as the runtime.v1 `Runtime` service (plus grpc.health.v1).
+ * Resolves once the server is listening.
+ *
+ * @example
+ * ```ts
+ * const server = await serveRuntimeKernel(kernel, { address: "127.0.0.1:0" });
+ * const client = createRuntimeClient(server.address);
+ * await client.create({ workloadId: "w1", profile: "default" });
+ * await server.close(); // drains, then stops the kernel's workloads
+ * ```
+ */
+export async function serveRuntimeKernel(
+  kernel: RuntimeKernel,
+  options: ServeRuntimeKernelOptions = {},
+): Promise<RuntimeKernelServer> {
+  const usingDefault = options.address === undefined;
+  const parsed: ServiceAddress = parseAddress(options.address ?? defaultAddress());
+  const credentials = credentialsFor(options);
+  const secure = options.credentials !== undefined || options.tls !== undefined;
+  if (parsed.kind === "tcp" && !isLoopbackHost(parsed.host) && !secure && !options.allowInsecureRemote) {
+    throw new InvalidSpecError(
+      [
+        {
+          path: "address",
+          message: `${parsed.host} is reachable from other machines: serve it with tls (and a token), or set allowInsecureRemote`,
+        },
+      ],
+      { subject: "server options" },
+    );
+  }
+  if (parsed.kind === "unix") {
+    const isDefaultPath = usingDefault && parsed.path === defaultSocketPath();
+    ensureSocketDir(dirname(parsed.path), { private: isDefaultPath });
+    await claimSocketPath(parsed.path);
+  }
+
+  const authorized = tokenChecker(options.token);
+  const health = new HealthRegistry([RUNTIME_SERVICE_NAME]);
+  const streams = new Set<{ abort: AbortController; call: ServerWritableStream<unknown, unknown> }>();
+  /** Unary calls awaiting the kernel, each with the function that fails it at the drain timeout. */
+  const pending = new Set<() => void>();
+  let closing = false;
+
+  /** Why a call may not proceed (shutting down, bad token), or undefined. */
+  const gate = (metadata: Metadata): { code: GrpcStatusCode; details: string } | undefined => {
+    if (closing) return { code: GrpcStatus.UNAVAILABLE, details: "runtime-kernel server is shutting down" };
+    if (!authorized(metadata)) {
+      return { code: GrpcStatus.UNAUTHENTICATED, details: "missing or wrong bearer token" };
+    }
+    return undefined;
+  };
+
+  const unary =
+    <Req, Res>(handler: (request: Req) => Promise<Res> | Res): Unary<Req, Res> =>
+    (call, callback) => {
+      const refused = gate(call.metadata);
+      if (refused) return callback(refused);
+      // Settled once: by the kernel's answer, or by close() when the drain timeout cuts it.
+      let settled = false;
+      const settle: sendUnaryData<Res> = (error, response) => {
+        if (settled) return;
+        settled = true;
+        pending.delete(cut);
+        callback(error, response);
+      };
+      const cut = () =>
+        settle({
+          code: GrpcStatus.UNAVAILABLE,
+          details: "runtime-kernel server shut down before the call finished",
+        });
+      pending.add(cut);
+      let result: Promise<Res>;
+      try {
+        result = Promise.resolve(handler(call.request));
+      } catch (error) {
+        result = Promise.reject(error);
+      }
+      result.then(
+        (response) => settle(null, response),
+        (error: unknown) => settle(toServiceError(error)),
+      );
+    };
+
+  const streaming =
+    <Req, Item, Res>(
+      source: (request: Req, signal: AbortSignal) => AsyncIterable<Item>,
+      encode: (item: Item) => Res,
+    ): Streaming<Req, Res> =>
+    (call) => {
+      const refused = gate(call.metadata);
+      if (refused) {
+        call.emit("error", refused);
+        return;
+      }
+      const abort = new AbortController();
+      const entry = { abort, call: call as ServerWritableStream<unknown, unknown> };
+      streams.add(entry);
+      call.on("cancelled", () => abort.abort());
+      void (async () => {
+        try {
+          for await (const item of source(call.request, abort.signal)) {
+            if (abort.signal.aborted) break;
+            // Respect the client's flow control: a slow reader holds the kernel iterator, whose
+            // own bound ends it with EVENTS_OVERFLOW rather than buffering without limit here.
+            if (!call.write(encode(item))) {
+              await new Promise<void>((resolve) => {
+                const done = () => {
+                  call.off("drain", done);
+                  abort.signal.removeEventListener("abort", done);
+                  resolve();
+                };
+                call.on("drain", done);
+                abort.signal.addEventListener("abort", done, { once: true });
+              });
+            }
+          }
+          if (closing && abort.signal.aborted) {
+            call.emit("error", {
+              code: GrpcStatus.UNAVAILABLE,
+              details: "runtime-kernel server is shutting down",
+            });
+          } else if (!call.cancelled) call.end();
+        } catch (error) {
+          if (!call.cancelled) call.emit("error", toServiceError(error));
+        } finally {
+          streams.delete(entry);
+        }
+      })();
+    };
+
+  const runtime: wire.RuntimeServer = {
+    create: unary<wire.CreateRequest, wire.WorkloadStatus>(async (request) =>
+      statusToWire(await kernel.create(specFromWire(request.spec))),
+    ),
+    get: unary<wire.GetRequest, wire.WorkloadStatus>((request) => {
+      const status = kernel.get(requireWorkloadId(request.workloadId));
+      if (status === undefined) throw new WorkloadNotFoundError(request.workloadId);
+      return statusToWire(status);
+    }),
+    list: unary<wire.ListRequest, wire.ListResponse>((request) => ({
+      workloads: kernel.list(listFilterFromWire(request)).map(statusToWire),
+    })),
+    touch: unary<wire.TouchRequest, wire.TouchResponse>((request) => {
+      kernel.touch(requireWorkloadId(request.workloadId));
+      return {};
+    }),
+    stop: unary<wire.StopRequest, wire.WorkloadStatus>(async (request) =>
+      statusToWire(await kernel.stop(requireWorkloadId(request.workloadId), stopOptionsFromWire(request))),
+    ),
+    destroy: unary<wire.DestroyRequest, wire.DestroyResponse>(async (request) => {
+      const id = requireWorkloadId(request.workloadId);
+      await kernel.destroy(id, request.graceMs !== undefined ? { graceMs: request.graceMs } : {});
+      return {};
+    }),
+    logs: streaming<wire.LogsRequest, Parameters<typeof logEntryToWire>[0], wire.LogEntry>(
+      (request, signal) =>
+        kernel.logs(requireWorkloadId(request.workloadId), {
+          follow: request.follow,
+          ...(request.tail !== undefined ? { tail: request.tail } : {}),
+          signal,
+        }),
+      logEntryToWire,
+    ),
+    watchEvents: streaming<wire.WatchEventsRequest, Parameters<typeof eventToWire>[0], wire.TransitionEvent>(
+      (request, signal) =>
+        kernel.events({
+          ...(request.workloadId !== undefined ? { workloadId: request.workloadId } : {}),
+          ...(request.sinceSeq !== undefined ? { sinceSeq: request.sinceSeq } : {}),
+          signal,
+        }),
+      eventToWire,
+    ),
+  };
+
+  // Channelz only feeds a debugging service this server does not expose; its per-call bookkeeping is pure cost.
+  const server = new Server({ "grpc.enable_channelz": 0, ...options.serverOptions });
+  server.addService(wire.RuntimeService, runtime);
+  server.addService(HealthService, health.implementation());
+  let port: number;
+  try {
+    port = await bind(server, grpcTarget(parsed), credentials);
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
+  const address = parsed.kind === "unix" ? `unix:${parsed.path}` : grpcTarget({ ...parsed, port });
+
+  let closed: Promise<void> | undefined;
+  const close = (closeOptions: CloseServerOptions = {}): Promise<void> => {
+    closed ??= (async () => {
+      closing = true;
+      health.setAll(HealthCheckResponse_ServingStatus.NOT_SERVING);
+      health.endWatches();
+      // Streams never end by themselves: end them so the clients reconnect elsewhere or later.
+      for (const stream of streams) stream.abort.abort();
+      const drainTimeoutMs = closeOptions.drainTimeoutMs ?? options.drainTimeoutMs ?? 10_000;
+      await new Promise<void>((resolve) => {
+        let force: NodeJS.Timeout | undefined;
+        const timer = setTimeout(() => {
+          // Answer what is left with a status a client can act on, rather than a bare CANCELLED,
+          // then give those answers a moment to leave before cutting the connections.
+          for (const cut of [...pending]) cut();
+          force = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 1_000);
+        }, drainTimeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          if (force) clearTimeout(force);
+          resolve();
+        });
+      });
+      if (parsed.kind === "unix" && existsSync(parsed.path)) {
+        try {
+          unlinkSync(parsed.path);
+        } catch {
+          // Already gone (grpc-js may remove it itself).
+        }
+      }
+      const onClose = closeOptions.onClose ?? options.onClose ?? "stop-workloads";
+      if (onClose === "stop-workloads") await kernel.shutdown();
+      else if (onClose === "leave-running") await kernel.shutdown({ leaveRunning: true });
+    })();
+    return closed;
+  };
+
+  return {
+    address,
+    close,
+    [Symbol.asyncDispose]: () => close(),
+  };
+}
