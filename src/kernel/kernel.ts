@@ -654,6 +654,13 @@ class Kernel implements RuntimeKernel {
         );
       }
       const handle = await this.backend.start(request, { signal: abort.signal });
+      if (this.#records.get(spec.workloadId) !== record || record.runId !== runId) {
+        // The run was abandoned while the backend started it: nobody will stop it, so reclaim it now.
+        this.#serial(record, () => this.backend.kill(handle))
+          .then(() => this.backend.cleanup(handle))
+          .catch((error) => this.#hub.fault(asError(error)));
+        return;
+      }
       this.#sendTo(record, runId, { type: "STARTED", handle, now: this.#clock.now() });
     } catch (thrown) {
       const cause = redactError(thrown, secrets);

@@ -57,6 +57,7 @@ export const profileSchema = z.strictObject({
   graceMs: duration.optional(),
   startTimeoutMs: duration.optional(),
   restart: restartSchema.optional(),
+  allowSpecRunnableKeys: z.array(z.string().min(1)).optional(),
 });
 
 /** The zod schema of a {@link WorkloadSpec} (the profile's existence is checked separately). */
@@ -114,7 +115,7 @@ const kernelIdSchema = z
   .string()
   .regex(DNS1123_LABEL, "must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters");
 
-const optionsSchema = z.object({
+const optionsSchema = z.strictObject({
   backend: z.custom<Backend>(
     (b) =>
       typeof b === "object" &&
@@ -182,5 +183,23 @@ export function parseWorkloadSpec(input: unknown, profiles: Record<string, Profi
       },
     ]);
   }
+  const profile = profiles[spec.profile] as Profile;
+  const allowed = new Set([...SPEC_RUNNABLE_KEYS, ...(profile.allowSpecRunnableKeys ?? [])]);
+  const refused = Object.keys(spec.runnable ?? {}).filter((key) => !allowed.has(key));
+  if (refused.length > 0) {
+    throw new InvalidSpecError(
+      refused.map((key) => ({
+        path: `runnable.${key}`,
+        message: `may not be set by a spec of profile "${spec.profile}" (allowed: ${[...allowed].join(", ")}; a profile opts in with allowSpecRunnableKeys)`,
+      })),
+    );
+  }
   return spec;
 }
+
+/**
+ * What a spec may set in `runnable` by default. Backend settings (a Docker network, extra
+ * capabilities, a Pod's security context) belong to the profile: a spec that could set
+ * them could loosen the sandbox the host chose.
+ */
+const SPEC_RUNNABLE_KEYS = ["command", "image", "cwd"];

@@ -61,6 +61,12 @@ export interface Profile {
   /** Abort a start that takes longer than this. 0 or absent: the backend's own timeout. */
   startTimeoutMs?: number;
   restart?: RestartPolicy;
+  /**
+   * Runnable keys beyond `command`, `image` and `cwd` that a spec may set (for example
+   * `["docker"]` to let specs carry per-run pull credentials). Default none: backend
+   * settings stay the profile's, so a spec cannot loosen the sandbox.
+   */
+  allowSpecRunnableKeys?: string[];
 }
 
 /** What a host asks the kernel to run. */
@@ -73,7 +79,10 @@ export interface WorkloadSpec {
   owner?: string;
   /** Added over the profile's env. */
   env?: Record<string, string>;
-  /** Merged over the profile's runnable. */
+  /**
+   * Merged over the profile's runnable. Only `command`, `image` and `cwd`, unless the
+   * profile allows more with `allowSpecRunnableKeys`.
+   */
   runnable?: Partial<Runnable>;
   resources?: Resources;
   /** A host directory to give the workload as its workspace. */

@@ -26,9 +26,9 @@ afterEach(async () => {
   kernels = [];
 });
 
-function setup(options: Partial<RuntimeKernelOptions> & { behavior?: FakeBehavior } = {}) {
+function setup({ behavior, ...options }: Partial<RuntimeKernelOptions> & { behavior?: FakeBehavior } = {}) {
   const clock = new ManualClock();
-  const fake = new FakeBackend({ clock, ...(options.behavior ? { defaults: options.behavior } : {}) });
+  const fake = new FakeBackend({ clock, ...(behavior ? { defaults: behavior } : {}) });
   const kernel = createRuntimeKernel({ backend: fake, clock, profiles, reapAfterMs: 60_000, ...options });
   kernels.push(kernel);
   const events: TransitionEvent[] = [];
