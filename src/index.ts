@@ -19,7 +19,12 @@ export type {
   WorkloadHandle,
 } from "./backends/backend.js";
 export { exitCodeForSignal, LABELS, signalForExitCode } from "./backends/backend.js";
-export type { ProcessBackendOptions, ProcessHandle, SupervisorStats } from "./backends/process/index.js";
+export type {
+  ProcessBackendOptions,
+  ProcessHandle,
+  ProcessLimits,
+  SupervisorStats,
+} from "./backends/process/index.js";
 export { DEFAULT_INHERITED_ENV, ProcessBackend } from "./backends/process/index.js";
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";

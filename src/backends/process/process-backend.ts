@@ -1,0 +1,543 @@
+/**
+ * The process backend: each workload is a child process of a long-lived supervisor (one
+ * per state dir), in its own session and process group, with an environment built only
+ * from the request and an allowlist of host variables. Exits are pushed, recorded in the
+ * state dir and survive the kernel's death; a kernel with the same `kernelId` re-adopts
+ * them through {@link ProcessBackend.discover}.
+ *
+ * This is the trusted-code backend: a workload runs as the same user as the kernel, sees
+ * the same filesystem and network, and is contained only by its process group and the
+ * kernel's deadlines (see docs/process-backend.md).
+ * @module
+ */
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { join, resolve } from "node:path";
+import {
+  BackendUnavailableError,
+  CleanupFailedError,
+  InvalidSpecError,
+  isRuntimeKernelError,
+  ResourceExhaustedError,
+  StartAbortedError,
+  StartFailedError,
+  WorkloadLostError,
+} from "../../errors.js";
+import {
+  type Backend,
+  type DiscoveredWorkload,
+  type ExitStatus,
+  LABELS,
+  type LogEntry,
+  type LogOptions,
+  type StartRequest,
+  type WorkloadHandle,
+} from "../backend.js";
+import {
+  commandOf,
+  DEFAULT_INHERITED_ENV,
+  environmentOf,
+  logPathsOf,
+  type ProcessLimits,
+  withLimits,
+  workingDirectoryOf,
+} from "./launch-spec.js";
+import { readLogs } from "./log-reader.js";
+import { PROTOCOL_VERSION, type RunRecord, type SupervisorStats, type WireExit } from "./protocol.js";
+import { readProcStat } from "./supervisor.js";
+import { ensureFileDescriptors, SupervisorClient, SupervisorError } from "./supervisor-client.js";
+
+/** Options of {@link ProcessBackend}. */
+export interface ProcessBackendOptions {
+  /**
+   * Where the supervisor keeps its socket, its journal of starts and exits, and its own
+   * diagnostics. A kernel that restarts with the same `stateDir` (and `kernelId`) finds its
+   * workloads again. Created with mode 0700 if missing.
+   */
+  stateDir: string;
+  /** Where each run's `<workload>.<run>.stdout.log` and `.stderr.log` go. Default: `<stateDir>/logs`. */
+  logDir?: string;
+  /** Host variables passed through to workloads, when set. Default: PATH, HOME, LANG, TZ, TMPDIR. */
+  inheritEnv?: readonly string[];
+  /** Working directory of a workload with no workspace and no `runnable.cwd`. Default: `process.cwd()`. */
+  cwd?: string;
+  /** Size of a log file (per stream) past which it is rotated to `.1`; at most twice this on disk. Default 8 MiB. */
+  maxLogBytes?: number;
+  /** Most live workloads in the state dir; beyond it a start fails with `RESOURCE_EXHAUSTED`. Default: half of min(RLIMIT_NPROC, pid_max). */
+  maxWorkloads?: number;
+  /**
+   * Margin after a run's max-lifetime deadline (the kernel's `maxLifetimeMs`) at which the
+   * supervisor SIGKILLs its group even if no kernel is alive to stop it. Default 30,000 ms.
+   */
+  lifetimeBackstopMs?: number;
+  /** The supervisor exits after this long with no live workload and no connected kernel. Default 60,000 ms. */
+  supervisorIdleMs?: number;
+  /**
+   * Keep a pool of empty log files ready, so that a start renames two files into place
+   * instead of creating them (creating files measured 2-3x slower starts here; see the
+   * docs). Default true; the pool lives in `<logDir>/.pool`.
+   */
+  logFilePool?: boolean;
+  /**
+   * POSIX resource limits for every workload, applied through util-linux `prlimit`; a
+   * profile's `runnable.rlimits` overrides them per field. Default: none (the host's own).
+   */
+  rlimits?: ProcessLimits;
+  /** Keep log files when a run is cleaned up (default: delete them with the run). */
+  keepLogs?: boolean;
+  /** The Node binary that runs the supervisor. Default: `process.execPath`. */
+  nodePath?: string;
+  /** How long launching the supervisor may take. Default 10,000 ms. */
+  launchTimeoutMs?: number;
+}
+
+/** The JSON handle of one process run. */
+export interface ProcessHandle extends WorkloadHandle {
+  backend: "process";
+  /** The workload's pid, which is also its process group id. */
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat: with the pid, identifies the process across pid reuse. */
+  startTime: number;
+  /** /proc/sys/kernel/random/boot_id at the start: a pid and start time only mean something within one boot. */
+  bootId: string;
+  /** The file that receives the run's stdout. */
+  stdoutPath: string;
+  /** The file that receives the run's stderr. */
+  stderrPath: string;
+}
+
+/** One `watchExit` subscription. */
+interface Watch {
+  deliver(status: ExitStatus): void;
+  cancel(): void;
+}
+
+/** Unix socket paths are limited to 107 bytes on Linux. */
+const MAX_SOCKET_PATH = 107;
+/** Exits pushed for runs nobody asked about yet are kept up to this many. */
+const MAX_CACHED_EXITS = 20_000;
+
+function toExitStatus(exit: WireExit): ExitStatus {
+  if (exit.lost) return { exitCode: null, lost: true };
+  return exit.signal ? { exitCode: exit.exitCode, signal: exit.signal } : { exitCode: exit.exitCode };
+}
+
+/**
+ * Runs workloads as local child processes: the embedded default backend, which needs
+ * nothing installed. Linux only (it relies on /proc and process groups).
+ *
+ * @example
+ * ```ts
+ * const kernel = createRuntimeKernel({
+ *   backend: new ProcessBackend({ stateDir: "/var/lib/my-app/kernel" }),
+ *   profiles: { worker: { runnable: { command: ["node", "worker.js"] } } },
+ * });
+ * ```
+ */
+export class ProcessBackend implements Backend<ProcessHandle> {
+  /** Recorded in every handle. */
+  readonly name = "process";
+  readonly #stateDir: string;
+  readonly #logDir: string;
+  readonly #inheritEnv: readonly string[];
+  readonly #cwd: string;
+  readonly #keepLogs: boolean;
+  readonly #backstopMs: number;
+  readonly #rlimits: ProcessLimits | undefined;
+  readonly #bootId: string;
+  readonly #prlimit: string;
+  readonly #client: SupervisorClient;
+  /** Exits pushed by the supervisor, until the run is cleaned up. */
+  readonly #exits = new Map<string, ExitStatus>();
+  /** Exit callbacks, per run. */
+  readonly #watchers = new Map<string, Set<Watch>>();
+  /** Runs started through this instance and not yet cleaned up: their exits are always pushed here. */
+  readonly #local = new Set<string>();
+
+  /** Creates the backend; nothing is launched until the first call that needs the supervisor. */
+  constructor(options: ProcessBackendOptions) {
+    if (typeof options?.stateDir !== "string" || options.stateDir === "") {
+      throw new InvalidSpecError([{ path: "stateDir", message: "a directory path is required" }], {
+        subject: "ProcessBackend options",
+      });
+    }
+    this.#stateDir = resolve(options.stateDir);
+    this.#logDir = resolve(options.logDir ?? join(this.#stateDir, "logs"));
+    this.#inheritEnv = options.inheritEnv ?? DEFAULT_INHERITED_ENV;
+    this.#cwd = options.cwd ?? process.cwd();
+    this.#keepLogs = options.keepLogs ?? false;
+    this.#backstopMs = options.lifetimeBackstopMs ?? 30_000;
+    this.#rlimits = options.rlimits;
+    // Refuse bad limits now rather than at every start.
+    withLimits(["true"], options.rlimits, "prlimit", {
+      kernelId: "",
+      workloadId: "",
+      runId: "",
+      profile: "",
+      runnable: {},
+      env: {},
+      labels: {},
+    });
+    this.#bootId = readBootId();
+    this.#prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((p) => existsSync(p)) ?? "prlimit";
+    const socketPath = join(this.#stateDir, "supervisor.sock");
+    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+      throw new InvalidSpecError(
+        [
+          {
+            path: "stateDir",
+            message: `too long for a unix socket path (${socketPath} is over ${MAX_SOCKET_PATH} bytes)`,
+          },
+        ],
+        { subject: "ProcessBackend options" },
+      );
+    }
+    for (const [field, value] of [
+      ["maxLogBytes", options.maxLogBytes],
+      ["maxWorkloads", options.maxWorkloads],
+      ["lifetimeBackstopMs", options.lifetimeBackstopMs],
+      ["supervisorIdleMs", options.supervisorIdleMs],
+    ] as const) {
+      if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
+        throw new InvalidSpecError([{ path: field, message: "must be a non-negative integer" }], {
+          subject: "ProcessBackend options",
+        });
+      }
+    }
+    this.#client = new SupervisorClient({
+      config: {
+        version: PROTOCOL_VERSION,
+        stateDir: this.#stateDir,
+        socketPath,
+        idleMs: options.supervisorIdleMs ?? 60_000,
+        maxLogBytes: options.maxLogBytes ?? 8 * 1024 * 1024,
+        logCheckMs: 2_000,
+        maxWorkloads: options.maxWorkloads ?? 0,
+        orphanPollMs: 250,
+        logDir: this.#logDir,
+        logPoolMin: options.logFilePool === false ? 0 : 64,
+        logPoolMax: 4096,
+      },
+      scriptPath: join(this.#stateDir, "supervisor.cjs"),
+      nodePath: options.nodePath ?? process.execPath,
+      launchTimeoutMs: options.launchTimeoutMs ?? 10_000,
+      onExit: (runId, exit) => this.#onExit(runId, toExitStatus(exit)),
+      onReconnect: () => this.#resync(),
+    });
+  }
+
+  /** The state dir in use (absolute). */
+  get stateDir(): string {
+    return this.#stateDir;
+  }
+
+  /** Spawns the run through the supervisor; resolves once the process exists. */
+  async start(request: StartRequest, options: { signal: AbortSignal }): Promise<ProcessHandle> {
+    if (options.signal.aborted) throw new StartAbortedError(request.workloadId);
+    const command = withLimits(commandOf(request), this.#rlimits, this.#prlimit, request);
+    const env = environmentOf(request, this.#inheritEnv, process.env);
+    const cwd = workingDirectoryOf(request, this.#cwd);
+    const logs = logPathsOf(this.#logDir, request.workloadId, request.runId);
+    const maxLifetimeAt = Number(request.labels[LABELS.maxLifetimeAt]);
+    this.#local.add(request.runId);
+    let started: { pid: number; startTime: number };
+    try {
+      started = await this.#client.request({
+        op: "start",
+        spec: {
+          runId: request.runId,
+          workloadId: request.workloadId,
+          kernelId: request.kernelId,
+          labels: request.labels,
+          command,
+          env,
+          cwd,
+          stdoutPath: logs.stdout,
+          stderrPath: logs.stderr,
+          ...(Number.isFinite(maxLifetimeAt) && maxLifetimeAt > 0
+            ? { killAt: maxLifetimeAt + this.#backstopMs }
+            : {}),
+        },
+      });
+    } catch (error) {
+      this.#local.delete(request.runId);
+      throw startError(request.workloadId, error);
+    }
+    const handle: ProcessHandle = {
+      workloadId: request.workloadId,
+      runId: request.runId,
+      backend: "process",
+      pid: started.pid,
+      startTime: started.startTime,
+      bootId: this.#bootId,
+      stdoutPath: logs.stdout,
+      stderrPath: logs.stderr,
+    };
+    if (options.signal.aborted) {
+      await this.cleanup(handle).catch(() => {});
+      throw new StartAbortedError(request.workloadId);
+    }
+    return handle;
+  }
+
+  /** The exit code, `null` while it runs; `WORKLOAD_LOST` when the supervisor no longer knows the run or could not see its end. */
+  async exitCode(handle: ProcessHandle): Promise<number | null> {
+    let status = this.#exits.get(handle.runId);
+    if (!status) {
+      const reply = await this.#call(() => this.#client.request({ op: "status", runId: handle.runId }));
+      if (!reply.found)
+        throw new WorkloadLostError(handle.workloadId, `Run ${handle.runId} is not known to the supervisor`);
+      if (!reply.exit) return null;
+      status = toExitStatus(reply.exit);
+    }
+    if (status.lost) {
+      throw new WorkloadLostError(
+        handle.workloadId,
+        `Run ${handle.runId} ended while no supervisor watched it`,
+      );
+    }
+    return status.exitCode;
+  }
+
+  /** SIGTERM to the run's whole process group. */
+  async terminate(handle: ProcessHandle, _options: { graceMs: number }): Promise<void> {
+    await this.#signal(handle, "SIGTERM");
+  }
+
+  /** SIGKILL to the run's whole process group. */
+  async kill(handle: ProcessHandle): Promise<void> {
+    await this.#signal(handle, "SIGKILL");
+  }
+
+  /** Kills whatever is left of the run's group, deletes its logs (unless `keepLogs`) and its record. */
+  async cleanup(handle: ProcessHandle): Promise<void> {
+    try {
+      await this.#client.request({ op: "cleanup", runId: handle.runId, keepLogs: this.#keepLogs });
+    } catch (error) {
+      throw new CleanupFailedError(
+        handle.workloadId,
+        `Cleanup of run ${handle.runId} failed: ${(error as Error).message}`,
+        {
+          cause: error,
+          retryable: !isRuntimeKernelError(error) || error.retryable || error.code === "CLEANUP_FAILED",
+        },
+      );
+    }
+    this.#forget(handle.runId);
+  }
+
+  /** Pushes the run's exit as soon as the supervisor reaps it (no polling). */
+  watchExit(handle: ProcessHandle, onExit: (status: ExitStatus) => void): () => void {
+    const { runId } = handle;
+    let done = false;
+    let subscribed = false;
+    const unsubscribe = () => {
+      if (!subscribed) return;
+      subscribed = false;
+      const watchers = this.#watchers.get(runId);
+      watchers?.delete(watch);
+      if (watchers?.size === 0) this.#watchers.delete(runId);
+      this.#client.release();
+    };
+    const cancel = () => {
+      done = true;
+      unsubscribe();
+    };
+    const watch: Watch = {
+      deliver: (status) => {
+        if (done) return;
+        cancel();
+        onExit(status);
+      },
+      cancel,
+    };
+    const known = this.#exits.get(runId);
+    if (known) {
+      queueMicrotask(() => watch.deliver(known));
+    } else {
+      let set = this.#watchers.get(runId);
+      if (!set) {
+        set = new Set();
+        this.#watchers.set(runId, set);
+      }
+      set.add(watch);
+      subscribed = true;
+      this.#client.hold();
+      // A run this instance did not start (a recovered one) may have ended before we listened.
+      if (!this.#local.has(runId)) this.#query(runId);
+    }
+    return cancel;
+  }
+
+  /** The runs recorded in the state dir for `kernelId`: running ones with `exit: null`, ended ones with their exit. */
+  async discover(selector: { kernelId: string }): Promise<DiscoveredWorkload<ProcessHandle>[]> {
+    const { runs } = await this.#call(() =>
+      this.#client.request({ op: "list", kernelId: selector.kernelId }),
+    );
+    return runs.map(({ record, exit }) => {
+      const status = exit ? toExitStatus(exit) : null;
+      if (status) this.#remember(record.runId, status);
+      return { handle: handleOf(record), labels: { ...record.labels }, exit: status };
+    });
+  }
+
+  /** Streams the run's output from its log files (see docs/process-backend.md for ordering). */
+  logs(handle: ProcessHandle, options: LogOptions = {}): AsyncIterable<LogEntry> {
+    ensureFileDescriptors(2, `read the logs of "${handle.workloadId}"`);
+    const files = { stdout: handle.stdoutPath, stderr: handle.stderrPath };
+    const end = {
+      ended: () => this.#exits.has(handle.runId),
+      onEnd: (callback: () => void) => {
+        if (!options.follow) return () => {};
+        let stop = () => {};
+        stop = this.#watchInternal(handle, callback);
+        return () => stop();
+      },
+    };
+    return readLogs(files, options, end);
+  }
+
+  /** Disconnects from the supervisor. The supervisor and the workloads keep running. */
+  async close(): Promise<void> {
+    // Exit watches end here (their callbacks never fire): a kernel that comes back
+    // re-watches what it recovers. The holds they kept on the connection go with them.
+    for (const watchers of [...this.#watchers.values()]) for (const watch of [...watchers]) watch.cancel();
+    await this.#client.close();
+  }
+
+  /** What the supervisor reports about itself (pid, live workloads, memory, limits). */
+  async supervisorStats(): Promise<SupervisorStats> {
+    return this.#call(() => this.#client.request({ op: "stats" }));
+  }
+
+  /**
+   * Stops the supervisor of this state dir. Without `force`, refuses (`WORKLOAD_CONFLICT`)
+   * while workloads still run; with `force`, SIGKILLs every workload group first. Exits of
+   * ended runs stay on record for a later kernel. The supervisor also exits by itself after
+   * `supervisorIdleMs` with no workload and no client.
+   */
+  async stopSupervisor(options: { force?: boolean } = {}): Promise<void> {
+    // No socket: no supervisor to stop (and none to launch just for this).
+    if (!existsSync(join(this.#stateDir, "supervisor.sock"))) return;
+    await this.#call(() => this.#client.request({ op: "shutdown", force: options.force ?? false }));
+    await this.#client.waitClosed();
+  }
+
+  async #signal(handle: ProcessHandle, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    // The fast path: while the leader is known to run and /proc still shows the very
+    // process the handle names (same boot, pid and start time), signal its group from
+    // here, without a round trip. A reaped leader fails the check (its stat is gone or
+    // names another process), so a reused pid is never signalled. Everything else (an
+    // exited leader's leftovers, orphans) goes through the supervisor, which knows more.
+    if (!this.#exits.has(handle.runId) && handle.bootId === this.#bootId && handle.pid > 1) {
+      const stat = readProcStat({ openSync, readSync, closeSync }, handle.pid);
+      if (stat && !stat.zombie && stat.startTime === handle.startTime) {
+        try {
+          process.kill(-handle.pid, signal);
+          return;
+        } catch {
+          // Gone meanwhile, or not ours to signal: ask the supervisor.
+        }
+      }
+    }
+    try {
+      await this.#client.request({ op: "signal", runId: handle.runId, signal });
+    } catch (error) {
+      // Cleaned up already: nothing left to signal, which is what was asked.
+      if (error instanceof SupervisorError && error.wireCode === "NOT_FOUND") return;
+      throw error;
+    }
+  }
+
+  async #call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (isRuntimeKernelError(error)) throw error;
+      throw new BackendUnavailableError(`Process supervisor call failed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
+
+  #onExit(runId: string, status: ExitStatus): void {
+    this.#remember(runId, status);
+    const watchers = this.#watchers.get(runId);
+    if (!watchers) return;
+    for (const watch of [...watchers]) watch.deliver(status);
+  }
+
+  #remember(runId: string, status: ExitStatus): void {
+    if (this.#exits.size >= MAX_CACHED_EXITS && !this.#exits.has(runId)) {
+      // Forget the oldest exit nobody started here; those of local runs stay until cleanup.
+      for (const old of this.#exits.keys()) {
+        if (!this.#local.has(old)) {
+          this.#exits.delete(old);
+          break;
+        }
+      }
+    }
+    this.#exits.set(runId, status);
+  }
+
+  #forget(runId: string): void {
+    this.#exits.delete(runId);
+    this.#local.delete(runId);
+  }
+
+  /** Asks for a run's state and delivers an exit the push may have missed. */
+  #query(runId: string): void {
+    this.#client.request({ op: "status", runId }).then(
+      (reply) => {
+        if (!reply.found) this.#onExit(runId, { exitCode: null, lost: true });
+        else if (reply.exit) this.#onExit(runId, toExitStatus(reply.exit));
+      },
+      () => {
+        // Unreachable supervisor: the client reconnects while watchers wait, then resyncs.
+      },
+    );
+  }
+
+  /** After a reconnection (maybe to a new supervisor): exits pushed meanwhile were missed. */
+  #resync(): void {
+    for (const runId of this.#watchers.keys()) this.#query(runId);
+  }
+
+  /** Like watchExit, but not counted as the kernel's watch (for log followers). */
+  #watchInternal(handle: ProcessHandle, callback: () => void): () => void {
+    return this.watchExit(handle, () => callback());
+  }
+}
+
+function readBootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
+  } catch {
+    return "";
+  }
+}
+
+function handleOf(record: RunRecord): ProcessHandle {
+  return {
+    workloadId: record.workloadId,
+    runId: record.runId,
+    backend: "process",
+    pid: record.pid,
+    startTime: record.startTime,
+    bootId: record.bootId,
+    stdoutPath: record.stdoutPath,
+    stderrPath: record.stderrPath,
+  };
+}
+
+function startError(workloadId: string, error: unknown): Error {
+  if (error instanceof SupervisorError) {
+    if (error.code === "RESOURCE_EXHAUSTED") return new ResourceExhaustedError(error.message, { workloadId });
+    if (error.code === "BACKEND_UNAVAILABLE")
+      return new BackendUnavailableError(error.message, { workloadId });
+    return new StartFailedError(workloadId, error.message);
+  }
+  if (isRuntimeKernelError(error)) return error;
+  return new StartFailedError(workloadId, `Cannot start "${workloadId}": ${(error as Error).message}`, {
+    cause: error,
+  });
+}

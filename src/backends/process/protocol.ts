@@ -1,0 +1,112 @@
+/**
+ * The wire protocol between a {@link ProcessBackend} and its supervisor: newline-delimited
+ * JSON over a unix socket in the state dir. Requests carry an `id` and get exactly one
+ * reply with the same `id`; the supervisor also pushes an `exit` message to every client
+ * each time a workload ends. Types only (and one constant): the supervisor's own code is
+ * self-contained, see `supervisor.ts`.
+ * @module
+ */
+
+/** Bumped on any incompatible change; a backend refuses a supervisor speaking another version. */
+export const PROTOCOL_VERSION = 1;
+
+/** What the supervisor records in its journal for each run. Never holds env or argv. */
+export interface RunRecord {
+  runId: string;
+  workloadId: string;
+  kernelId: string;
+  labels: Record<string, string>;
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat (clock ticks after boot): tells the workload from a reused pid. */
+  startTime: number;
+  /** /proc/sys/kernel/random/boot_id when it started: after a reboot no pid is ours. */
+  bootId: string;
+  stdoutPath: string;
+  stderrPath: string;
+  /** Epoch ms at which it was spawned. */
+  startedAt: number;
+  /** Epoch ms at which the supervisor kills the group even if no kernel asked (max-lifetime backstop). */
+  killAt?: number;
+}
+
+/** An exit as the supervisor records and pushes it. */
+export interface WireExit {
+  exitCode: number | null;
+  signal?: string;
+  /** The supervisor could not observe the exit (it was restarted meanwhile): the code is unknown. */
+  lost?: boolean;
+  /** Epoch ms (fractional) at which the supervisor observed the exit. */
+  at: number;
+}
+
+/** Everything the supervisor needs to spawn one run. `env` and `command` are never persisted. */
+export interface StartSpec {
+  runId: string;
+  workloadId: string;
+  kernelId: string;
+  labels: Record<string, string>;
+  command: string[];
+  env: Record<string, string>;
+  cwd: string;
+  stdoutPath: string;
+  stderrPath: string;
+  killAt?: number;
+}
+
+/** Requests a client sends. */
+export type Request =
+  | { id: number; op: "hello"; version: number }
+  | { id: number; op: "start"; spec: StartSpec }
+  | { id: number; op: "signal"; runId: string; signal: "SIGTERM" | "SIGKILL" }
+  | { id: number; op: "status"; runId: string }
+  | { id: number; op: "list"; kernelId: string }
+  | { id: number; op: "cleanup"; runId: string; keepLogs: boolean }
+  | { id: number; op: "shutdown"; force: boolean }
+  | { id: number; op: "stats" };
+
+/** A request without its id, as the client API takes it. */
+export type RequestBody = Request extends infer R
+  ? R extends { id: number }
+    ? Omit<R, "id">
+    : never
+  : never;
+
+/** The error half of a reply. `code` is a `RuntimeKernelErrorCode` or `NOT_FOUND`. */
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+/** Replies, by operation. */
+export interface Replies {
+  hello: { version: number; pid: number };
+  start: { pid: number; startTime: number };
+  signal: { delivered: boolean };
+  status: { found: boolean; exit: WireExit | null };
+  list: { runs: Array<{ record: RunRecord; exit: WireExit | null }> };
+  cleanup: Record<string, never>;
+  shutdown: Record<string, never>;
+  stats: SupervisorStats;
+}
+
+/** What `stats` reports (for benchmarks and diagnosis). */
+export interface SupervisorStats {
+  pid: number;
+  live: number;
+  records: number;
+  clients: number;
+  rss: number;
+  fdLimit: number;
+  maxWorkloads: number;
+  /** Empty log files ready in the pool. */
+  pooledLogFiles: number;
+}
+
+/** One line from the supervisor. */
+export type ServerMessage =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: WireError }
+  | { event: "exit"; runId: string; exit: WireExit };
+
+/** What the supervisor prints on its stdout once, before the launcher lets it go. */
+export type ReadyLine = { ready: true; pid: number } | { ready: false; locked: true } | { error: string };

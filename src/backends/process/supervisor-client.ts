@@ -1,0 +1,406 @@
+/**
+ * The kernel's side of the supervisor connection: launches the supervisor when none
+ * answers on the state dir's socket, speaks the NDJSON protocol, and turns its errors into
+ * typed {@link RuntimeKernelError}s. One connection per backend; requests written in the
+ * same tick leave in one write.
+ * @module
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { dirname } from "node:path";
+import {
+  BackendUnavailableError,
+  ResourceExhaustedError,
+  RuntimeKernelError,
+  type RuntimeKernelErrorCode,
+} from "../../errors.js";
+import {
+  PROTOCOL_VERSION,
+  type ReadyLine,
+  type Replies,
+  type RequestBody,
+  type ServerMessage,
+  type WireError,
+  type WireExit,
+} from "./protocol.js";
+import { readLimits, type SupervisorConfig, supervisorSource } from "./supervisor.js";
+
+/** What the client needs to find, launch and talk to its supervisor. */
+export interface SupervisorClientOptions {
+  config: SupervisorConfig;
+  /** Where to write the supervisor's program. */
+  scriptPath: string;
+  /** The Node binary that runs the supervisor. */
+  nodePath: string;
+  /** How long a launch may take before it is an error. */
+  launchTimeoutMs: number;
+  /** Called for every exit the supervisor pushes. */
+  onExit: (runId: string, exit: WireExit) => void;
+  /** Called after the connection was lost and is back (possibly to a new supervisor). */
+  onReconnect: () => void;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+/** File descriptors the process must keep free beyond what a call needs: EMFILE is never reached. */
+const FD_RESERVE = 16;
+
+/**
+ * Refuses, with a typed error, an operation that needs `needed` more file descriptors than
+ * this process has left. execa and Node both crash or throw untyped errors at EMFILE;
+ * counting first is how the backend never gets there.
+ */
+export function ensureFileDescriptors(needed: number, what: string): void {
+  const limit = readLimits({ readFileSync }).openFiles;
+  if (!Number.isFinite(limit)) return;
+  let open = 0;
+  try {
+    open = readdirSync("/proc/self/fd").length;
+  } catch {
+    return;
+  }
+  if (open + needed + FD_RESERVE > limit) {
+    throw new ResourceExhaustedError(
+      `Cannot ${what}: ${open} file descriptors open of a limit of ${limit} (ulimit -n), ${needed + FD_RESERVE} more needed`,
+    );
+  }
+}
+
+const KNOWN_CODES = new Set<string>([
+  "START_FAILED",
+  "RESOURCE_EXHAUSTED",
+  "WORKLOAD_CONFLICT",
+  "CLEANUP_FAILED",
+  "BACKEND_UNAVAILABLE",
+  "BACKEND_ERROR",
+]);
+
+/** A wire error as a typed error. `NOT_FOUND` keeps its code on a plain RuntimeKernelError subclass. */
+export class SupervisorError extends RuntimeKernelError {
+  /** The supervisor's own code (`NOT_FOUND` included). */
+  readonly wireCode: string;
+  constructor(error: WireError) {
+    const code = (KNOWN_CODES.has(error.code) ? error.code : "BACKEND_ERROR") as RuntimeKernelErrorCode;
+    super(code, error.message, {
+      retryable: code === "RESOURCE_EXHAUSTED" || code === "BACKEND_UNAVAILABLE",
+    });
+    this.wireCode = error.code;
+  }
+}
+
+/** The supervisor closed the connection (it exited or died) before replying. */
+class ConnectionClosedError extends BackendUnavailableError {
+  constructor() {
+    super("The connection to the process supervisor closed");
+  }
+}
+
+/** One connection to the supervisor of a state dir. */
+export class SupervisorClient {
+  readonly #options: SupervisorClientOptions;
+  #socket: Socket | undefined;
+  #connecting: Promise<Socket> | undefined;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #buffer = "";
+  #outbox: string[] = [];
+  /** Things that must keep the process alive (exit watchers). */
+  #holds = 0;
+  #closing = false;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #supervisorPid: number | undefined;
+
+  constructor(options: SupervisorClientOptions) {
+    this.#options = options;
+  }
+
+  /** The pid of the supervisor this client last talked to. */
+  get supervisorPid(): number | undefined {
+    return this.#supervisorPid;
+  }
+
+  /** Sends one request and resolves with its result; rejects with a typed error. */
+  async request<B extends RequestBody>(body: B): Promise<Replies[B["op"]]> {
+    const socket = this.#socket ?? (await this.#connect());
+    try {
+      return (await this.#send(socket, body)) as Replies[B["op"]];
+    } catch (error) {
+      // The supervisor went away under this request. Every operation but start is
+      // idempotent: ask again, which reaches (or launches) a live supervisor. A start is
+      // not retried (the lost supervisor may have spawned it), nor a shutdown (done).
+      if (!(error instanceof ConnectionClosedError) || body.op === "start" || body.op === "shutdown")
+        throw error;
+      const again = this.#socket ?? (await this.#connect());
+      return (await this.#send(again, body)) as Replies[B["op"]];
+    }
+  }
+
+  /** Keeps the process alive while something waits for pushed exits. */
+  hold(): void {
+    this.#holds++;
+    this.#updateRef();
+  }
+
+  /** Undoes one {@link hold}. */
+  release(): void {
+    this.#holds = Math.max(0, this.#holds - 1);
+    this.#updateRef();
+  }
+
+  /** Closes the connection; pending requests reject. The next request connects again. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    const socket = this.#socket ?? (await this.#connecting?.catch(() => undefined));
+    if (socket && !socket.destroyed) {
+      await new Promise<void>((resolve) => {
+        socket.once("close", () => resolve());
+        // Keep the process alive until the supervisor has seen us go.
+        socket.ref();
+        socket.end();
+      });
+    }
+    this.#closing = false;
+  }
+
+  /** Resolves once the supervisor has closed this connection (after a shutdown request). */
+  async waitClosed(): Promise<void> {
+    const socket = this.#socket;
+    if (!socket || socket.destroyed) return;
+    socket.ref();
+    await new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  }
+
+  #send(socket: Socket, body: RequestBody): Promise<unknown> {
+    const id = this.#nextId++;
+    const promise = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    // Requests made in the same tick leave in one write.
+    this.#outbox.push(`${JSON.stringify({ id, ...body })}\n`);
+    if (this.#outbox.length === 1) {
+      process.nextTick(() => {
+        const text = this.#outbox.join("");
+        this.#outbox = [];
+        if (!socket.destroyed) socket.write(text);
+      });
+    }
+    this.#updateRef();
+    return promise;
+  }
+
+  #updateRef(): void {
+    const socket = this.#socket;
+    if (!socket) return;
+    if (this.#pending.size > 0 || this.#holds > 0) socket.ref();
+    else socket.unref();
+  }
+
+  #connect(): Promise<Socket> {
+    this.#connecting ??= this.#establish().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async #establish(): Promise<Socket> {
+    const { config, launchTimeoutMs } = this.#options;
+    const deadline = Date.now() + launchTimeoutMs;
+    let lastLaunch = 0;
+    for (;;) {
+      let socket: Socket;
+      try {
+        socket = await openSocket(config.socketPath);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "EMFILE" || code === "ENFILE") {
+          throw new ResourceExhaustedError("Cannot connect to the supervisor: no file descriptor left", {
+            cause: error,
+          });
+        }
+        if ((code === "ENOENT" || code === "ECONNREFUSED") && Date.now() < deadline) {
+          // Launch when nothing answers. A launched supervisor that found the lock taken
+          // (a dying one still holds it, or another is coming up) exits at once: try the
+          // socket for a while, then launch again.
+          if (Date.now() - lastLaunch > 500) {
+            lastLaunch = Date.now();
+            await this.#launch().catch((launchError: unknown) => {
+              if (launchError instanceof RuntimeKernelError) throw launchError;
+              throw new BackendUnavailableError(
+                `Cannot launch the process supervisor: ${(launchError as Error).message}`,
+                { cause: launchError },
+              );
+            });
+          } else {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+          continue;
+        }
+        throw new BackendUnavailableError(
+          `Cannot reach the process supervisor at ${config.socketPath}: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      this.#attach(socket);
+      let hello: Replies["hello"];
+      try {
+        hello = (await this.#send(socket, { op: "hello", version: PROTOCOL_VERSION })) as Replies["hello"];
+      } catch (error) {
+        // Connected to a dying supervisor's listener (the kernel still queued us): try again.
+        if (error instanceof ConnectionClosedError && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          continue;
+        }
+        throw error;
+      }
+      if (hello.version !== PROTOCOL_VERSION) {
+        socket.destroy();
+        throw new BackendUnavailableError(
+          `The supervisor of ${config.stateDir} (pid ${hello.pid}) speaks protocol ${hello.version}, this backend ${PROTOCOL_VERSION}: ` +
+            "stop it (stopSupervisor) once its workloads are done, or use another stateDir",
+        );
+      }
+      this.#supervisorPid = hello.pid;
+      return socket;
+    }
+  }
+
+  #attach(socket: Socket): void {
+    this.#socket = socket;
+    this.#buffer = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => this.#onData(chunk));
+    socket.on("error", () => {});
+    socket.on("close", () => this.#onClose(socket));
+    this.#updateRef();
+  }
+
+  #onData(chunk: string): void {
+    this.#buffer += chunk;
+    let start = 0;
+    let newline = this.#buffer.indexOf("\n");
+    while (newline >= 0) {
+      const line = this.#buffer.slice(start, newline);
+      start = newline + 1;
+      newline = this.#buffer.indexOf("\n", start);
+      let message: ServerMessage;
+      try {
+        message = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if ("event" in message) {
+        this.#options.onExit(message.runId, message.exit);
+        continue;
+      }
+      const pending = this.#pending.get(message.id);
+      if (!pending) continue;
+      this.#pending.delete(message.id);
+      if (message.ok) pending.resolve(message.result);
+      else pending.reject(new SupervisorError(message.error));
+    }
+    this.#buffer = this.#buffer.slice(start);
+    this.#updateRef();
+  }
+
+  #onClose(socket: Socket): void {
+    if (this.#socket !== socket) return;
+    this.#socket = undefined;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(new ConnectionClosedError());
+    if (!this.#closing && this.#holds > 0) this.#scheduleReconnect(50);
+  }
+
+  /** Exit watchers are waiting: get back to a supervisor (a new one adopts the orphans). */
+  #scheduleReconnect(delayMs: number): void {
+    if (this.#reconnectTimer) return;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#socket || this.#closing || this.#holds === 0) return;
+      this.#connect().then(
+        () => this.#options.onReconnect(),
+        () => this.#scheduleReconnect(Math.min(delayMs * 2, 5_000)),
+      );
+    }, delayMs);
+  }
+
+  /**
+   * Starts a supervisor through execa (lazily imported: it is only needed here), detached
+   * into its own session so it outlives this process, with an empty environment (the host's
+   * NODE_OPTIONS or loaders must not leak into it). It prints one line when ready.
+   */
+  async #launch(): Promise<void> {
+    const { config, scriptPath, nodePath, launchTimeoutMs } = this.#options;
+    ensureFileDescriptors(8, "launch the process supervisor");
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    mkdirSync(dirname(scriptPath), { recursive: true, mode: 0o700 });
+    const tmp = `${scriptPath}.${process.pid}.tmp`;
+    writeFileSync(tmp, supervisorSource(config), { mode: 0o600 });
+    renameSync(tmp, scriptPath);
+    const { execa } = await import("execa");
+    const subprocess = execa(nodePath, [scriptPath], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "ignore",
+      detached: true,
+      cleanup: false,
+      buffer: false,
+      reject: false,
+      extendEnv: false,
+      env: {},
+      cwd: config.stateDir,
+    });
+    const line = await new Promise<ReadyLine | undefined>((resolve) => {
+      let text = "";
+      const timer = setTimeout(
+        () => resolve({ error: `no answer within ${launchTimeoutMs} ms` }),
+        launchTimeoutMs,
+      );
+      subprocess.stdout?.setEncoding("utf8");
+      subprocess.stdout?.on("data", (chunk: string) => {
+        text += chunk;
+        const newline = text.indexOf("\n");
+        if (newline < 0) return;
+        clearTimeout(timer);
+        try {
+          resolve(JSON.parse(text.slice(0, newline)) as ReadyLine);
+        } catch {
+          resolve({ error: `unexpected output: ${text.slice(0, 200)}` });
+        }
+      });
+      subprocess.stdout?.on("end", () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+    subprocess.stdout?.destroy();
+    subprocess.unref();
+    // The supervisor outlives us; its eventual exit is no error of ours.
+    subprocess.catch(() => {});
+    if (line === undefined) {
+      const result = await Promise.race([subprocess, new Promise((r) => setTimeout(r, 1_000))]);
+      const exitCode = (result as { exitCode?: number } | undefined)?.exitCode;
+      throw new BackendUnavailableError(
+        `The process supervisor exited during start-up (exit code ${exitCode ?? "unknown"}); see ${config.stateDir}/supervisor.log`,
+      );
+    }
+    if ("error" in line) {
+      throw new BackendUnavailableError(`The process supervisor could not start: ${line.error}`);
+    }
+    // {ready: false, locked: true}: another supervisor holds this state dir; connect to it.
+  }
+}
+
+function openSocket(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ path });
+    socket.once("connect", () => {
+      socket.removeListener("error", reject);
+      resolve(socket);
+    });
+    socket.once("error", reject);
+  });
+}

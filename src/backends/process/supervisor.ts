@@ -1,0 +1,898 @@
+/**
+ * The supervisor: one small, long-lived Node process per state dir, in the spirit of a
+ * container shim. It spawns every workload (each in its own session and process group,
+ * stdout and stderr straight into files), reaps them, records every start and exit in an
+ * append-only journal in the state dir, pushes exits to connected kernels, and outlives
+ * any kernel: a kernel killed with SIGKILL reconnects (or a new one does) and learns
+ * what happened meanwhile.
+ *
+ * Why a separate process rather than spawning from the kernel: the workloads and their
+ * exit codes must survive the kernel's death, and Node's spawn forks the whole parent,
+ * so spawning from a small process is cheaper than from a large host application.
+ *
+ * The supervisor's code is {@link supervisorMain}, a self-contained function (it imports
+ * nothing at run time: it reaches Node's modules through `process.getBuiltinModule`). The
+ * backend writes its source text into the state dir and runs it with `process.execPath`,
+ * so it works the same from TypeScript sources and from the bundled `dist/`.
+ * @module
+ */
+import type * as ChildProcessModule from "node:child_process";
+import type * as CryptoModule from "node:crypto";
+import type * as FsModule from "node:fs";
+import type * as NetModule from "node:net";
+import type * as OsModule from "node:os";
+import type * as PathModule from "node:path";
+import type {
+  ReadyLine,
+  Request,
+  RunRecord,
+  ServerMessage,
+  StartSpec,
+  SupervisorStats,
+  WireError,
+  WireExit,
+} from "./protocol.js";
+
+/** How a backend configures its supervisor (passed as JSON on the command line: no secrets). */
+export interface SupervisorConfig {
+  version: number;
+  stateDir: string;
+  socketPath: string;
+  /** Exit after this long with no live workload and no client. */
+  idleMs: number;
+  /** Size of a log file (per stream) past which it is rotated once (`.1`). */
+  maxLogBytes: number;
+  /** How often to check log sizes. */
+  logCheckMs: number;
+  /** Most live workloads; 0 derives it from RLIMIT_NPROC and pid_max. */
+  maxWorkloads: number;
+  /** How often to check on workloads that a previous supervisor started (they cannot be waited for). */
+  orphanPollMs: number;
+  /** Where the backend puts log files; the pool of empty ones lives in its `.pool` folder. */
+  logDir: string;
+  /**
+   * Fewest empty log files kept ready (0 disables the pool: every start creates its files).
+   * The pool grows to the largest number of live workloads seen, up to `logPoolMax`.
+   */
+  logPoolMin: number;
+  logPoolMax: number;
+}
+
+/** A run as the supervisor holds it in memory. */
+interface Run {
+  record: RunRecord;
+  exit: WireExit | null;
+  /** The ChildProcess while this supervisor spawned it and it has not exited. */
+  child?: ChildProcessModule.ChildProcess;
+  /** Started by a previous supervisor and still alive: only polling can see its end. */
+  orphan: boolean;
+  exitWaiters: Array<() => void>;
+}
+
+/**
+ * Field 22 (starttime) of /proc/<pid>/stat, and whether the process is a zombie; `undefined`
+ * when there is no such process. Parsed after the last `)` because the command name may
+ * contain spaces and parentheses.
+ */
+export function readProcStat(
+  fs: Pick<typeof FsModule, "openSync" | "readSync" | "closeSync">,
+  pid: number,
+): { startTime: number; zombie: boolean } | undefined {
+  // open/read/close into a small buffer: a third of readFileSync's cost on /proc (whose
+  // files report size 0), and this runs for every signal the backend sends itself.
+  const buffer = Buffer.allocUnsafe(1024);
+  let length: number;
+  try {
+    const fd = fs.openSync(`/proc/${pid}/stat`, "r");
+    try {
+      length = fs.readSync(fd, buffer, 0, buffer.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  const text = buffer.toString("latin1", 0, length);
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // rest[0] is field 3 (state); field 22 is rest[19].
+  return { startTime: Number(rest[19]), zombie: rest[0] === "Z" || rest[0] === "X" };
+}
+
+/** The soft limits of /proc/self/limits that the budgets need (`Infinity` for unlimited). */
+export function readLimits(fs: Pick<typeof FsModule, "readFileSync">): {
+  openFiles: number;
+  processes: number;
+} {
+  const out = { openFiles: Number.POSITIVE_INFINITY, processes: Number.POSITIVE_INFINITY };
+  let text = "";
+  try {
+    text = fs.readFileSync("/proc/self/limits", "latin1");
+  } catch {
+    return out;
+  }
+  for (const line of text.split("\n")) {
+    const soft = line.slice(26).trim().split(/\s+/)[0];
+    const value = soft === undefined || soft === "unlimited" ? Number.POSITIVE_INFINITY : Number(soft);
+    if (line.startsWith("Max open files")) out.openFiles = value;
+    else if (line.startsWith("Max processes")) out.processes = value;
+  }
+  return out;
+}
+
+/**
+ * Runs the supervisor in the current process. Self-contained on purpose: its source text is
+ * what the backend launches, together with {@link readProcStat} and {@link readLimits}.
+ */
+export function supervisorMain(config: SupervisorConfig): void {
+  const fs = process.getBuiltinModule("node:fs") as typeof FsModule;
+  const net = process.getBuiltinModule("node:net") as typeof NetModule;
+  const cp = process.getBuiltinModule("node:child_process") as typeof ChildProcessModule;
+  const os = process.getBuiltinModule("node:os") as typeof OsModule;
+  const path = process.getBuiltinModule("node:path") as typeof PathModule;
+  const crypto = process.getBuiltinModule("node:crypto") as typeof CryptoModule;
+
+  process.title = "runtime-kernel-supervisor";
+  const journalPath = path.join(config.stateDir, "journal.ndjson");
+  const diagPath = path.join(config.stateDir, "supervisor.log");
+  const runs = new Map<string, Run>();
+  const clients = new Set<NetModule.Socket>();
+  const limits = readLimits(fs);
+  let pidMax = 32768;
+  try {
+    pidMax = Number(fs.readFileSync("/proc/sys/kernel/pid_max", "latin1")) || pidMax;
+  } catch {}
+  const maxWorkloads =
+    config.maxWorkloads > 0
+      ? config.maxWorkloads
+      : Math.max(1, Math.floor(Math.min(limits.processes, pidMax) / 2));
+  let bootId = "";
+  try {
+    bootId = fs.readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
+  } catch {}
+  let live = 0;
+  let orphans = 0;
+  let journalFd = -1;
+  let journalLines = 0;
+  let journalBuffer: string[] = [];
+  let baseFds = 0;
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  let backstopTimer: ReturnType<typeof setTimeout> | undefined;
+  let backstopAt = Number.POSITIVE_INFINITY;
+  let orphanTimer: ReturnType<typeof setInterval> | undefined;
+  let pendingExits: Array<{ runId: string; exit: WireExit }> = [];
+  let exitingDown = false;
+  let server: NetModule.Server | undefined;
+
+  const now = (): number => performance.timeOrigin + performance.now();
+  const supervisorStartedAt = Date.now();
+
+  function diag(message: string): void {
+    try {
+      fs.appendFileSync(diagPath, `${new Date().toISOString()} [${process.pid}] ${message}\n`, {
+        mode: 0o600,
+      });
+    } catch {}
+  }
+
+  function fail(code: string, message: string): WireError & Error {
+    return Object.assign(new Error(message), { code, message });
+  }
+
+  function say(line: ReadyLine): void {
+    try {
+      fs.writeSync(1, `${JSON.stringify(line)}\n`);
+    } catch {}
+  }
+
+  process.on("uncaughtException", (error) => {
+    diag(`uncaught exception, exiting: ${error.stack ?? String(error)}`);
+    process.exit(70);
+  });
+
+  // --- the journal -------------------------------------------------------------------
+  // Append-only NDJSON: {op:"start",run}, {op:"exit",runId,exit}, {op:"remove",runId}.
+  // Written with write(2) before any reply or push leaves, so what a kernel was told is
+  // on record. Not fsync'ed: it survives the death of any process, not a power loss.
+
+  function journal(entry: unknown): void {
+    journalBuffer.push(`${JSON.stringify(entry)}\n`);
+  }
+
+  function flushJournal(): void {
+    if (journalBuffer.length === 0) return;
+    const text = journalBuffer.join("");
+    journalLines += journalBuffer.length;
+    journalBuffer = [];
+    fs.writeSync(journalFd, text);
+  }
+
+  function replay(): void {
+    let text = "";
+    try {
+      text = fs.readFileSync(journalPath, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      let entry: { op?: string; run?: RunRecord; runId?: string; exit?: WireExit };
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        continue; // a torn last line: its operation was never acknowledged
+      }
+      if (entry.op === "start" && entry.run) {
+        runs.set(entry.run.runId, { record: entry.run, exit: null, orphan: false, exitWaiters: [] });
+      } else if (entry.op === "exit" && entry.runId && entry.exit) {
+        const run = runs.get(entry.runId);
+        if (run) run.exit = entry.exit;
+      } else if (entry.op === "remove" && entry.runId) {
+        runs.delete(entry.runId);
+      }
+    }
+    for (const run of runs.values()) {
+      if (run.exit) continue;
+      if (isAlive(run.record)) {
+        run.orphan = true;
+        live++;
+        orphans++;
+      } else {
+        run.exit = { exitCode: null, lost: true, at: now() };
+      }
+    }
+  }
+
+  function compact(): void {
+    const tmp = `${journalPath}.${process.pid}.tmp`;
+    const lines: string[] = [];
+    for (const run of runs.values()) {
+      lines.push(`${JSON.stringify({ op: "start", run: run.record })}\n`);
+      if (run.exit)
+        lines.push(`${JSON.stringify({ op: "exit", runId: run.record.runId, exit: run.exit })}\n`);
+    }
+    fs.writeFileSync(tmp, lines.join(""), { mode: 0o600 });
+    fs.renameSync(tmp, journalPath);
+    if (journalFd >= 0) fs.closeSync(journalFd);
+    journalFd = fs.openSync(journalPath, "a", 0o600);
+    journalLines = lines.length;
+  }
+
+  function maybeCompact(): void {
+    if (journalLines > 1024 && journalLines > 4 * runs.size) {
+      flushJournal();
+      compact();
+    }
+  }
+
+  // --- processes -----------------------------------------------------------------------
+
+  /** Whether the recorded process still runs (same boot, same start time, not a zombie). */
+  function isAlive(record: RunRecord): boolean {
+    if (record.bootId !== bootId) return false;
+    const stat = readProcStat(fs, record.pid);
+    return stat !== undefined && stat.startTime === record.startTime && !stat.zombie;
+  }
+
+  /** Whether the pid now names another process than the recorded one. */
+  function pidReused(record: RunRecord): boolean {
+    if (record.bootId !== bootId) return true;
+    const stat = readProcStat(fs, record.pid);
+    return stat !== undefined && stat.startTime !== record.startTime;
+  }
+
+  /**
+   * Sends `signal` to the run's whole process group (the workload is a session and group
+   * leader, so its pgid is its pid). After the leader is gone the group may still hold
+   * grandchildren; they are signalled too unless the pid has been reused meanwhile.
+   */
+  function signalRun(run: Run, signal: "SIGTERM" | "SIGKILL"): boolean {
+    const { pid } = run.record;
+    if (run.orphan && !run.exit && !isAlive(run.record)) markOrphanGone(run);
+    if (run.exit && pidReused(run.record)) return false;
+    try {
+      process.kill(-pid, signal);
+      return true;
+    } catch {
+      // ESRCH: the group is empty. EPERM cannot happen for our own children.
+      return false;
+    }
+  }
+
+  function recordExit(run: Run, exit: WireExit): void {
+    if (run.exit) return;
+    run.exit = exit;
+    run.child = undefined;
+    live--;
+    journal({ op: "exit", runId: run.record.runId, exit });
+    pendingExits.push({ runId: run.record.runId, exit });
+    if (pendingExits.length === 1) setImmediate(pushExits);
+    const waiters = run.exitWaiters;
+    run.exitWaiters = [];
+    for (const waiter of waiters) waiter();
+    noteIdle();
+  }
+
+  function onChildExit(run: Run, code: number | null, signal: NodeJS.Signals | null): void {
+    const at = now();
+    if (signal) {
+      const n = os.constants.signals[signal] ?? 0;
+      recordExit(run, { exitCode: 128 + n, signal, at });
+    } else {
+      recordExit(run, { exitCode: code, at });
+    }
+  }
+
+  function markOrphanGone(run: Run): void {
+    run.orphan = false;
+    orphans--;
+    recordExit(run, { exitCode: null, lost: true, at: now() });
+  }
+
+  function pollOrphans(): void {
+    if (orphans === 0) {
+      if (orphanTimer) clearInterval(orphanTimer);
+      orphanTimer = undefined;
+      return;
+    }
+    for (const run of runs.values()) {
+      if (run.orphan && !run.exit && !isAlive(run.record)) markOrphanGone(run);
+    }
+  }
+
+  function waitExit(run: Run, timeoutMs: number): Promise<boolean> {
+    if (run.exit) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      run.exitWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  function armBackstop(killAt: number | undefined): void {
+    if (killAt === undefined || killAt >= backstopAt) return;
+    if (backstopTimer) clearTimeout(backstopTimer);
+    backstopAt = killAt;
+    backstopTimer = setTimeout(runBackstop, Math.max(0, killAt - Date.now()));
+  }
+
+  /** Kills the groups whose max lifetime (plus the backstop margin) is over, kernel or not. */
+  function runBackstop(): void {
+    backstopTimer = undefined;
+    backstopAt = Number.POSITIVE_INFINITY;
+    const t = Date.now();
+    let next: number | undefined;
+    for (const run of runs.values()) {
+      const killAt = run.record.killAt;
+      if (run.exit || killAt === undefined) continue;
+      if (killAt <= t) {
+        diag(`max-lifetime backstop: SIGKILL to run ${run.record.runId} (pid ${run.record.pid})`);
+        signalRun(run, "SIGKILL");
+      } else if (next === undefined || killAt < next) {
+        next = killAt;
+      }
+    }
+    armBackstop(next);
+  }
+
+  // --- the pool of empty log files --------------------------------------------------------
+  // Creating a file on ext4 here costs about a millisecond and, measured, slows the forks
+  // around it 2-3x; renaming a file that already exists costs about as much as nothing.
+  // So empty files are made ahead of time, while no start is waiting, and a start renames
+  // two of them into place.
+
+  const poolDir = path.join(config.logDir, ".pool");
+  const pool: string[] = [];
+  /** Log files that have a rotated `.1` copy (only those need it removed at cleanup). */
+  const rotated = new Set<string>();
+  let poolSeq = 0;
+  let poolTarget = config.logPoolMin;
+  let lastStartAt = 0;
+  let refillTimer: ReturnType<typeof setTimeout> | undefined;
+
+  function loadPool(): void {
+    if (config.logPoolMin === 0) return;
+    try {
+      fs.mkdirSync(poolDir, { recursive: true, mode: 0o700 });
+      for (const name of fs.readdirSync(poolDir)) pool.push(path.join(poolDir, name));
+    } catch (error) {
+      diag(`log pool unavailable: ${(error as Error).message}`);
+    }
+  }
+
+  function scheduleRefill(delayMs: number): void {
+    if (config.logPoolMin === 0 || refillTimer || pool.length >= poolTarget * 2) return;
+    refillTimer = setTimeout(refill, delayMs);
+    refillTimer.unref();
+  }
+
+  /** Makes empty files in small batches, and only once starts have paused for a moment. */
+  function refill(): void {
+    refillTimer = undefined;
+    if (Date.now() - lastStartAt < 50) {
+      scheduleRefill(50);
+      return;
+    }
+    try {
+      for (let i = 0; i < 32 && pool.length < poolTarget * 2; i++) {
+        const file = path.join(poolDir, `${process.pid}-${supervisorStartedAt}-${++poolSeq}`);
+        fs.closeSync(fs.openSync(file, "wx", 0o600));
+        pool.push(file);
+      }
+    } catch (error) {
+      diag(`log pool refill failed: ${(error as Error).message}`);
+      return;
+    }
+    if (pool.length < poolTarget * 2) setImmediate(refill);
+  }
+
+  function openLog(file: string): number {
+    for (let spare = pool.pop(); spare !== undefined; spare = pool.pop()) {
+      try {
+        fs.renameSync(spare, file);
+        return fs.openSync(file, "a", 0o600);
+      } catch {
+        // Gone, or another filesystem: try the next, then create.
+      }
+    }
+    try {
+      return fs.openSync(file, "a", 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      return fs.openSync(file, "a", 0o600);
+    }
+  }
+
+  /**
+   * Deletes a cleaned-up run's log file (and its rotated copy). Not recycled into the pool:
+   * a process that escaped the group could still hold it open and would write into the
+   * next workload's log.
+   */
+  function deleteLog(file: string, fromEarlierSupervisor: boolean): void {
+    const paths = rotated.delete(file) || fromEarlierSupervisor ? [file, `${file}.1`] : [file];
+    for (const f of paths) {
+      try {
+        fs.unlinkSync(f);
+      } catch {}
+    }
+  }
+
+  function spawnError(error: NodeJS.ErrnoException, spec: StartSpec): Error {
+    const errno = error.code ?? "UNKNOWN";
+    const argv0 = spec.command[0];
+    if (errno === "EAGAIN" || errno === "EMFILE" || errno === "ENFILE" || errno === "ENOMEM") {
+      return fail("RESOURCE_EXHAUSTED", `Cannot start "${spec.workloadId}": the system refused (${errno})`);
+    }
+    if (errno === "ENOENT" && !fs.existsSync(spec.cwd)) {
+      return fail(
+        "START_FAILED",
+        `Cannot start "${spec.workloadId}": working directory ${spec.cwd} does not exist`,
+      );
+    }
+    if (errno === "ENOENT") {
+      return fail("START_FAILED", `Cannot start "${spec.workloadId}": command not found: ${argv0}`);
+    }
+    if (errno === "EACCES") {
+      return fail("START_FAILED", `Cannot start "${spec.workloadId}": permission denied: ${argv0}`);
+    }
+    return fail("START_FAILED", `Cannot start "${spec.workloadId}": ${errno}`);
+  }
+
+  function start(
+    spec: StartSpec,
+  ): { pid: number; startTime: number } | Promise<{ pid: number; startTime: number }> {
+    const existing = runs.get(spec.runId);
+    if (existing) return { pid: existing.record.pid, startTime: existing.record.startTime };
+    if (live >= maxWorkloads) {
+      throw fail(
+        "RESOURCE_EXHAUSTED",
+        `Cannot start "${spec.workloadId}": ${live} live workloads, the process budget (maxWorkloads ${maxWorkloads})`,
+      );
+    }
+    // Each start briefly holds 2 log fds and libuv's 2 exec-status pipe fds.
+    if (baseFds + clients.size + 8 > limits.openFiles) {
+      throw fail(
+        "RESOURCE_EXHAUSTED",
+        `Cannot start "${spec.workloadId}": the supervisor is at its file descriptor limit (${limits.openFiles})`,
+      );
+    }
+    lastStartAt = Date.now();
+    let out = -1;
+    let err = -1;
+    let child: ChildProcessModule.ChildProcess;
+    try {
+      out = openLog(spec.stdoutPath);
+      err = openLog(spec.stderrPath);
+      child = cp.spawn(spec.command[0] as string, spec.command.slice(1), {
+        cwd: spec.cwd,
+        env: spec.env,
+        stdio: ["ignore", out, err],
+        detached: true,
+      });
+    } catch (error) {
+      deleteLog(spec.stdoutPath, false);
+      deleteLog(spec.stderrPath, false);
+      throw spawnError(error as NodeJS.ErrnoException, spec);
+    } finally {
+      if (out >= 0) fs.closeSync(out);
+      if (err >= 0) fs.closeSync(err);
+    }
+    if (child.pid === undefined) {
+      // Node reports ENOENT, EACCES, EAGAIN, ... through an 'error' event on the next tick.
+      return new Promise((_resolve, reject) => {
+        child.once("error", (error) => {
+          deleteLog(spec.stdoutPath, false);
+          deleteLog(spec.stderrPath, false);
+          reject(spawnError(error, spec));
+        });
+      });
+    }
+    child.on("error", (error) => diag(`run ${spec.runId}: ${error.message}`));
+    const pid = child.pid;
+    // The child cannot have been reaped yet (that needs this event loop): the stat is there.
+    const startTime = readProcStat(fs, pid)?.startTime ?? 0;
+    const record: RunRecord = {
+      runId: spec.runId,
+      workloadId: spec.workloadId,
+      kernelId: spec.kernelId,
+      labels: spec.labels,
+      pid,
+      startTime,
+      bootId,
+      stdoutPath: spec.stdoutPath,
+      stderrPath: spec.stderrPath,
+      startedAt: Date.now(),
+    };
+    if (spec.killAt !== undefined) record.killAt = spec.killAt;
+    const run: Run = { record, exit: null, child, orphan: false, exitWaiters: [] };
+    runs.set(spec.runId, run);
+    live++;
+    if (live > poolTarget) poolTarget = Math.min(config.logPoolMax, live);
+    scheduleRefill(50);
+    clearIdle();
+    journal({ op: "start", run: record });
+    child.once("exit", (code, signal) => onChildExit(run, code, signal));
+    armBackstop(record.killAt);
+    return { pid, startTime };
+  }
+
+  async function cleanup(run: Run, keepLogs: boolean): Promise<Record<string, never>> {
+    if (!run.exit) {
+      signalRun(run, "SIGKILL");
+      if (run.orphan) {
+        const deadline = Date.now() + 10_000;
+        while (!run.exit && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          if (!isAlive(run.record)) markOrphanGone(run);
+        }
+      }
+      if (!(await waitExit(run, 10_000))) {
+        throw fail(
+          "CLEANUP_FAILED",
+          `Run ${run.record.runId} (pid ${run.record.pid}) did not die after SIGKILL`,
+        );
+      }
+    }
+    // Whatever the workload left in its group (grandchildren) goes too.
+    signalRun(run, "SIGKILL");
+    if (!keepLogs) {
+      // This supervisor only knows of the rotations it did itself.
+      const earlier = run.record.startedAt < supervisorStartedAt;
+      deleteLog(run.record.stdoutPath, earlier);
+      deleteLog(run.record.stderrPath, earlier);
+    }
+    if (runs.get(run.record.runId) === run) {
+      runs.delete(run.record.runId);
+      journal({ op: "remove", runId: run.record.runId });
+      maybeCompact();
+    }
+    return {};
+  }
+
+  async function shutdown(force: boolean): Promise<Record<string, never>> {
+    if (live > 0 && !force) {
+      throw fail(
+        "WORKLOAD_CONFLICT",
+        `The supervisor still has ${live} live workload(s); stop them or use force`,
+      );
+    }
+    exitingDown = true;
+    for (const run of runs.values()) if (!run.exit) signalRun(run, "SIGKILL");
+    await Promise.all(
+      [...runs.values()].map((run) => (run.orphan ? Promise.resolve(true) : waitExit(run, 10_000))),
+    );
+    for (const run of runs.values()) if (run.orphan && !run.exit) markOrphanGone(run);
+    for (const run of runs.values()) signalRun(run, "SIGKILL");
+    setImmediate(exitNow);
+    return {};
+  }
+
+  function exitNow(): void {
+    try {
+      for (const socket of [...outboxes.keys()]) flushOutbox(socket);
+      pushExits();
+      flushJournal();
+      fs.closeSync(journalFd);
+    } catch {}
+    for (const socket of clients) socket.destroy();
+    server?.close();
+    process.exit(0);
+  }
+
+  // --- logs ------------------------------------------------------------------------------
+  // Workloads write straight into their files (no pipe through this process), so the cap
+  // is enforced by copy-then-truncate, like logrotate's copytruncate: files are opened
+  // with O_APPEND, so the workload's next write lands at the new end. Bytes written
+  // between the copy and the truncate are lost; the docs say so.
+
+  function checkLogs(): void {
+    if (live === 0) return;
+    for (const run of runs.values()) {
+      if (run.exit) continue;
+      for (const file of [run.record.stdoutPath, run.record.stderrPath]) {
+        const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+        if (size <= config.maxLogBytes) continue;
+        try {
+          fs.copyFileSync(file, `${file}.1.tmp`);
+          fs.renameSync(`${file}.1.tmp`, `${file}.1`);
+          fs.truncateSync(file, 0);
+          rotated.add(file);
+        } catch (error) {
+          diag(`log rotation of ${file} failed: ${(error as Error).message}`);
+        }
+      }
+    }
+  }
+
+  // --- clients ---------------------------------------------------------------------------
+
+  /** Replies wait in an outbox per client, written at once after a chunk of requests. */
+  const outboxes = new Map<NetModule.Socket, string[]>();
+
+  function send(socket: NetModule.Socket, message: ServerMessage): void {
+    let outbox = outboxes.get(socket);
+    if (!outbox) {
+      outbox = [];
+      outboxes.set(socket, outbox);
+      setImmediate(() => flushOutbox(socket));
+    }
+    outbox.push(`${JSON.stringify(message)}\n`);
+  }
+
+  function flushOutbox(socket: NetModule.Socket): void {
+    const outbox = outboxes.get(socket);
+    if (!outbox) return;
+    outboxes.delete(socket);
+    // What a kernel is told must be on record first.
+    flushJournal();
+    if (socket.writable) socket.write(outbox.join(""));
+  }
+
+  function pushExits(): void {
+    if (pendingExits.length === 0) return;
+    flushJournal();
+    const text = pendingExits
+      .map((e) => JSON.stringify({ event: "exit", runId: e.runId, exit: e.exit }))
+      .join("\n");
+    pendingExits = [];
+    for (const socket of clients) if (socket.writable) socket.write(`${text}\n`);
+  }
+
+  function stats(): SupervisorStats {
+    return {
+      pid: process.pid,
+      live,
+      records: runs.size,
+      clients: clients.size,
+      rss: process.memoryUsage.rss(),
+      fdLimit: limits.openFiles,
+      maxWorkloads,
+      pooledLogFiles: pool.length,
+    };
+  }
+
+  function handle(request: Request): unknown {
+    switch (request.op) {
+      case "hello":
+        return { version: config.version, pid: process.pid };
+      case "start":
+        if (exitingDown) throw fail("BACKEND_UNAVAILABLE", "The supervisor is shutting down");
+        return start(request.spec);
+      case "signal": {
+        const run = runs.get(request.runId);
+        if (!run) throw fail("NOT_FOUND", `No run ${request.runId}`);
+        return { delivered: signalRun(run, request.signal) };
+      }
+      case "status": {
+        const run = runs.get(request.runId);
+        return { found: run !== undefined, exit: run?.exit ?? null };
+      }
+      case "list": {
+        const out: Array<{ record: RunRecord; exit: WireExit | null }> = [];
+        for (const run of runs.values()) {
+          if (run.record.kernelId === request.kernelId) out.push({ record: run.record, exit: run.exit });
+        }
+        return { runs: out };
+      }
+      case "cleanup": {
+        const run = runs.get(request.runId);
+        return run ? cleanup(run, request.keepLogs) : {};
+      }
+      case "shutdown":
+        return shutdown(request.force);
+      case "stats":
+        return stats();
+      default:
+        throw fail("BACKEND_ERROR", `Unknown operation ${(request as { op: string }).op}`);
+    }
+  }
+
+  function toWireError(error: unknown): WireError {
+    const e = error as { code?: unknown; message?: unknown };
+    const code = typeof e.code === "string" && /^[A-Z_]+$/.test(e.code) ? e.code : "BACKEND_ERROR";
+    return { code, message: String(e.message ?? error) };
+  }
+
+  function onLine(socket: NetModule.Socket, line: string): void {
+    let request: Request;
+    try {
+      request = JSON.parse(line);
+    } catch {
+      diag("dropped a line that is not JSON");
+      return;
+    }
+    let result: unknown;
+    try {
+      result = handle(request);
+    } catch (error) {
+      send(socket, { id: request.id, ok: false, error: toWireError(error) });
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (value) => send(socket, { id: request.id, ok: true, result: value }),
+        (error) => send(socket, { id: request.id, ok: false, error: toWireError(error) }),
+      );
+    } else {
+      send(socket, { id: request.id, ok: true, result });
+    }
+  }
+
+  function onConnection(socket: NetModule.Socket): void {
+    clients.add(socket);
+    clearIdle();
+    let buffer = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      buffer += chunk;
+      let newline = buffer.indexOf("\n");
+      if (newline < 0) return;
+      let start = 0;
+      while (newline >= 0) {
+        onLine(socket, buffer.slice(start, newline));
+        start = newline + 1;
+        newline = buffer.indexOf("\n", start);
+      }
+      buffer = buffer.slice(start);
+      // One write for all the replies to one chunk of requests.
+      flushOutbox(socket);
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      clients.delete(socket);
+      outboxes.delete(socket);
+      noteIdle();
+    });
+  }
+
+  function clearIdle(): void {
+    if (idleTimer) clearTimeout(idleTimer);
+    idleTimer = undefined;
+  }
+
+  /** Whether the journal was deleted (the state dir removed): nobody can recover from it. */
+  function journalDeleted(): boolean {
+    try {
+      return fs.fstatSync(journalFd).nlink === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * With no live workload and no client, exits after `idleMs`, or at once (within half a
+   * second) when its state dir has been removed.
+   */
+  function noteIdle(): void {
+    if (live > 0 || clients.size > 0 || idleTimer) return;
+    const since = Date.now();
+    const tick = () => {
+      idleTimer = undefined;
+      if (live > 0 || clients.size > 0) return;
+      const deleted = journalDeleted();
+      if (deleted || Date.now() - since >= config.idleMs) {
+        diag("idle: no live workload and no client, exiting");
+        exitNow();
+        return;
+      }
+      idleTimer = setTimeout(tick, Math.min(500, config.idleMs - (Date.now() - since)));
+    };
+    idleTimer = setTimeout(tick, Math.min(500, config.idleMs));
+  }
+
+  // --- start up ------------------------------------------------------------------------
+  // The lock is an abstract unix socket: bind is atomic and the kernel releases it when
+  // this process dies, however it dies, so there is no stale lock to break.
+
+  const lock = net.createServer((socket) => socket.destroy());
+  lock.once("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EADDRINUSE") {
+      say({ ready: false, locked: true });
+      process.exit(0);
+    }
+    say({ error: `cannot take the supervisor lock: ${error.message}` });
+    process.exit(1);
+  });
+  // Named after the real path, so that two spellings of one state dir share one lock.
+  const lockName = `runtime-kernel-supervisor/${crypto
+    .createHash("sha256")
+    .update(fs.realpathSync(config.stateDir))
+    .digest("hex")
+    .slice(0, 40)}`;
+  lock.listen({ path: `\0${lockName}` }, () => {
+    try {
+      replay();
+      compact();
+      if (orphans > 0) orphanTimer = setInterval(pollOrphans, config.orphanPollMs);
+      for (const run of runs.values()) armBackstop(run.exit ? undefined : run.record.killAt);
+      try {
+        fs.unlinkSync(config.socketPath);
+      } catch {}
+    } catch (error) {
+      diag(`start-up failed: ${(error as Error).stack}`);
+      say({ error: `start-up failed: ${(error as Error).message}` });
+      process.exit(1);
+    }
+    server = net.createServer(onConnection);
+    server.once("error", (error) => {
+      diag(`cannot listen on ${config.socketPath}: ${error.message}`);
+      say({ error: `cannot listen on ${config.socketPath}: ${error.message}` });
+      process.exit(1);
+    });
+    // The socket is bound inside listen(): create it private, then give workloads back the
+    // umask the supervisor inherited (they inherit it in turn).
+    const umask = process.umask(0o077);
+    server.listen({ path: config.socketPath }, () => {
+      try {
+        fs.chmodSync(config.socketPath, 0o600);
+      } catch {}
+      try {
+        baseFds = fs.readdirSync("/proc/self/fd").length;
+      } catch {}
+      setInterval(checkLogs, config.logCheckMs).unref();
+      loadPool();
+      scheduleRefill(0);
+      diag(`listening on ${config.socketPath} (${runs.size} recorded runs, ${orphans} adopted orphans)`);
+      say({ ready: true, pid: process.pid });
+      noteIdle();
+    });
+    process.umask(umask);
+  });
+}
+
+/** The source text of the supervisor program, ready to run with `node`. */
+export function supervisorSource(config: SupervisorConfig): string {
+  return [
+    '"use strict";',
+    // Some TypeScript loaders (tsx) wrap functions with a `__name` helper; the copied
+    // source has no module around it, so give it a harmless one.
+    "var __name = (target) => target;",
+    readProcStat.toString(),
+    readLimits.toString(),
+    supervisorMain.toString(),
+    `${supervisorMain.name}(${JSON.stringify(config)});`,
+    "",
+  ].join("\n");
+}

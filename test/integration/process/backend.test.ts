@@ -1,0 +1,156 @@
+/**
+ * The ProcessBackend at the port, with real processes: what the conformance suite does
+ * not cover (limits, log rotation, aborted starts, hygiene of handles).
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { ProcessBackend, ProcessHandle } from "../../../src/backends/process/index.js";
+import { type ExitStatus, LABELS, type LogEntry, type StartRequest } from "../../../src/index.js";
+import { eventually, isRunning, newBackend, teardown } from "./helpers.js";
+
+const backends: ProcessBackend[] = [];
+afterAll(async () => {
+  await Promise.all(backends.map((b) => teardown(b)));
+});
+function backendWith(options: Parameters<typeof newBackend>[0] = {}): ProcessBackend {
+  const backend = newBackend(options);
+  backends.push(backend);
+  return backend;
+}
+
+let n = 0;
+function request(command: string[], over: Partial<StartRequest> = {}): StartRequest {
+  const workloadId = `b-${++n}`;
+  return {
+    kernelId: "backend",
+    workloadId,
+    runId: `${workloadId}-run`,
+    profile: "p",
+    runnable: { command },
+    env: {},
+    labels: { [LABELS.kernelId]: "backend", [LABELS.workloadId]: workloadId },
+    ...over,
+  };
+}
+const never = new AbortController().signal;
+const exitOf = (b: ProcessBackend, h: ProcessHandle) =>
+  new Promise<ExitStatus>((resolve) => b.watchExit(h, resolve));
+async function lines(b: ProcessBackend, h: ProcessHandle): Promise<string[]> {
+  const out: string[] = [];
+  for await (const l of b.logs(h, {}) as AsyncIterable<LogEntry>) out.push(l.line);
+  return out;
+}
+
+describe("ProcessBackend", () => {
+  it("applies rlimits through prlimit, the runnable's over the backend's, keeping the pid", async () => {
+    const backend = backendWith({ rlimits: { nofile: 200, core: 0 } });
+    const command = ["sh", "-c", "echo $$; ulimit -n; ulimit -c"];
+    const handle = await backend.start(request(command, { runnable: { command, rlimits: { nofile: 64 } } }), {
+      signal: never,
+    });
+    expect(await exitOf(backend, handle)).toEqual({ exitCode: 0 });
+    expect(await lines(backend, handle)).toEqual([String(handle.pid), "64", "0"]);
+  });
+
+  it("reports every exit of a run that ended before anyone watched it", async () => {
+    const backend = backendWith();
+    const handle = await backend.start(request(["sh", "-c", "exit 9"]), { signal: never });
+    await eventually(() => !isRunning(handle.pid), 5_000, "the exit");
+    expect(await exitOf(backend, handle)).toEqual({ exitCode: 9 });
+    expect(await backend.exitCode(handle)).toBe(9);
+  });
+
+  it("reclaims a start aborted while the supervisor was spawning it", async () => {
+    const backend = backendWith();
+    const controller = new AbortController();
+    const req = request(["sleep", "600"]);
+    const pending = backend.start(req, { signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ code: "START_ABORTED" });
+    const found = await backend.discover({ kernelId: "backend" });
+    expect(found.map((f) => f.handle.runId)).not.toContain(req.runId);
+  });
+
+  it("rotates a log past maxLogBytes once (copy, then truncate) and still reads it all", async () => {
+    const backend = backendWith({ maxLogBytes: 4096 });
+    const handle = await backend.start(
+      request(["sh", "-c", "i=0; while [ $i -lt 1000 ]; do echo line-$i; i=$((i+1)); done; sleep 600"]),
+      { signal: never },
+    );
+    await eventually(() => existsSync(`${handle.stdoutPath}.1`), 10_000, "a rotation");
+    const read = await lines(backend, handle);
+    expect(read.at(-1)).toBe("line-999");
+    expect(read.length).toBeGreaterThan(100);
+    expect(readFileSync(handle.stdoutPath).length).toBeLessThanOrEqual(4096);
+    await backend.kill(handle);
+    await exitOf(backend, handle);
+    await backend.cleanup(handle);
+    expect(existsSync(handle.stdoutPath) || existsSync(`${handle.stdoutPath}.1`)).toBe(false);
+  });
+
+  it("leaves nothing behind for a start that failed", async () => {
+    const backend = backendWith();
+    const req = request(["no-such-command-rk"]);
+    await expect(backend.start(req, { signal: never })).rejects.toMatchObject({
+      code: "START_FAILED",
+      message: expect.stringContaining("command not found: no-such-command-rk"),
+    });
+    const logs = readdirSync(join(backend.stateDir, "logs")).filter((f) => !f.startsWith("."));
+    expect(logs.filter((f) => f.startsWith(`${req.workloadId}.`))).toEqual([]);
+    expect((await backend.discover({ kernelId: "backend" })).map((f) => f.handle.runId)).not.toContain(
+      req.runId,
+    );
+  });
+
+  it("keeps logs after cleanup when asked to", async () => {
+    const backend = backendWith({ keepLogs: true });
+    const handle = await backend.start(request(["echo", "kept"]), { signal: never });
+    await exitOf(backend, handle);
+    await backend.cleanup(handle);
+    expect(readFileSync(handle.stdoutPath, "utf8")).toBe("kept\n");
+  });
+
+  it("puts neither env nor argv in handles or in the state dir's journal", async () => {
+    const backend = backendWith();
+    const handle = await backend.start(
+      request(["sh", "-c", "exit 0", "argv-marker"], { env: { TOKEN: "tok-9f8e7d6c" } }),
+      {
+        signal: never,
+      },
+    );
+    await exitOf(backend, handle);
+    const journal = readFileSync(`${backend.stateDir}/journal.ndjson`, "utf8");
+    for (const text of [JSON.stringify(handle), journal]) {
+      expect(text).not.toContain("tok-9f8e7d6c");
+      expect(text).not.toContain("argv-marker");
+    }
+  });
+
+  it("never signals a process that only shares the handle's pid (other start time, or other boot)", async () => {
+    const backend = backendWith();
+    const handle = await backend.start(request(["sleep", "600"]), { signal: never });
+    for (const forged of [
+      { ...handle, runId: "unknown-run", startTime: handle.startTime + 1 },
+      { ...handle, runId: "unknown-run", bootId: "another-boot" },
+    ]) {
+      await backend.terminate(forged, { graceMs: 0 });
+      await backend.kill(forged);
+    }
+    expect(await backend.exitCode(handle)).toBeNull();
+    expect(isRunning(handle.pid)).toBe(true);
+    await backend.kill(handle);
+    expect(await exitOf(backend, handle)).toEqual({ exitCode: 137, signal: "SIGKILL" });
+  });
+
+  it("answers for a run it no longer knows: exitCode is WORKLOAD_LOST, stops and cleanup succeed", async () => {
+    const backend = backendWith();
+    const handle = await backend.start(request(["true"]), { signal: never });
+    await exitOf(backend, handle);
+    await backend.cleanup(handle);
+    await expect(backend.exitCode(handle)).rejects.toMatchObject({ code: "WORKLOAD_LOST" });
+    await backend.terminate(handle, { graceMs: 0 });
+    await backend.kill(handle);
+    await backend.cleanup(handle);
+  });
+});

@@ -1,0 +1,252 @@
+/**
+ * Crash safety of the process backend: what survives a kernel killed with SIGKILL, what a
+ * new kernel with the same kernelId recovers, and how the supervisor tells its workloads
+ * from reused pids and from a previous supervisor's orphans.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ProcessBackend, ProcessHandle } from "../../../src/backends/process/index.js";
+import { createRuntimeKernel, type ExitStatus, LABELS, type StartRequest } from "../../../src/index.js";
+import { crashProfiles } from "./fixtures/crash-profiles.js";
+import {
+  eventually,
+  isRunning,
+  livingInGroups,
+  newBackend,
+  recordEvents,
+  teardown,
+  tempStateDir,
+} from "./helpers.js";
+
+const backends: ProcessBackend[] = [];
+afterEach(async () => {
+  await Promise.all(backends.splice(0).map((b) => teardown(b)));
+});
+
+function track(backend: ProcessBackend): ProcessBackend {
+  backends.push(backend);
+  return backend;
+}
+
+const never = new AbortController().signal;
+
+function request(workloadId: string, command: string[], labels: Record<string, string> = {}): StartRequest {
+  const runId = `${workloadId}-${Math.random().toString(36).slice(2, 10)}`;
+  return {
+    kernelId: "recovery",
+    workloadId,
+    runId,
+    profile: "p",
+    runnable: { command },
+    env: {},
+    labels: {
+      [LABELS.kernelId]: "recovery",
+      [LABELS.workloadId]: workloadId,
+      [LABELS.runId]: runId,
+      ...labels,
+    },
+  };
+}
+
+function exitOf(backend: ProcessBackend, handle: ProcessHandle): Promise<ExitStatus> {
+  return new Promise((resolve) => backend.watchExit(handle, resolve));
+}
+
+describe("a kernel killed with SIGKILL", () => {
+  it("leaves 50 workloads to a new kernel that recovers all of them, their exits, and then nothing", async () => {
+    const stateDir = tempStateDir();
+    const gateEarly = join(stateDir, "gate-early");
+    const gateLate = join(stateDir, "gate-late");
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(import.meta.dirname, "fixtures", "crash-kernel.ts"),
+        stateDir,
+        gateEarly,
+        gateLate,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout }).once("line", resolve);
+      child.once("exit", (code) => reject(new Error(`the crash kernel exited early (${code})`)));
+    });
+    const started = JSON.parse(firstLine) as {
+      running: number;
+      stalePid: number;
+      pids: Record<string, number>;
+    };
+    expect(started.running).toBe(50);
+    const pgids = Object.values(started.pids);
+    expect(pgids).toHaveLength(51);
+
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.once("exit", resolve));
+    // Every workload outlives its kernel.
+    expect(pgids.every(isRunning)).toBe(true);
+
+    // While no kernel is alive, the early ones exit with their codes.
+    writeFileSync(gateEarly, "");
+    const backend = track(newBackend({ stateDir }));
+    await eventually(
+      () => readFileSync(join(stateDir, "journal.ndjson"), "utf8").split('"op":"exit"').length - 1 >= 15,
+      10_000,
+      "the early workloads to exit",
+    );
+
+    const kernel = createRuntimeKernel({
+      backend,
+      kernelId: "crash",
+      profiles: crashProfiles,
+      reapAfterMs: 60_000,
+    });
+    const events = recordEvents(kernel);
+    const report = await kernel.recover();
+    expect(report.adopted.map((s) => s.workloadId).sort()).toEqual(
+      [...range(20).map((i) => `sleeper-${i}`), ...range(15).map((i) => `late-${i}`)].sort(),
+    );
+    expect(report.exited.map((s) => [s.workloadId, s.exitCode, s.stopReason]).sort()).toEqual(
+      range(15)
+        .map((i) => [`early-${i}`, i + 1, "failed"])
+        .sort(),
+    );
+    // The older run of sleeper-0 was a leftover: reaped, its process gone.
+    expect(report.reaped).toEqual(["stale-run-of-sleeper-0"]);
+    await eventually(() => !isRunning(started.stalePid), 5_000, "the stale run to die");
+
+    // The adopted ones are watched again: their real exit codes arrive.
+    writeFileSync(gateLate, "");
+    for (const i of range(15)) {
+      expect(await kernel.waitFor(`late-${i}`, "stopped")).toMatchObject({
+        exitCode: i + 20,
+        stopReason: "failed",
+      });
+    }
+    const lateStops = events.filter((e) => e.workloadId.startsWith("late-") && e.state === "stopped");
+    expect(lateStops).toHaveLength(15);
+
+    await kernel.shutdown();
+    for (const i of range(20)) expect(kernel.get(`sleeper-${i}`)?.state ?? "destroyed").toBe("destroyed");
+    await eventually(() => livingInGroups(pgids).length === 0, 10_000, "every workload process to be gone");
+    expect(await backend.discover({ kernelId: "crash" })).toEqual([]);
+  });
+});
+
+describe("the supervisor's record", () => {
+  it("never mistakes a reused pid, or a pid from before a reboot, for the workload", async () => {
+    const stateDir = tempStateDir();
+    // An unrelated process, and records that name its pid with another start time, or another boot.
+    const stranger = spawn("sleep", ["600"], { stdio: "ignore", detached: true });
+    const pid = stranger.pid as number;
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const startTime = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
+    const record = (runId: string, fields: object) => ({
+      op: "start",
+      run: {
+        runId,
+        workloadId: runId,
+        kernelId: "recovery",
+        labels: { [LABELS.workloadId]: runId },
+        pid,
+        startTime,
+        bootId,
+        stdoutPath: join(stateDir, `${runId}.out`),
+        stderrPath: join(stateDir, `${runId}.err`),
+        startedAt: Date.now(),
+        ...fields,
+      },
+    });
+    writeFileSync(
+      join(stateDir, "journal.ndjson"),
+      [record("reused", { startTime: startTime - 1 }), record("rebooted", { bootId: "another-boot" }), ""]
+        .map((e) => (e === "" ? "" : JSON.stringify(e)))
+        .join("\n"),
+    );
+    const backend = track(newBackend({ stateDir }));
+    const found = await backend.discover({ kernelId: "recovery" });
+    expect(found.map((f) => [f.handle.runId, f.exit]).sort()).toEqual([
+      ["rebooted", { exitCode: null, lost: true }],
+      ["reused", { exitCode: null, lost: true }],
+    ]);
+    for (const f of found) {
+      await backend.kill(f.handle);
+      await backend.cleanup(f.handle);
+    }
+    expect(isRunning(pid)).toBe(true);
+    stranger.kill("SIGKILL");
+  });
+
+  it("lets a new supervisor adopt the workloads of one that died, and reap them", async () => {
+    const backend = track(newBackend());
+    const survivor = await backend.start(request("survivor", ["sleep", "600"]), { signal: never });
+    const ender = await backend.start(request("ender", ["sleep", "600"]), { signal: never });
+    const { pid } = await backend.supervisorStats();
+    process.kill(pid, "SIGKILL");
+    await eventually(() => !isRunning(pid), 5_000, "the supervisor to die");
+    expect(isRunning(survivor.pid) && isRunning(ender.pid)).toBe(true);
+
+    // The next call launches a new supervisor, which finds both still running.
+    const found = await backend.discover({ kernelId: "recovery" });
+    expect(found.map((f) => f.exit)).toEqual([null, null]);
+    expect((await backend.supervisorStats()).pid).not.toBe(pid);
+
+    // Their end can no longer be waited for: it is seen, and reported lost (code unknown).
+    const ended = exitOf(backend, ender);
+    process.kill(ender.pid, "SIGKILL");
+    expect(await ended).toEqual({ exitCode: null, lost: true });
+    await expect(backend.exitCode(ender)).rejects.toMatchObject({ code: "WORKLOAD_LOST" });
+
+    await backend.cleanup(survivor);
+    await eventually(() => !isRunning(survivor.pid), 5_000, "the adopted orphan to be reaped");
+  });
+
+  it("kills a workload past its max lifetime even when no kernel is alive to stop it", async () => {
+    const backend = track(newBackend({ lifetimeBackstopMs: 50 }));
+    const handle = await backend.start(
+      request("overdue", ["sleep", "600"], { [LABELS.maxLifetimeAt]: String(Date.now()) }),
+      { signal: never },
+    );
+    expect(await exitOf(backend, handle)).toEqual({ exitCode: 137, signal: "SIGKILL" });
+  });
+
+  it("refuses to stop the supervisor while workloads run, unless forced", async () => {
+    const backend = track(newBackend());
+    const handle = await backend.start(request("busy", ["sleep", "600"]), { signal: never });
+    await expect(backend.stopSupervisor()).rejects.toMatchObject({ code: "WORKLOAD_CONFLICT" });
+    expect(isRunning(handle.pid)).toBe(true);
+  });
+
+  it("exits by itself once it has no workload and no client for its idle time", async () => {
+    const backend = newBackend({ supervisorIdleMs: 100 });
+    const handle = await backend.start(request("brief", ["true"]), { signal: never });
+    await exitOf(backend, handle);
+    const { pid } = await backend.supervisorStats();
+    await backend.close();
+    await eventually(() => !isRunning(pid), 5_000, "the idle supervisor to exit");
+    // Its record outlives it: a later supervisor still knows the exit.
+    expect(await backend.exitCode(handle)).toBe(0);
+    await teardown(backend);
+  });
+});
+
+describe("the supervisor's lifetime", () => {
+  it("ends at once, not after its idle time, when its state dir is removed", async () => {
+    const backend = newBackend({ supervisorIdleMs: 600_000 });
+    const handle = await backend.start(request("brief", ["true"]), { signal: never });
+    await exitOf(backend, handle);
+    const { pid } = await backend.supervisorStats();
+    await backend.close();
+    rmSync(backend.stateDir, { recursive: true, force: true });
+    await eventually(() => !isRunning(pid), 5_000, "the supervisor to notice");
+  });
+});
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
