@@ -35,6 +35,12 @@ export interface ConformanceFixtures {
   ignoresTerminate: Runnable;
   /** Removes a workload behind the backend's back, to check `lost` and cleanup of the vanished. */
   vanish?(handle: WorkloadHandle): Promise<void>;
+  /**
+   * Resolves once a just-started workload can receive signals as its runnable intends
+   * (for example once `ignoresTerminate` has installed its trap: a SIGTERM that arrives
+   * before that kills it). Called after every start of `ignoresTerminate`.
+   */
+  ready?(handle: WorkloadHandle, runnable: Runnable): Promise<void>;
   /** Extra fields for every StartRequest (workspace, resources, ...). */
   request?: Partial<StartRequest>;
   /** How long to wait for an exit on this substrate (default 20 s). */
@@ -94,6 +100,7 @@ export function describeBackendConformance(
     const start = async (runnable: Runnable): Promise<WorkloadHandle> => {
       const handle = await backend.start(request(runnable), { signal: new AbortController().signal });
       started.push(handle);
+      if (runnable === fixtures.ignoresTerminate) await fixtures.ready?.(handle, runnable);
       return handle;
     };
 
