@@ -23,7 +23,8 @@ import { FakeBackend } from "../../../src/testing/index.js";
 
 /** Profiles of the service tests: `default` runs until stopped, `stubborn` ignores SIGTERM. */
 export const PROFILES: Record<string, Profile> = {
-  default: { runnable: { command: ["agent"] }, graceMs: 5_000 },
+  // Specs of the tests script the fake's behaviour through `runnable.fake`.
+  default: { runnable: { command: ["agent"] }, graceMs: 5_000, allowSpecRunnableKeys: ["fake"] },
   stubborn: { runnable: { command: ["agent"], fake: { ignoreTerminate: true } }, graceMs: 60_000 },
   other: { runnable: { command: ["other"] } },
 };

@@ -194,8 +194,13 @@ describe("parseWorkloadSpec", () => {
 
     it("refuses backend-specific runnable extras in a spec, so a spec cannot loosen the profile's sandbox", () => {
       expect(() =>
-        parseWorkloadSpec({ workloadId: "w", profile: "agent", runnable: { docker: { network: "host" } } }, profiles),
-      ).toThrow(/runnable\.docker: may not be set by a spec of profile "agent" \(allowed: command, image, cwd;/);
+        parseWorkloadSpec(
+          { workloadId: "w", profile: "agent", runnable: { docker: { network: "host" } } },
+          profiles,
+        ),
+      ).toThrow(
+        /runnable\.docker: may not be set by a spec of profile "agent" \(allowed: command, image, cwd;/,
+      );
     });
 
     it("lets a spec carry the extras its profile allows with allowSpecRunnableKeys", () => {
