@@ -61,7 +61,11 @@ export class RuntimeKernelError extends Error {
 
   /** A plain-JSON view (for events, statuses and wire formats): code and message, never the cause. */
   toJSON(): SerializedError {
-    return { code: this.code, message: this.message, ...(this.workloadId ? { workloadId: this.workloadId } : {}) };
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.workloadId ? { workloadId: this.workloadId } : {}),
+    };
   }
 }
 
@@ -82,7 +86,10 @@ export interface ValidationIssue {
 export class InvalidSpecError extends RuntimeKernelError {
   /** Every problem found, each naming its field. */
   readonly issues: readonly ValidationIssue[];
-  constructor(issues: readonly ValidationIssue[], options: RuntimeKernelErrorOptions & { subject?: string } = {}) {
+  constructor(
+    issues: readonly ValidationIssue[],
+    options: RuntimeKernelErrorOptions & { subject?: string } = {},
+  ) {
     const subject = options.subject ?? "workload spec";
     const detail = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; ");
     super("INVALID_SPEC", `Invalid ${subject}: ${detail}`, options);
@@ -180,7 +187,8 @@ export function isRuntimeKernelError(
 ): error is RuntimeKernelError {
   if (!(error instanceof Error)) return false;
   const c = (error as { code?: unknown }).code;
-  if (typeof c !== "string" || typeof (error as { retryable?: unknown }).retryable !== "boolean") return false;
+  if (typeof c !== "string" || typeof (error as { retryable?: unknown }).retryable !== "boolean")
+    return false;
   return code === undefined || c === code;
 }
 

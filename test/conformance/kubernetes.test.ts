@@ -21,7 +21,15 @@ describeBackendConformance(
     exitWith: (code) => ({ image: testImage(), command: ["sh", "-c", `exit ${code}`] }),
     ignoresTerminate: {
       image: testImage(),
-      command: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+      command: ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"],
+    },
+    // Wait for the line it prints once its trap is in place.
+    ready: async (handle) => {
+      const logs = backend?.logs(handle as KubernetesHandle, {
+        follow: true,
+        signal: AbortSignal.timeout(30_000),
+      });
+      for await (const entry of logs ?? []) if (entry.line === "ready") return;
     },
     vanish: async (handle) => {
       const h = handle as KubernetesHandle;

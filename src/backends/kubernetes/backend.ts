@@ -1,0 +1,653 @@
+/**
+ * KubernetesBackend: each run is a bare Pod (`restartPolicy: Never`) with its environment in a
+ * per-run Secret; exits come from one shared Pod watch per kernel id.
+ * @module
+ */
+import { KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import {
+  BackendUnavailableError,
+  CleanupFailedError,
+  isRuntimeKernelError,
+  StartAbortedError,
+  StartFailedError,
+  WorkloadLostError,
+} from "../../errors.js";
+import type {
+  Backend,
+  DiscoveredWorkload,
+  ExitStatus,
+  LogEntry,
+  LogOptions,
+  StartRequest,
+  WorkloadHandle,
+} from "../backend.js";
+import { apiFailure, isStatus, KubeApi, type RequestCounts, toKernelError } from "./api.js";
+import type { KubernetesBackendOptions, KubernetesProfile } from "./options.js";
+import {
+  ANNOTATION_IDS,
+  ANNOTATION_LABELS,
+  buildPodManifests,
+  kernelSelector,
+  MAIN_CONTAINER,
+  mergeProfiles,
+} from "./pod-spec.js";
+import { exitOf, exitOfDeleted, fatalPendingReason, hasStarted, pendingReason } from "./pod-status.js";
+import { PodWatch, type PodWatchStats, type PodWatchTransport } from "./pod-watch.js";
+
+/** The handle of one run: plain JSON, enough to find the Pod again after a kernel restart. */
+export interface KubernetesHandle extends WorkloadHandle {
+  backend: "kubernetes";
+  kernelId: string;
+  namespace: string;
+  /** The Pod's name (also the Secret's, when there is one). */
+  pod: string;
+  /** The Pod's uid, so a later Pod with the same name is never mistaken for this one. */
+  uid: string;
+  /** The per-run Secret holding the environment, if any. */
+  secret?: string;
+}
+
+/** What the backend did against the API server (for the benchmark and tests). */
+export interface KubernetesBackendStats {
+  requests: RequestCounts;
+  watch: PodWatchStats;
+}
+
+/** Final exits of Pods that are gone, kept so `exitCode` can still answer; bounded. */
+const FINAL_EXITS_MAX = 10_000;
+
+/** The list and watch calls of a {@link PodWatch} over the Pods of `selector` in `namespace`. */
+export function podWatchTransport(
+  api: KubeApi,
+  namespace: string,
+  selector: string,
+  timeoutSeconds: number,
+): PodWatchTransport {
+  return {
+    list: async () => {
+      const list = await api.call("list", (core) =>
+        core.listNamespacedPod({ namespace, labelSelector: selector }),
+      );
+      return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
+    },
+    watch: (resourceVersion, handlers) => {
+      const q = new URLSearchParams({
+        watch: "true",
+        labelSelector: selector,
+        resourceVersion,
+        allowWatchBookmarks: "true",
+        // Jitter keeps many backends from reconnecting in step.
+        timeoutSeconds: String(Math.round(timeoutSeconds * (0.9 + Math.random() * 0.2))),
+      });
+      return api.stream("watch", `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${q}`, {
+        onLine: (line) => {
+          let event: { type?: string; object?: unknown };
+          try {
+            event = JSON.parse(line) as { type?: string; object?: unknown };
+          } catch {
+            return;
+          }
+          if (event.type) handlers.onEvent(event.type, event.object);
+        },
+        onEnd: handlers.onEnd,
+      });
+    },
+  };
+}
+
+function loadKubeConfig(option: KubeConfig | string | undefined): KubeConfig {
+  if (option instanceof KubeConfig) return option;
+  const kc = new KubeConfig();
+  if (typeof option === "string") kc.loadFromFile(option);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+function resolveNamespace(kc: KubeConfig, option: string | undefined): string {
+  if (option) return option;
+  const fromEnv = process.env.POD_NAMESPACE;
+  if (fromEnv) return fromEnv;
+  const context = kc.getContextObject(kc.getCurrentContext());
+  return context?.namespace || "default";
+}
+
+/**
+ * Runs workloads as bare Pods through `@kubernetes/client-node`.
+ *
+ * @example
+ * ```ts
+ * import { createRuntimeKernel } from "runtime-kernel";
+ * import { KubernetesBackend } from "runtime-kernel/kubernetes";
+ * const backend = new KubernetesBackend({ namespace: "agents", profiles: { default: { imagePullPolicy: "IfNotPresent" } } });
+ * const kernel = createRuntimeKernel({ backend, profiles: { default: { runnable: { image: "busybox:1.36", command: ["sleep", "60"] } } } });
+ * ```
+ */
+export class KubernetesBackend implements Backend<KubernetesHandle> {
+  readonly name = "kubernetes";
+  /** The namespace of every Pod and Secret. */
+  readonly namespace: string;
+  private readonly api: KubeApi;
+  private readonly options: KubernetesBackendOptions;
+  private readonly watches = new Map<string, PodWatch>();
+  /** Grace (seconds) of the kernel's own delete of each Pod: a Pod gone without one was deleted behind its back. */
+  private readonly deleting = new Map<string, number>();
+  private readonly finalExits = new Map<string, ExitStatus>();
+  private closed = false;
+
+  constructor(options: KubernetesBackendOptions = {}) {
+    this.options = options;
+    const kc = loadKubeConfig(options.kubeConfig);
+    this.api = new KubeApi(kc);
+    this.namespace = resolveNamespace(kc, options.namespace);
+  }
+
+  /** Requests made so far and what the shared watches did. */
+  stats(): KubernetesBackendStats {
+    const watch: PodWatchStats = { lists: 0, watches: 0, expired: 0, dropped: 0, events: 0 };
+    for (const w of this.watches.values())
+      for (const k of Object.keys(watch) as (keyof PodWatchStats)[]) watch[k] += w.stats[k];
+    return { requests: { total: this.api.counts.total, byKind: { ...this.api.counts.byKind } }, watch };
+  }
+
+  private profile(name: string): KubernetesProfile {
+    return mergeProfiles(this.options.defaults, this.options.profiles?.[name]);
+  }
+
+  /** The shared watch of `kernelId`'s Pods (one per kernel id; a backend normally serves one kernel). */
+  private watchFor(kernelId: string): PodWatch {
+    let w = this.watches.get(kernelId);
+    if (w) return w;
+    const selector = kernelSelector(kernelId);
+    const ns = this.namespace;
+    const timeoutSeconds = this.options.watchTimeoutSeconds ?? 300;
+    w = new PodWatch(podWatchTransport(this.api, ns, selector, timeoutSeconds), {
+      resyncMs: this.options.resyncMs ?? 300_000,
+      idleMs: (timeoutSeconds * 1.1 + 30) * 1000,
+      reconnectMs: {
+        initial: this.options.reconnectMs?.initial ?? 200,
+        max: this.options.reconnectMs?.max ?? 10_000,
+      },
+    });
+    // Every Pod seen gone gets its final exit recorded, watched or not, so exitCode can answer.
+    w.onGone((name, last) => {
+      if (!this.finalExits.has(name)) this.rememberExit(name, exitOfDeleted(last, this.deleting.get(name)));
+    });
+    this.watches.set(kernelId, w);
+    return w;
+  }
+
+  private async synced(kernelId: string): Promise<PodWatch> {
+    if (this.closed) throw new BackendUnavailableError("The Kubernetes backend is closed");
+    const w = this.watchFor(kernelId);
+    try {
+      await w.ready();
+    } catch (error) {
+      if (isRuntimeKernelError(error)) throw error;
+      throw toKernelError(error, "listing Pods");
+    }
+    return w;
+  }
+
+  private rememberExit(pod: string, exit: ExitStatus): void {
+    this.finalExits.delete(pod);
+    this.finalExits.set(pod, exit);
+    if (this.finalExits.size > FINAL_EXITS_MAX) {
+      const oldest = this.finalExits.keys().next().value;
+      if (oldest !== undefined) this.finalExits.delete(oldest);
+    }
+  }
+
+  /** The exit of `handle` given the watch's view: `null` while it runs, `undefined` when unknown. */
+  private exitFromCache(w: PodWatch, handle: KubernetesHandle): ExitStatus | null | undefined {
+    const pod = w.pods.get(handle.pod);
+    if (pod && pod.metadata?.uid === handle.uid) return exitOf(pod);
+    return this.finalExits.get(handle.pod);
+  }
+
+  async start(request: StartRequest, { signal }: { signal: AbortSignal }): Promise<KubernetesHandle> {
+    const profile = this.profile(request.profile);
+    const { pod, secret } = buildPodManifests(request, {
+      namespace: this.namespace,
+      namePrefix: this.options.namePrefix ?? "rk",
+      profile,
+    });
+    if (signal.aborted) throw new StartAbortedError(request.workloadId);
+    const watch = await this.synced(request.kernelId);
+    const name = pod.metadata.name;
+    const ns = this.namespace;
+    const handle: KubernetesHandle = {
+      workloadId: request.workloadId,
+      runId: request.runId,
+      backend: "kubernetes",
+      kernelId: request.kernelId,
+      namespace: ns,
+      pod: name,
+      uid: "",
+    };
+    if (secret) handle.secret = secret.metadata.name;
+
+    // Subscribe before creating, so no event of the new Pod can slip between create and wait.
+    let onChange: (() => void) | undefined;
+    const unsubscribe = watch.subscribe(name, () => onChange?.());
+    let created = false;
+    try {
+      if (secret) {
+        try {
+          await this.api.call("create", (core) =>
+            core.createNamespacedSecret({ namespace: ns, body: secret }),
+          );
+        } catch (error) {
+          // A retried start of the same run finds its own Secret: fine (same run, same content).
+          if (!isStatus(error, 409))
+            throw toKernelError(error, `creating Secret ${name}`, request.workloadId);
+        }
+      }
+      if (signal.aborted) throw new StartAbortedError(request.workloadId);
+      let createdPod: V1Pod;
+      try {
+        createdPod = await this.api.call("create", (core) =>
+          core.createNamespacedPod({ namespace: ns, body: pod }),
+        );
+      } catch (error) {
+        if (!isStatus(error, 409)) throw toKernelError(error, `creating Pod ${name}`, request.workloadId);
+        createdPod = await this.api.call("get", (core) => core.readNamespacedPod({ name, namespace: ns }));
+      }
+      created = true;
+      handle.uid = createdPod.metadata?.uid ?? "";
+      if (secret) {
+        // Owned by its Pod: a cluster's garbage collector removes it with the Pod even if we never do.
+        await this.api
+          .call("patch", (core) =>
+            core.patchNamespacedSecret({
+              name,
+              namespace: ns,
+              body: [
+                {
+                  op: "add",
+                  path: "/metadata/ownerReferences",
+                  value: [
+                    { apiVersion: "v1", kind: "Pod", name, uid: handle.uid, blockOwnerDeletion: false },
+                  ],
+                },
+              ],
+            }),
+          )
+          .catch((error: unknown) => {
+            throw toKernelError(error, `setting the owner of Secret ${name}`, request.workloadId);
+          });
+      }
+      await this.waitStarted(watch, handle, request, signal, (fn) => {
+        onChange = fn;
+      });
+      return handle;
+    } catch (error) {
+      unsubscribe();
+      await this.discard(handle, created).catch(() => undefined);
+      if (isRuntimeKernelError(error)) throw error;
+      if (signal.aborted) throw new StartAbortedError(request.workloadId, { cause: error });
+      throw toKernelError(error, `starting ${name}`, request.workloadId);
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /** Resolves once the Pod runs or has exited; rejects on a fatal or timed-out Pending, deletion, or abort. */
+  private waitStarted(
+    watch: PodWatch,
+    handle: KubernetesHandle,
+    request: StartRequest,
+    signal: AbortSignal,
+    listen: (fn: () => void) => void,
+  ): Promise<void> {
+    const timeoutMs = this.options.startTimeoutMs ?? 120_000;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settle = (error?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      let seen = false;
+      const check = () => {
+        const pod = watch.pods.get(handle.pod);
+        if (!pod || pod.metadata?.uid !== handle.uid) {
+          // Seen, then gone: deleted (by someone else) before it ran.
+          if (seen)
+            settle(
+              new StartFailedError(request.workloadId, `Pod ${handle.pod} was deleted before it started`),
+            );
+          return;
+        }
+        seen = true;
+        if (hasStarted(pod) || exitOf(pod)) return settle();
+        const fatal = fatalPendingReason(pod);
+        if (fatal)
+          settle(new StartFailedError(request.workloadId, `Pod ${handle.pod} cannot start: ${fatal}`));
+      };
+      const onAbort = () => settle(new StartAbortedError(request.workloadId));
+      signal.addEventListener("abort", onAbort, { once: true });
+      timer = setTimeout(() => {
+        const pod = watch.pods.get(handle.pod);
+        const reason = pod ? pendingReason(pod) : "the Pod is not visible";
+        settle(
+          new StartFailedError(
+            request.workloadId,
+            `Pod ${handle.pod} did not start within ${timeoutMs} ms: ${reason}`,
+          ),
+        );
+      }, timeoutMs);
+      listen(check);
+      check();
+    });
+  }
+
+  /** Deletes what a failed start created; waits until the Pod is gone. */
+  private async discard(handle: KubernetesHandle, created: boolean): Promise<void> {
+    if (created) await this.cleanup(handle);
+    else if (handle.secret) await this.deleteSecret(handle);
+  }
+
+  async exitCode(handle: KubernetesHandle): Promise<number | null> {
+    const w = await this.synced(handle.kernelId);
+    const exit = this.exitFromCache(w, handle);
+    if (exit === undefined) {
+      // Not in the watch's view: confirm with the server before calling it lost.
+      try {
+        const pod = await this.api.call("get", (core) =>
+          core.readNamespacedPod({ name: handle.pod, namespace: handle.namespace }),
+        );
+        if (pod.metadata?.uid === handle.uid) return exitOf(pod)?.exitCode ?? null;
+      } catch (error) {
+        if (!isStatus(error, 404)) throw toKernelError(error, `reading Pod ${handle.pod}`, handle.workloadId);
+      }
+      throw new WorkloadLostError(handle.workloadId, `Pod ${handle.pod} no longer exists`);
+    }
+    if (exit === null) return null;
+    if (exit.lost)
+      throw new WorkloadLostError(handle.workloadId, `Pod ${handle.pod} was lost before it exited`);
+    return exit.exitCode;
+  }
+
+  watchExit(handle: KubernetesHandle, onExit: (status: ExitStatus) => void): () => void {
+    let done = false;
+    let unsubscribe: (() => void) | undefined;
+    const report = (exit: ExitStatus) => {
+      if (done) return;
+      done = true;
+      unsubscribe?.();
+      onExit(exit);
+    };
+    const w = this.watchFor(handle.kernelId);
+    unsubscribe = w.subscribe(handle.pod, (pod, last) => {
+      if (pod) {
+        if (pod.metadata?.uid !== handle.uid) return;
+        const exit = exitOf(pod);
+        if (exit) report(exit);
+        return;
+      }
+      if (last && last.metadata?.uid !== handle.uid) return;
+      report(this.onDeleted(handle.pod, last));
+    });
+    w.ready().then(
+      () => {
+        if (done) return;
+        const exit = this.exitFromCache(w, handle);
+        if (exit) report(exit);
+        else if (exit === undefined) report(this.onDeleted(handle.pod, undefined));
+      },
+      () => {
+        // The watch could not sync; the kernel's exitCode poll reports the API error instead.
+      },
+    );
+    if (done) unsubscribe();
+    return () => {
+      done = true;
+      unsubscribe?.();
+    };
+  }
+
+  /** The final exit of a Pod seen gone, remembered for `exitCode`. */
+  private onDeleted(pod: string, last: V1Pod | undefined): ExitStatus {
+    const known = this.finalExits.get(pod);
+    if (known) return known;
+    const exit = exitOfDeleted(last, this.deleting.get(pod));
+    this.rememberExit(pod, exit);
+    return exit;
+  }
+
+  private async deletePod(handle: KubernetesHandle, graceSeconds: number): Promise<void> {
+    const previous = this.deleting.get(handle.pod);
+    this.deleting.set(handle.pod, previous === undefined ? graceSeconds : Math.min(previous, graceSeconds));
+    // On a Pod already terminating with a grace period, a delete with grace 0 only shortens the
+    // period to 0 (the API server then waits for the kubelet); a second one removes it at once.
+    const cached = this.watches.get(handle.kernelId)?.pods.get(handle.pod);
+    const terminating =
+      (previous !== undefined && previous > 0) ||
+      (cached?.metadata?.deletionTimestamp !== undefined &&
+        (cached.metadata.deletionGracePeriodSeconds ?? 0) > 0);
+    await this.deleteOnce(handle, graceSeconds);
+    if (graceSeconds === 0 && terminating) await this.deleteOnce(handle, 0);
+  }
+
+  private async deleteOnce(handle: KubernetesHandle, graceSeconds: number): Promise<void> {
+    try {
+      await this.api.call("delete", (core) =>
+        core.deleteNamespacedPod({
+          name: handle.pod,
+          namespace: handle.namespace,
+          gracePeriodSeconds: graceSeconds,
+          // The body's options win over the query's: the grace period goes in both.
+          body: {
+            gracePeriodSeconds: graceSeconds,
+            ...(handle.uid ? { preconditions: { uid: handle.uid } } : {}),
+          },
+        }),
+      );
+    } catch (error) {
+      // Gone already, or a different Pod now holds the name (409 on the uid precondition): ours is gone.
+      if (isStatus(error, 404) || isStatus(error, 409)) return;
+      throw toKernelError(error, `deleting Pod ${handle.pod}`, handle.workloadId);
+    }
+  }
+
+  private async deleteSecret(handle: KubernetesHandle): Promise<void> {
+    if (!handle.secret) return;
+    try {
+      await this.api.call("delete", (core) =>
+        core.deleteNamespacedSecret({ name: handle.secret as string, namespace: handle.namespace }),
+      );
+    } catch (error) {
+      if (isStatus(error, 404)) return;
+      throw toKernelError(error, `deleting Secret ${handle.secret}`, handle.workloadId);
+    }
+  }
+
+  async terminate(handle: KubernetesHandle, { graceMs }: { graceMs: number }): Promise<void> {
+    await this.deletePod(handle, graceMs <= 0 ? 0 : Math.max(1, Math.ceil(graceMs / 1000)));
+  }
+
+  async kill(handle: KubernetesHandle): Promise<void> {
+    await this.deletePod(handle, 0);
+  }
+
+  async cleanup(handle: KubernetesHandle): Promise<void> {
+    try {
+      // A Pod the synced watch has seen go needs no second delete.
+      const w = this.watches.get(handle.kernelId);
+      const seenGone = w?.isSynced === true && !w.pods.has(handle.pod) && this.finalExits.has(handle.pod);
+      if (!seenGone) await this.deletePod(handle, 0);
+      await this.deleteSecret(handle);
+    } catch (error) {
+      throw new CleanupFailedError(
+        handle.workloadId,
+        `Cleanup of Pod ${handle.pod} failed: ${apiFailure(error).message}`,
+        {
+          cause: error,
+          retryable: true,
+        },
+      );
+    }
+    await this.confirmGone(handle);
+    // Reclaimed: from now on the run is unknown (exitCode says lost), and nothing of it is kept.
+    this.finalExits.delete(handle.pod);
+    this.deleting.delete(handle.pod);
+  }
+
+  /** Resolves once the Pod is gone from the server (seen through the watch, else asked directly). */
+  private async confirmGone(handle: KubernetesHandle): Promise<void> {
+    const timeoutMs = this.options.cleanupTimeoutMs ?? 60_000;
+    let w: PodWatch | undefined;
+    try {
+      w = await this.synced(handle.kernelId);
+    } catch {
+      w = undefined;
+    }
+    const present = () => {
+      const pod = w?.pods.get(handle.pod);
+      return pod !== undefined && (!handle.uid || pod.metadata?.uid === handle.uid);
+    };
+    if (w && !present()) return;
+    if (w) {
+      const watch = w;
+      const gone = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          unsubscribe();
+          resolve(false);
+        }, timeoutMs);
+        const unsubscribe = watch.subscribe(handle.pod, () => {
+          if (present()) return;
+          clearTimeout(timer);
+          unsubscribe();
+          resolve(true);
+        });
+        if (!present()) {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve(true);
+        }
+      });
+      if (gone) return;
+    }
+    // The watch did not show it gone: the server has the last word.
+    try {
+      const pod = await this.api.call("get", (core) =>
+        core.readNamespacedPod({ name: handle.pod, namespace: handle.namespace }),
+      );
+      if (handle.uid && pod.metadata?.uid !== handle.uid) return;
+    } catch (error) {
+      if (isStatus(error, 404)) return;
+      throw new CleanupFailedError(
+        handle.workloadId,
+        `Could not confirm Pod ${handle.pod} is gone: ${apiFailure(error).message}`,
+        {
+          cause: error,
+          retryable: true,
+        },
+      );
+    }
+    throw new CleanupFailedError(
+      handle.workloadId,
+      `Pod ${handle.pod} still exists ${timeoutMs} ms after its deletion`,
+      {
+        retryable: true,
+      },
+    );
+  }
+
+  async discover({ kernelId }: { kernelId: string }): Promise<DiscoveredWorkload<KubernetesHandle>[]> {
+    const w = await this.synced(kernelId);
+    const found: DiscoveredWorkload<KubernetesHandle>[] = [];
+    for (const pod of w.pods.values()) {
+      const meta = pod.metadata ?? {};
+      let ids: { kernelId?: string; workloadId?: string; runId?: string } = {};
+      let labels: Record<string, string> = {};
+      try {
+        ids = JSON.parse(meta.annotations?.[ANNOTATION_IDS] ?? "{}") as typeof ids;
+        labels = JSON.parse(meta.annotations?.[ANNOTATION_LABELS] ?? "{}") as Record<string, string>;
+      } catch {
+        continue; // not one of ours after all
+      }
+      if (ids.kernelId !== kernelId || !ids.workloadId || !ids.runId || !meta.name) continue;
+      const secretRef = pod.spec?.containers?.[0]?.env?.find((e) => e.valueFrom?.secretKeyRef)?.valueFrom
+        ?.secretKeyRef?.name;
+      const handle: KubernetesHandle = {
+        workloadId: ids.workloadId,
+        runId: ids.runId,
+        backend: "kubernetes",
+        kernelId,
+        namespace: meta.namespace ?? this.namespace,
+        pod: meta.name,
+        uid: meta.uid ?? "",
+      };
+      if (secretRef) handle.secret = secretRef;
+      found.push({ handle, labels, exit: exitOf(pod) });
+    }
+    return found;
+  }
+
+  async *logs(handle: KubernetesHandle, options: LogOptions): AsyncIterable<LogEntry> {
+    const q = new URLSearchParams({ container: MAIN_CONTAINER, timestamps: "true" });
+    if (options.follow) q.set("follow", "true");
+    if (options.tail !== undefined) q.set("tailLines", String(options.tail));
+    const lines: LogEntry[] = [];
+    let wake: (() => void) | undefined;
+    let end: { status?: number; error?: unknown; body?: string } | undefined;
+    const request = this.api.stream(
+      "logs",
+      `/api/v1/namespaces/${encodeURIComponent(handle.namespace)}/pods/${encodeURIComponent(handle.pod)}/log?${q}`,
+      {
+        onLine: (raw) => {
+          const space = raw.indexOf(" ");
+          const stamp = space > 0 ? Date.parse(raw.slice(0, space)) : Number.NaN;
+          const entry: LogEntry = Number.isNaN(stamp)
+            ? { stream: "stdout", line: raw }
+            : { stream: "stdout", line: raw.slice(space + 1), at: stamp };
+          lines.push(entry);
+          wake?.();
+        },
+        onEnd: (result) => {
+          end = result;
+          wake?.();
+        },
+      },
+    );
+    const onAbort = () => request.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        while (lines.length > 0) yield lines.shift() as LogEntry;
+        if (end) break;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+      if (options.signal?.aborted) return;
+      if (end.status !== undefined && end.status !== 200) {
+        if (end.status === 404)
+          throw new WorkloadLostError(handle.workloadId, `Pod ${handle.pod} no longer exists`);
+        throw toKernelError(
+          { code: end.status, body: end.body },
+          `reading the logs of Pod ${handle.pod}`,
+          handle.workloadId,
+        );
+      }
+      if (end.error !== undefined && end.status === undefined)
+        throw toKernelError(end.error, `reading the logs of Pod ${handle.pod}`, handle.workloadId);
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      request.abort();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of this.watches.values()) w.close();
+    this.watches.clear();
+    this.api.close();
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * The Pod (and its per-run Secret) for one {@link StartRequest}: a pure function, so that what
+ * reaches the API server can be read and tested without one.
+ * @module
+ */
+import type {
+  V1Container,
+  V1EnvVar,
+  V1Pod,
+  V1ResourceRequirements,
+  V1Secret,
+  V1SecurityContext,
+  V1Volume,
+  V1VolumeMount,
+} from "@kubernetes/client-node";
+import { InvalidSpecError, type ValidationIssue } from "../../errors.js";
+import { LABELS, type StartRequest } from "../backend.js";
+import { isEnvName, isLabelKey, isLabelValue, labelValue, podName } from "./names.js";
+import type { KubernetesProfile } from "./options.js";
+
+/** The container every Pod runs; logs and exit codes are read from it. */
+export const MAIN_CONTAINER = "main";
+
+/** Annotation holding every label the kernel gave, in full (label values are length-limited). */
+export const ANNOTATION_LABELS = "runtime-kernel.dev/labels";
+/** Annotation holding the full ids (kernel, workload, run), for `discover`. */
+export const ANNOTATION_IDS = "runtime-kernel.dev/ids";
+
+/** The identity labels put on Pods and Secrets (sanitised values; full values in annotations). */
+const IDENTITY_LABELS = [
+  LABELS.kernelId,
+  LABELS.workloadId,
+  LABELS.runId,
+  LABELS.owner,
+  LABELS.profile,
+] as const;
+/** Deadlines and counters the kernel attaches, kept as annotations. */
+const ANNOTATED_LABELS = [LABELS.maxLifetimeAt, LABELS.createdAt, LABELS.restart] as const;
+
+/** Label selector of every Pod and Secret of `kernelId`. */
+export function kernelSelector(kernelId: string): string {
+  return `${LABELS.kernelId}=${labelValue(kernelId)}`;
+}
+
+/** The safe default: no root where the image allows, no privilege escalation, no capabilities. */
+export const DEFAULT_SECURITY_CONTEXT: Readonly<V1SecurityContext> = Object.freeze({
+  runAsNonRoot: true,
+  runAsUser: 65532,
+  runAsGroup: 65532,
+  allowPrivilegeEscalation: false,
+  privileged: false,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+});
+
+/** What {@link buildPodManifests} returns: the Pod, and the Secret to create first when there is any env. */
+export interface PodManifests {
+  pod: V1Pod & { metadata: { name: string; namespace: string } };
+  secret?: V1Secret & { metadata: { name: string; namespace: string } };
+}
+
+/** Inputs of {@link buildPodManifests} besides the request. */
+export interface PodManifestOptions {
+  namespace: string;
+  namePrefix: string;
+  profile: KubernetesProfile;
+}
+
+/** Merges a profile over defaults (maps merge, scalars override). */
+export function mergeProfiles(
+  base: KubernetesProfile | undefined,
+  over: KubernetesProfile | undefined,
+): KubernetesProfile {
+  const b = base ?? {};
+  const o = over ?? {};
+  return {
+    ...b,
+    ...o,
+    nodeSelector: { ...b.nodeSelector, ...o.nodeSelector },
+    tolerations: [...(b.tolerations ?? []), ...(o.tolerations ?? [])],
+    securityContext: { ...b.securityContext, ...o.securityContext },
+    podSecurityContext: { ...b.podSecurityContext, ...o.podSecurityContext },
+    labels: { ...b.labels, ...o.labels },
+    annotations: { ...b.annotations, ...o.annotations },
+  };
+}
+
+function quantityCpu(cpu: number): string {
+  return `${Math.max(1, Math.round(cpu * 1000))}m`;
+}
+
+function resources(request: StartRequest, profile: KubernetesProfile): V1ResourceRequirements | undefined {
+  const r = request.resources;
+  if (!r) return undefined;
+  const q: Record<string, string> = {};
+  if (r.cpu !== undefined) q.cpu = quantityCpu(r.cpu);
+  if (r.memoryMb !== undefined) q.memory = `${Math.ceil(r.memoryMb)}Mi`;
+  if (r.gpu !== undefined && r.gpu > 0) q[profile.gpuResource ?? "nvidia.com/gpu"] = String(Math.ceil(r.gpu));
+  if (Object.keys(q).length === 0) return undefined;
+  // Requests equal to limits: the Pod gets what it asked for and no more (Guaranteed QoS).
+  return { requests: { ...q }, limits: { ...q } };
+}
+
+function validate(request: StartRequest, profile: KubernetesProfile): void {
+  const issues: ValidationIssue[] = [];
+  if (typeof request.runnable.image !== "string" || request.runnable.image.length === 0)
+    issues.push({
+      path: "runnable.image",
+      message: "the Kubernetes backend runs images: an image is required",
+    });
+  const command = request.runnable.command;
+  if (command !== undefined && (!Array.isArray(command) || command.some((a) => typeof a !== "string")))
+    issues.push({ path: "runnable.command", message: "must be an array of strings (argv)" });
+  for (const name of Object.keys(request.env))
+    if (!isEnvName(name))
+      issues.push({
+        path: `env.${name}`,
+        message: "not a valid environment variable name for a Pod ([-._a-zA-Z][-._a-zA-Z0-9]*)",
+      });
+  const r = request.resources;
+  if (r?.cpu !== undefined && !(r.cpu > 0))
+    issues.push({ path: "resources.cpu", message: "must be greater than 0" });
+  if (r?.memoryMb !== undefined && !(r.memoryMb > 0))
+    issues.push({ path: "resources.memoryMb", message: "must be greater than 0" });
+  if (request.workspace !== undefined) {
+    if (!profile.workspace)
+      issues.push({
+        path: "workspace",
+        message: `profile "${request.profile}" has no Kubernetes workspace volume (set profiles.${request.profile}.workspace)`,
+      });
+    const parts = request.workspace.split("/").filter((p) => p.length > 0 && p !== ".");
+    if (parts.length === 0 || parts.includes(".."))
+      issues.push({
+        path: "workspace",
+        message: "must be a relative path inside the workspace volume, without '..'",
+      });
+  }
+  if (issues.length > 0) throw new InvalidSpecError(issues, { subject: "Kubernetes start request" });
+}
+
+/**
+ * Builds the Pod of one run, and the Secret that carries its environment.
+ *
+ * Every env value goes into the per-run Secret and the Pod refers to it by `secretKeyRef`:
+ * `StartRequest.env` mixes brokered credentials with plain settings and the backend cannot tell
+ * them apart, so none of it is written into the Pod spec (or the events that quote it).
+ */
+export function buildPodManifests(request: StartRequest, options: PodManifestOptions): PodManifests {
+  const { profile, namespace } = options;
+  validate(request, profile);
+  const name = podName(options.namePrefix, request.workloadId, request.runId);
+
+  const labels: Record<string, string> = {};
+  for (const [key, value] of Object.entries(profile.labels ?? {})) labels[key] = value;
+  for (const [key, value] of Object.entries(request.labels))
+    if (!(ANNOTATED_LABELS as readonly string[]).includes(key) && isLabelKey(key) && isLabelValue(value))
+      labels[key] = value;
+  const identity: Record<string, string | undefined> = {
+    [LABELS.kernelId]: request.kernelId,
+    [LABELS.workloadId]: request.workloadId,
+    [LABELS.runId]: request.runId,
+    [LABELS.owner]: request.owner,
+    [LABELS.profile]: request.profile,
+  };
+  for (const key of IDENTITY_LABELS) {
+    const value = identity[key];
+    if (value !== undefined) labels[key] = labelValue(value);
+    else delete labels[key];
+  }
+
+  const annotations: Record<string, string> = { ...profile.annotations };
+  const allLabels: Record<string, string> = { ...request.labels };
+  for (const key of IDENTITY_LABELS) {
+    const value = identity[key];
+    if (value !== undefined) allLabels[key] = value;
+  }
+  annotations[ANNOTATION_LABELS] = JSON.stringify(allLabels);
+  annotations[ANNOTATION_IDS] = JSON.stringify({
+    kernelId: request.kernelId,
+    workloadId: request.workloadId,
+    runId: request.runId,
+  });
+  for (const key of ANNOTATED_LABELS) {
+    const value = request.labels[key];
+    if (value !== undefined) annotations[key] = value;
+  }
+
+  const envNames = Object.keys(request.env).sort();
+  const secret: PodManifests["secret"] =
+    envNames.length === 0
+      ? undefined
+      : {
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name, namespace, labels: { ...labels } },
+          type: "Opaque",
+          immutable: true,
+          stringData: { ...request.env },
+        };
+  const env: V1EnvVar[] = envNames.map((key) => ({
+    name: key,
+    valueFrom: { secretKeyRef: { name, key, optional: false } },
+  }));
+
+  const volumes: V1Volume[] = [];
+  const volumeMounts: V1VolumeMount[] = [];
+  if (request.workspace !== undefined && profile.workspace) {
+    const ws = profile.workspace;
+    const volume: V1Volume =
+      "claimName" in ws
+        ? { name: "workspace", persistentVolumeClaim: { claimName: ws.claimName } }
+        : { ...ws.volume, name: "workspace" };
+    volumes.push(volume);
+    volumeMounts.push({
+      name: "workspace",
+      mountPath: ws.mountPath,
+      subPath: request.workspace
+        .split("/")
+        .filter((p) => p.length > 0 && p !== ".")
+        .join("/"),
+      ...(ws.readOnly ? { readOnly: true } : {}),
+    });
+  }
+
+  const container: V1Container = {
+    name: MAIN_CONTAINER,
+    image: request.runnable.image as string,
+    imagePullPolicy: profile.imagePullPolicy ?? "IfNotPresent",
+    securityContext: { ...DEFAULT_SECURITY_CONTEXT, ...profile.securityContext },
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+  if (request.runnable.command && request.runnable.command.length > 0)
+    container.command = [...request.runnable.command];
+  if (typeof request.runnable.cwd === "string") container.workingDir = request.runnable.cwd;
+  if (env.length > 0) container.env = env;
+  const res = resources(request, profile);
+  if (res) container.resources = res;
+  if (volumeMounts.length > 0) container.volumeMounts = volumeMounts;
+
+  const pod: PodManifests["pod"] = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace, labels, annotations },
+    spec: {
+      // The kernel owns restarts and reaping: a Pod never restarts its container by itself.
+      restartPolicy: "Never",
+      automountServiceAccountToken: profile.automountServiceAccountToken ?? false,
+      // Service links would put other Services' addresses into the environment.
+      enableServiceLinks: false,
+      containers: [container],
+    },
+  };
+  const spec = pod.spec as NonNullable<V1Pod["spec"]>;
+  if (profile.serviceAccountName) spec.serviceAccountName = profile.serviceAccountName;
+  if (profile.nodeSelector && Object.keys(profile.nodeSelector).length > 0)
+    spec.nodeSelector = { ...profile.nodeSelector };
+  if (profile.tolerations && profile.tolerations.length > 0) spec.tolerations = [...profile.tolerations];
+  if (profile.podSecurityContext && Object.keys(profile.podSecurityContext).length > 0)
+    spec.securityContext = { ...profile.podSecurityContext };
+  if (profile.imagePullSecrets?.length)
+    spec.imagePullSecrets = profile.imagePullSecrets.map((n) => ({ name: n }));
+  if (profile.runtimeClassName) spec.runtimeClassName = profile.runtimeClassName;
+  if (profile.priorityClassName) spec.priorityClassName = profile.priorityClassName;
+  if (profile.schedulerName) spec.schedulerName = profile.schedulerName;
+  if (profile.terminationGracePeriodSeconds !== undefined)
+    spec.terminationGracePeriodSeconds = profile.terminationGracePeriodSeconds;
+  if (volumes.length > 0) spec.volumes = volumes;
+  return secret ? { pod, secret } : { pod };
+}
