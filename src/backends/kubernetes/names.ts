@@ -4,39 +4,12 @@
  * they are sanitised here and kept in full in an annotation.
  * @module
  */
-import { createHash } from "node:crypto";
+import { dns1123, MAX_LABEL, runName, shortHash } from "../names.js";
 
-/** Longest DNS-1123 label (and label value). */
-const MAX_LABEL = 63;
+export { dns1123 };
 
-function shortHash(value: string, length: number): string {
-  return createHash("sha256").update(value).digest("hex").slice(0, length);
-}
-
-/** Lower-cases and replaces everything outside `[a-z0-9-]`, trimming dashes at both ends. */
-export function dns1123(value: string): string {
-  return value
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, "-")
-    .replace(/-+/g, "-")
-    .replace(/^-+|-+$/g, "");
-}
-
-/**
- * The Pod (and Secret) name of one run: `<prefix>-<workloadId>-<hash of runId>`, a DNS-1123
- * label. The run's hash, not a prefix of its id, keeps two runs apart even when their ids share
- * a prefix (time-ordered ids do), so a new run never collides with the old run's Pod that is
- * still terminating.
- */
-export function podName(prefix: string, workloadId: string, runId: string): string {
-  const run = shortHash(runId, 10);
-  const head = dns1123(prefix) || "rk";
-  let workload = dns1123(workloadId) || "w";
-  const room = MAX_LABEL - head.length - run.length - 2;
-  if (workload.length > room)
-    workload = `${workload.slice(0, Math.max(1, room - 7)).replace(/-+$/, "")}-${shortHash(workloadId, 6)}`;
-  return `${head}-${workload}-${run}`;
-}
+/** The Pod (and Secret) name of one run: `<prefix>-<workloadId>-<hash of runId>` (see `runName`). */
+export const podName: (prefix: string, workloadId: string, runId: string) => string = runName;
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
