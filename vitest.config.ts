@@ -12,7 +12,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/unit/**/*.test.ts", "test/conformance/fake.test.ts"],
+          include: ["test/unit/**/*.test.ts", "test/conformance/fake.test.ts", "test/examples/**/*.test.ts"],
         },
       },
       {

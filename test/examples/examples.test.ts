@@ -1,0 +1,40 @@
+/**
+ * The docs' runnable examples that need no substrate keep running, and keep saying what
+ * the docs say they say. (The process quickstart runs in CI as `npm run demo`; the Docker,
+ * Kubernetes and Gestalt examples run against their substrates in their own tiers.)
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+
+const run = async (file: string) =>
+  (await promisify(execFile)(process.execPath, ["--import", "tsx", file], { timeout: 60_000 })).stdout;
+
+describe("runnable examples", () => {
+  it("examples/fake-backend.ts shows each policy on the fake backend", async () => {
+    const out = await run("examples/fake-backend.ts");
+    expect(out).toContain("chat after 60 s idle: idle_timeout");
+    expect(out).toContain("stubborn: SIGKILL");
+    expect(out).toContain("job restarts: 1");
+    expect(out).toContain("broken: START_FAILED image not found");
+    expect(out).toContain("left in the backend: 0");
+  });
+
+  it("examples/errors.ts matches every error on its code", async () => {
+    const out = await run("examples/errors.ts");
+    for (const code of [
+      "INVALID_SPEC",
+      "QUOTA_EXCEEDED",
+      "WORKLOAD_CONFLICT",
+      "START_FAILED",
+      "WORKLOAD_NOT_FOUND",
+      "KERNEL_SHUT_DOWN",
+    ]) {
+      expect(out).toContain(code);
+    }
+  });
+
+  it("examples/custom-backend.ts drives a hand-written backend through the kernel", async () => {
+    expect(await run("examples/custom-backend.ts")).toContain("exit 4 (failed)");
+  });
+});
