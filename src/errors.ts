@@ -177,14 +177,37 @@ export class KernelShutDownError extends RuntimeKernelError {
   }
 }
 
+/** The class behind each code that has one of its own. */
+interface ErrorByCode {
+  INVALID_SPEC: InvalidSpecError;
+  QUOTA_EXCEEDED: QuotaExceededError;
+  START_FAILED: StartFailedError;
+  START_ABORTED: StartAbortedError;
+  WORKLOAD_NOT_FOUND: WorkloadNotFoundError;
+  WORKLOAD_CONFLICT: WorkloadConflictError;
+  WORKLOAD_LOST: WorkloadLostError;
+  BACKEND_UNAVAILABLE: BackendUnavailableError;
+  CLEANUP_FAILED: CleanupFailedError;
+  RESOURCE_EXHAUSTED: ResourceExhaustedError;
+  KERNEL_SHUT_DOWN: KernelShutDownError;
+}
+
+/** The error type that `code` narrows to (for example `InvalidSpecError` for `INVALID_SPEC`, with its `issues`). */
+export type RuntimeKernelErrorFor<C extends RuntimeKernelErrorCode> = C extends keyof ErrorByCode
+  ? ErrorByCode[C]
+  : RuntimeKernelError;
+
 /**
- * Whether `error` is a {@link RuntimeKernelError}, optionally with the given `code`.
- * Works across copies of the library (matches on shape, not on `instanceof`).
+ * Whether `error` is a {@link RuntimeKernelError}, optionally with the given `code` (and then
+ * narrowed to that code's class). Works across copies of the library: it matches on shape,
+ * not on `instanceof`.
  */
-export function isRuntimeKernelError(
+export function isRuntimeKernelError(error: unknown): error is RuntimeKernelError;
+export function isRuntimeKernelError<C extends RuntimeKernelErrorCode>(
   error: unknown,
-  code?: RuntimeKernelErrorCode,
-): error is RuntimeKernelError {
+  code: C,
+): error is RuntimeKernelErrorFor<C>;
+export function isRuntimeKernelError(error: unknown, code?: RuntimeKernelErrorCode): boolean {
   if (!(error instanceof Error)) return false;
   const c = (error as { code?: unknown }).code;
   if (typeof c !== "string" || typeof (error as { retryable?: unknown }).retryable !== "boolean")
