@@ -2,7 +2,7 @@
  * KubernetesBackend against a real API server, the test playing the kubelet: its Pods name a
  * scheduler that does not exist, so nothing but the test ever writes their status.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { ExitStatus } from "../../../src/backends/backend.js";
 import type { KubernetesBackend, KubernetesHandle } from "../../../src/backends/kubernetes/index.js";
 import { isRuntimeKernelError } from "../../../src/errors.js";
@@ -293,9 +293,13 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
     });
 
     it("aborted while Pending rejects with START_ABORTED and deletes the Pod and its Secret", async () => {
+      // Its own backend, with a start timeout far beyond the abort: under load, the shared
+      // backend's 3 s timeout could fire first and turn the abort into a timeout.
+      const patient = backendFor({ profiles: { test: FAKE_NODE_PROFILE }, startTimeoutMs: 120_000 });
+      onTestFinished(() => patient.close());
       const controller = new AbortController();
       const request = startRequest(kernelId, ["true"], { env: { K: "v" } });
-      const starting = backend.start(request, { signal: controller.signal });
+      const starting = patient.start(request, { signal: controller.signal });
       starting.catch(() => undefined); // handled below; the rejection may come before the expect
       const name = await eventually(
         async () =>
