@@ -59,7 +59,7 @@ export class EventHub extends EventEmitter<KernelEventMap> {
   }
 
   /** Assigns the next `seq` and delivers the event everywhere. */
-  publish(event: Omit<TransitionEvent, "seq">, state: WorkloadState): TransitionEvent {
+  publish(event: Omit<TransitionEvent, "seq">): TransitionEvent {
     const full = event as TransitionEvent;
     full.seq = ++this.#seq;
     if (this.#retention > 0) {
@@ -67,7 +67,7 @@ export class EventHub extends EventEmitter<KernelEventMap> {
       this.#ringNext = (this.#ringNext + 1) % this.#retention;
     }
     this.#deliver("transition", full);
-    this.#deliver(state, full);
+    this.#deliver(full.state, full);
     for (const sub of this.#subscribers) {
       if (sub.workloadId === undefined || sub.workloadId === full.workloadId) sub.push(full);
     }

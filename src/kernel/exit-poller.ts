@@ -9,6 +9,24 @@ import { signalForExitCode } from "../backends/backend.js";
 import { isRuntimeKernelError } from "../errors.js";
 import type { ScheduledTask, Scheduler } from "./scheduler.js";
 
+/**
+ * Asks the backend once how a run stands: `null` while it runs, else its exit status (with
+ * the signal's name for 128 + n, and `lost` when the backend can no longer find it).
+ * Other errors reject.
+ */
+export async function probeExit(backend: Backend, handle: WorkloadHandle): Promise<ExitStatus | null> {
+  let code: number | null;
+  try {
+    code = await backend.exitCode(handle);
+  } catch (error) {
+    if (isRuntimeKernelError(error, "WORKLOAD_LOST")) return { exitCode: null, lost: true };
+    throw error;
+  }
+  if (code === null) return null;
+  const signal = signalForExitCode(code);
+  return { exitCode: code, ...(signal ? { signal } : {}) };
+}
+
 /** Something to poll: its handle, and where to report the exit. */
 export interface PollTarget {
   handle: WorkloadHandle;
@@ -56,17 +74,12 @@ export class ExitPoller {
       for (let target = queue[next++]; target; target = queue[next++]) {
         if (!this.#targets.has(target)) continue;
         try {
-          const code = await this.#backend.exitCode(target.handle);
-          if (code === null || !this.#targets.has(target)) continue;
+          const status = await probeExit(this.#backend, target.handle);
+          if (status === null || !this.#targets.has(target)) continue;
           this.#targets.delete(target);
-          const signal = signalForExitCode(code);
-          target.onExit({ exitCode: code, ...(signal ? { signal } : {}) });
+          target.onExit(status);
         } catch (error) {
-          if (!this.#targets.has(target)) continue;
-          if (isRuntimeKernelError(error, "WORKLOAD_LOST")) {
-            this.#targets.delete(target);
-            target.onExit({ exitCode: null, lost: true });
-          } else target.onError(error);
+          if (this.#targets.has(target)) target.onError(error);
         }
       }
     };

@@ -31,7 +31,7 @@ import {
 } from "../errors.js";
 import { redactError } from "./credentials.js";
 import { EventHub, type EventStreamOptions, type KernelEventMap } from "./events.js";
-import { ExitPoller, type PollTarget } from "./exit-poller.js";
+import { ExitPoller, type PollTarget, probeExit } from "./exit-poller.js";
 import {
   type LifecycleContext,
   type LifecycleEvent,
@@ -568,18 +568,18 @@ class Kernel implements RuntimeKernel {
   // ── the machine's actions ─────────────────────────────────────────────────
 
   #provideActions(): LifecycleMachine {
-    const on = (fn: (record: WorkloadRecord, context: LifecycleContext) => void) => {
-      return ({ context }: { context: LifecycleContext }) => {
+    // Every action finds its record, and acts only if the run is still the record's current one.
+    const on = <P>(fn: (record: WorkloadRecord, context: LifecycleContext, params: P) => void) => {
+      return ({ context }: { context: LifecycleContext }, params: P) => {
         const record = this.#records.get(context.workloadId);
-        if (record && record.runId === context.runId) fn(record, context);
+        if (record && record.runId === context.runId) fn(record, context, params);
       };
     };
     return lifecycleMachine.provide({
       actions: {
-        report: ({ context }, params) => {
-          const record = this.#records.get(context.workloadId);
-          if (record && record.runId === context.runId) this.#report(record, context, params.state);
-        },
+        report: on((record, context, params: { state: WorkloadState }) =>
+          this.#report(record, context, params.state),
+        ),
         requestSlot: on((record) => this.#requestSlot(record)),
         releaseSlot: on((record) => {
           if (record.ticket) this.#starts.withdraw(record.ticket);
@@ -690,7 +690,7 @@ class Kernel implements RuntimeKernel {
 
   #labels(record: WorkloadRecord): Record<string, string> {
     const { spec } = record;
-    const input = this.#lifecycleInput(record);
+    const { maxLifetimeMs } = record.actor.getSnapshot().context;
     return {
       ...spec.labels,
       [LABELS.kernelId]: this.kernelId,
@@ -701,9 +701,7 @@ class Kernel implements RuntimeKernel {
       ...(spec.owner !== undefined ? { [LABELS.owner]: spec.owner } : {}),
       // The deadline is fixed at creation time so a recovering kernel can restore it; the
       // run's own deadline (from when it reached running) is at most a start's duration later.
-      ...(input.maxLifetimeMs > 0
-        ? { [LABELS.maxLifetimeAt]: String(record.createdAt + input.maxLifetimeMs) }
-        : {}),
+      ...(maxLifetimeMs > 0 ? { [LABELS.maxLifetimeAt]: String(record.createdAt + maxLifetimeMs) } : {}),
       ...(record.restarts > 0 ? { [LABELS.restart]: String(record.restarts) } : {}),
     };
   }
@@ -776,18 +774,14 @@ class Kernel implements RuntimeKernel {
   #probeAfterKill(record: WorkloadRecord, runId: string, handle: WorkloadHandle): void {
     if (record.runId !== runId || record.state !== "stopping") return;
     this.#setTimer(record, this.#clock.now() + KILL_PROBE_MS, () => {
-      this.backend.exitCode(handle).then(
-        (code) => {
-          if (code === null) this.#probeAfterKill(record, runId, handle);
-          else this.#sendTo(record, runId, { type: "EXITED", status: { exitCode: code } });
+      probeExit(this.backend, handle).then(
+        (status) => {
+          if (status === null) this.#probeAfterKill(record, runId, handle);
+          else this.#sendTo(record, runId, { type: "EXITED", status });
         },
         (error) => {
-          if (isRuntimeKernelError(error, "WORKLOAD_LOST")) {
-            this.#sendTo(record, runId, { type: "EXITED", status: { exitCode: null, lost: true } });
-          } else {
-            this.#hub.fault(asError(error));
-            this.#probeAfterKill(record, runId, handle);
-          }
+          this.#hub.fault(asError(error));
+          this.#probeAfterKill(record, runId, handle);
         },
       );
     });
@@ -863,7 +857,7 @@ class Kernel implements RuntimeKernel {
       record.stoppedAt = event.at;
       this.#onStopped(record, context);
     }
-    this.#hub.publish(event, state);
+    this.#hub.publish(event);
     if (state === "destroyed") this.#onDestroyed(record, context);
     else this.#settleWaiters(record, context);
   }
@@ -949,8 +943,8 @@ class Kernel implements RuntimeKernel {
   ): { ok: true; status: WorkloadStatus } | { ok: false; error: unknown } | undefined {
     const state = record.state;
     if (state === null || ORDER[state] < ORDER[target]) return undefined;
+    if (target === "running" && record.next) return undefined; // a new run is on its way
     if (target === "running" && state !== "running" && context.startedAt === undefined) {
-      if (record.next) return undefined; // a new run is on its way
       return {
         ok: false,
         error:
@@ -961,7 +955,6 @@ class Kernel implements RuntimeKernel {
           ),
       };
     }
-    if (target === "running" && record.next) return undefined;
     return { ok: true, status: this.#status(record, context) };
   }
 

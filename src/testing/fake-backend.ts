@@ -144,17 +144,7 @@ export class FakeBackend implements Backend<FakeHandle> {
 
   /** Makes the current run of `workloadId` exit now. */
   exit(workloadId: string, status: { exitCode?: number; signal?: string; oomKilled?: boolean } = {}): void {
-    const instance = this.#current(workloadId);
-    const code = status.signal
-      ? exitCodeForSignal(status.signal)
-      : status.oomKilled
-        ? 137
-        : (status.exitCode ?? 0);
-    this.#end(instance, {
-      exitCode: code,
-      ...(status.signal ? { signal: status.signal } : {}),
-      ...(status.oomKilled ? { oomKilled: true } : {}),
-    });
+    this.#end(this.#current(workloadId), exitStatusOf(status));
   }
 
   /** Makes the current run of `workloadId` vanish behind the kernel's back. */
@@ -241,18 +231,7 @@ export class FakeBackend implements Backend<FakeHandle> {
     this.#byRun.set(request.runId, instance);
     this.#started++;
     if (behavior.exitAfterMs !== undefined) {
-      this.#after(instance, behavior.exitAfterMs, () => {
-        const code = behavior.signal
-          ? exitCodeForSignal(behavior.signal)
-          : behavior.oomKilled
-            ? 137
-            : (behavior.exitCode ?? 0);
-        this.#end(instance, {
-          exitCode: code,
-          ...(behavior.signal ? { signal: behavior.signal } : {}),
-          ...(behavior.oomKilled ? { oomKilled: true } : {}),
-        });
-      });
+      this.#after(instance, behavior.exitAfterMs, () => this.#end(instance, exitStatusOf(behavior)));
     }
     if (behavior.lostAfterMs !== undefined) {
       this.#after(instance, behavior.lostAfterMs, () => {
@@ -405,4 +384,11 @@ export class FakeBackend implements Backend<FakeHandle> {
     if (!this.#record) return;
     this.calls.push({ method, ...(target ? { workloadId: target.workloadId, runId: target.runId } : {}) });
   }
+}
+
+/** The exit a fake reports for a code, a death by signal (128 + n), or an OOM kill (137). */
+function exitStatusOf(exit: { exitCode?: number; signal?: string; oomKilled?: boolean }): ExitStatus {
+  if (exit.signal) return { exitCode: exitCodeForSignal(exit.signal), signal: exit.signal };
+  if (exit.oomKilled) return { exitCode: 137, oomKilled: true };
+  return { exitCode: exit.exitCode ?? 0 };
 }

@@ -24,11 +24,9 @@ import {
 
 const signal = () => new AbortController().signal;
 
-/** Starts a run and plays the kubelet until the start resolves (the Pod reported Running). */
-async function startRunning(backend: KubernetesBackend, kernelId: string, env: Record<string, string> = {}) {
-  const request = startRequest(kernelId, ["sleep", "600"], { env });
-  const starting = backend.start(request, { signal: signal() });
-  const name = await eventually(
+/** The name of the Pod a run's start created, once it exists. */
+const podOf = (request: { runId: string }) =>
+  eventually(
     async () =>
       (
         await core().listNamespacedPod({
@@ -37,6 +35,12 @@ async function startRunning(backend: KubernetesBackend, kernelId: string, env: R
         })
       ).items[0]?.metadata?.name,
   );
+
+/** Starts a run and plays the kubelet until the start resolves (the Pod reported Running). */
+async function startRunning(backend: KubernetesBackend, kernelId: string, env: Record<string, string> = {}) {
+  const request = startRequest(kernelId, ["sleep", "600"], { env });
+  const starting = backend.start(request, { signal: signal() });
+  const name = await podOf(request);
   await writeStatus(name, runningStatus());
   const handle = await starting;
   return { handle, request };
@@ -119,15 +123,7 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
       const request = startRequest(kernelId, ["true"], { resources: { cpu: 0.5, memoryMb: 64 } });
       const starting = backend.start(request, { signal: signal() });
       starting.catch(() => undefined); // handled below; the rejection may come before the expect
-      const name = await eventually(
-        async () =>
-          (
-            await core().listNamespacedPod({
-              namespace: namespace(),
-              labelSelector: `runtime-kernel.dev/run-id=${request.runId}`,
-            })
-          ).items[0]?.metadata?.name,
-      );
+      const name = await podOf(request);
       const pod = await readPod(name);
       expect(pod?.spec?.containers[0]?.resources).toEqual({
         requests: { cpu: "500m", memory: "64Mi" },
@@ -209,15 +205,7 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
       const request = startRequest(kernelId, ["sleep", "1"], { env: { X: "1" } });
       const starting = backend.start(request, { signal: signal() });
       starting.catch(() => undefined); // handled below; the rejection may come before the expect
-      const name = await eventually(
-        async () =>
-          (
-            await core().listNamespacedPod({
-              namespace: namespace(),
-              labelSelector: `runtime-kernel.dev/run-id=${request.runId}`,
-            })
-          ).items[0]?.metadata?.name,
-      );
+      const name = await podOf(request);
       await writeStatus(name, {
         phase: "Pending",
         conditions: [
@@ -245,15 +233,7 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
       const request = startRequest(kernelId, ["true"]);
       const starting = backend.start(request, { signal: signal() });
       starting.catch(() => undefined); // handled below; the rejection may come before the expect
-      const name = await eventually(
-        async () =>
-          (
-            await core().listNamespacedPod({
-              namespace: namespace(),
-              labelSelector: `runtime-kernel.dev/run-id=${request.runId}`,
-            })
-          ).items[0]?.metadata?.name,
-      );
+      const name = await podOf(request);
       await writeStatus(name, {
         phase: "Pending",
         containerStatuses: [
@@ -279,15 +259,7 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
       const request = startRequest(kernelId, ["true"]);
       const starting = backend.start(request, { signal: signal() });
       starting.catch(() => undefined); // handled below; the rejection may come before the expect
-      const name = await eventually(
-        async () =>
-          (
-            await core().listNamespacedPod({
-              namespace: namespace(),
-              labelSelector: `runtime-kernel.dev/run-id=${request.runId}`,
-            })
-          ).items[0]?.metadata?.name,
-      );
+      const name = await podOf(request);
       await core().deleteNamespacedPod({ name, namespace: namespace(), gracePeriodSeconds: 0 });
       await expect(starting).rejects.toSatisfy((e: unknown) => isRuntimeKernelError(e, "START_FAILED"));
     });
@@ -301,15 +273,7 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
       const request = startRequest(kernelId, ["true"], { env: { K: "v" } });
       const starting = patient.start(request, { signal: controller.signal });
       starting.catch(() => undefined); // handled below; the rejection may come before the expect
-      const name = await eventually(
-        async () =>
-          (
-            await core().listNamespacedPod({
-              namespace: namespace(),
-              labelSelector: `runtime-kernel.dev/run-id=${request.runId}`,
-            })
-          ).items[0]?.metadata?.name,
-      );
+      const name = await podOf(request);
       controller.abort();
       await expect(starting).rejects.toSatisfy((e: unknown) => isRuntimeKernelError(e, "START_ABORTED"));
       expect(await readPod(name)).toBeUndefined();
@@ -414,15 +378,7 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
         const filler = startRequest(`${kernelId}-filler`, ["true"]);
         const other = backendFor({ profiles: { test: FAKE_NODE_PROFILE } });
         const fillerStart = other.start(filler, { signal: signal() });
-        const fillerName = await eventually(
-          async () =>
-            (
-              await core().listNamespacedPod({
-                namespace: namespace(),
-                labelSelector: `runtime-kernel.dev/run-id=${filler.runId}`,
-              })
-            ).items[0]?.metadata?.name,
-        );
+        const fillerName = await podOf(filler);
         for (let i = 0; i < 150; i++)
           await core().patchNamespacedPod({
             name: fillerName,

@@ -13,7 +13,7 @@ const NEXT: Record<WorkloadState, WorkloadState | null> = {
 
 /** Publishes `state` for `workloadId`, as the kernel does. */
 function publish(hub: EventHub, workloadId: string, state: WorkloadState, from: WorkloadState | null = null) {
-  return hub.publish({ workloadId, runId: `${workloadId}-run`, profile: "agent", from, state, at: 0 }, state);
+  return hub.publish({ workloadId, runId: `${workloadId}-run`, profile: "agent", from, state, at: 0 });
 }
 
 /** Publishes `n` events for `workloadId`, cycling through the lifecycle. */
