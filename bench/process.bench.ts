@@ -9,7 +9,9 @@
  *   of all (SIGTERM), for raw `child_process.spawn` (stdio ignored, the floor), execa with
  *   the cheapest options found (stdio ignored, no buffering, no cleanup hook) and with its
  *   defaults, and the kernel on the ProcessBackend (the supervisor already running).
- * - CPU: the parent's per workload, and the supervisor's (it does the forking).
+ * - CPU: the parent's per workload, and the supervisor's (it does the forking); for the stop
+ *   of all, the whole machine's too (the dying processes included), which tells whether
+ *   the stop is bound by the machine's cores rather than by waiting.
  * - Exit-to-stopped latency for 1,000 short workloads: from the supervisor observing the
  *   exit (its journal's timestamp) to the kernel's `stopped` event.
  * - Parent memory per live workload (RSS and heap, after GC), kernel and raw.
@@ -17,7 +19,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { ProcessBackend } from "../src/backends/process/index.js";
@@ -50,6 +52,15 @@ const cpuOf = (pid: number) => {
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 };
+/** CPU time all processes of the machine spent busy, in ms (clock ticks of /proc/stat). */
+const machineBusyMs = () => {
+  const line = readFileSync("/proc/stat", "latin1").split("\n", 1)[0] as string;
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return (user + nice + system + irq + softirq + steal) * 10;
+};
 const memory = () => {
   gc();
   gc();
@@ -60,6 +71,11 @@ const memory = () => {
 interface Sample {
   startMs: number;
   stopMs: number;
+  /** CPU the whole machine spent during the stop of all (every process, the dying ones too). */
+  stopMachineCpuMs?: number;
+  /** CPU this process spent during the stop of all. */
+  stopParentCpuMs?: number;
+  stopSupervisorCpuMs?: number;
   parentCpuMsPerWorkload: number;
   childCpuMsPerWorkload?: number;
 }
@@ -77,6 +93,7 @@ async function raw(): Promise<Sample> {
   );
   const startMs = now() - t0;
   const cpu1 = cpuMs();
+  const busy1 = machineBusyMs();
   const t1 = now();
   const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
   for (const c of children) c.kill("SIGTERM");
@@ -84,6 +101,8 @@ async function raw(): Promise<Sample> {
   return {
     startMs,
     stopMs: now() - t1,
+    stopMachineCpuMs: machineBusyMs() - busy1,
+    stopParentCpuMs: cpuMs() - cpu1,
     parentCpuMsPerWorkload: (cpu1 - cpu0) / N,
   };
 }
@@ -128,13 +147,20 @@ async function viaKernel(backend: ProcessBackend, round: number): Promise<Sample
   const startMs = now() - t0;
   const cpu1 = cpuMs();
   const childCpu1 = cpuOf(pid);
+  const busy1 = machineBusyMs();
   const t1 = now();
   await Promise.all(ids.map((id) => kernel.stop(id)));
   const stopMs = now() - t1;
+  const stopMachineCpuMs = machineBusyMs() - busy1;
+  const stopParentCpuMs = cpuMs() - cpu1;
+  const stopSupervisorCpuMs = cpuOf(pid) - childCpu1;
   await kernel.shutdown();
   return {
     startMs,
     stopMs,
+    stopMachineCpuMs,
+    stopParentCpuMs,
+    stopSupervisorCpuMs,
     parentCpuMsPerWorkload: (cpu1 - cpu0) / N,
     childCpuMsPerWorkload: (childCpu1 - childCpu0) / N,
   };
@@ -340,11 +366,14 @@ process.stdout.write(
     bench: "process",
     n: N,
     rounds: ROUNDS,
+    cores: availableParallelism(),
     supervisorLaunchMs: round2(supervisorLaunchMs),
     concurrentSleep: {
       raw: {
         startAllMs: med("raw", "startMs"),
         stopAllMs: med("raw", "stopMs"),
+        stopMachineCpuMs: med("raw", "stopMachineCpuMs"),
+        stopParentCpuMs: med("raw", "stopParentCpuMs"),
         parentCpuMs: med("raw", "parentCpuMsPerWorkload"),
       },
       execaCheap: {
@@ -382,6 +411,9 @@ process.stdout.write(
       kernel: {
         startAllMs: med("kernel", "startMs"),
         stopAllMs: med("kernel", "stopMs"),
+        stopMachineCpuMs: med("kernel", "stopMachineCpuMs"),
+        stopParentCpuMs: med("kernel", "stopParentCpuMs"),
+        stopSupervisorCpuMs: med("kernel", "stopSupervisorCpuMs"),
         parentCpuMs: med("kernel", "parentCpuMsPerWorkload"),
         supervisorCpuMs: med("kernel", "childCpuMsPerWorkload"),
         startRatio: ratio("kernel", "startMs"),

@@ -108,6 +108,8 @@ interface WorkloadRecord {
 }
 
 /** Options of `kernel.stop()`. */
+const noop = () => {};
+
 export interface StopOptions {
   /** Default `requested`. */
   reason?: RequestedStopReason;
@@ -538,10 +540,25 @@ class Kernel implements RuntimeKernel {
     record.timer = undefined;
   }
 
-  /** Runs backend calls for one handle one at a time, in order. */
+  /**
+   * Runs backend calls for one handle one at a time, in order. With none in flight the call
+   * starts at once, inside the transition that asked for it: a burst of stops then reaches
+   * the backend while the caller is still issuing the rest, not after it.
+   */
   #serial<T>(record: WorkloadRecord, call: () => Promise<T>): Promise<T> {
-    const run = (record.op ?? Promise.resolve()).then(call, call);
-    record.op = run.catch(() => {});
+    let run: Promise<T>;
+    if (record.op === undefined) {
+      try {
+        run = Promise.resolve(call());
+      } catch (error) {
+        run = Promise.reject(error);
+      }
+    } else run = record.op.then(call, call);
+    const tail: Promise<unknown> = run.then(noop, noop);
+    record.op = tail;
+    tail.then(() => {
+      if (record.op === tail) record.op = undefined;
+    });
     return run;
   }
 

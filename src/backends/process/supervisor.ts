@@ -79,7 +79,7 @@ export function readProcStat(
   pid: number,
 ): { startTime: number; zombie: boolean } | undefined {
   // open/read/close into a small buffer: a third of readFileSync's cost on /proc (whose
-  // files report size 0), and this runs for every signal the backend sends itself.
+  // files report size 0), and this runs for every start and every liveness check.
   const buffer = Buffer.allocUnsafe(1024);
   let length: number;
   try {
@@ -314,6 +314,7 @@ export function supervisorMain(config: SupervisorConfig): void {
 
   function onChildExit(run: Run, code: number | null, signal: NodeJS.Signals | null): void {
     const at = now();
+    lastActivityAt = at;
     if (signal) {
       const n = os.constants.signals[signal] ?? 0;
       recordExit(run, { exitCode: 128 + n, signal, at });
@@ -388,7 +389,8 @@ export function supervisorMain(config: SupervisorConfig): void {
   const rotated = new Set<string>();
   let poolSeq = 0;
   let poolTarget = config.logPoolMin;
-  let lastStartAt = 0;
+  /** When the supervisor last did foreground work (a request, an exit): the refill waits for quiet. */
+  let lastActivityAt = 0;
   let refillTimer: ReturnType<typeof setTimeout> | undefined;
 
   function loadPool(): void {
@@ -407,15 +409,19 @@ export function supervisorMain(config: SupervisorConfig): void {
     refillTimer.unref();
   }
 
-  /** Makes empty files in small batches, and only once starts have paused for a moment. */
+  /**
+   * Makes empty files in small batches, and only while nothing else happens: a batch blocks
+   * the loop for milliseconds, and measured, a refill running beside a burst of stops or
+   * starts cost that burst more than the pool saves it.
+   */
   function refill(): void {
     refillTimer = undefined;
-    if (Date.now() - lastStartAt < 50) {
+    if (Date.now() - lastActivityAt < 50) {
       scheduleRefill(50);
       return;
     }
     try {
-      for (let i = 0; i < 32 && pool.length < poolTarget * 2; i++) {
+      for (let i = 0; i < 8 && pool.length < poolTarget * 2; i++) {
         const file = path.join(poolDir, `${process.pid}-${supervisorStartedAt}-${++poolSeq}`);
         fs.closeSync(fs.openSync(file, "wx", 0o600));
         pool.push(file);
@@ -424,7 +430,7 @@ export function supervisorMain(config: SupervisorConfig): void {
       diag(`log pool refill failed: ${(error as Error).message}`);
       return;
     }
-    if (pool.length < poolTarget * 2) setImmediate(refill);
+    scheduleRefill(0);
   }
 
   function openLog(file: string): number {
@@ -498,7 +504,6 @@ export function supervisorMain(config: SupervisorConfig): void {
         `Cannot start "${spec.workloadId}": the supervisor is at its file descriptor limit (${limits.openFiles})`,
       );
     }
-    lastStartAt = Date.now();
     let out = -1;
     let err = -1;
     let child: ChildProcessModule.ChildProcess;
@@ -736,6 +741,7 @@ export function supervisorMain(config: SupervisorConfig): void {
   }
 
   function onLine(socket: NetModule.Socket, line: string): void {
+    lastActivityAt = Date.now();
     let request: Request;
     try {
       request = JSON.parse(line);
