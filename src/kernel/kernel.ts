@@ -100,6 +100,8 @@ interface WorkloadRecord {
   startError?: RuntimeKernelError;
   cleanupError?: SerializedError;
   cleanupAttempts: number;
+  /** Whether the backend said the last cleanup failure may pass by itself (its `retryable`). */
+  cleanupRetryable?: boolean;
   /** What to do once the current run is destroyed: start a new run. */
   next?: { restart: boolean };
   restartAt?: number;
@@ -473,6 +475,7 @@ class Kernel implements RuntimeKernel {
     record.cleanupAttempts = 0;
     record.startError = undefined;
     record.cleanupError = undefined;
+    record.cleanupRetryable = undefined;
     record.restartAt = undefined;
     record.stoppedAt = undefined;
     record.actor = createActor(this.#machine, { input: this.#lifecycleInput(record) });
@@ -819,7 +822,9 @@ class Kernel implements RuntimeKernel {
           ? error
           : new CleanupFailedError(record.spec.workloadId, `Cleanup failed: ${asError(error).message}`, {
               cause: error,
+              retryable: !isRuntimeKernelError(error) || error.retryable,
             });
+        record.cleanupRetryable = failure.retryable;
         this.#sendTo(record, runId, { type: "CLEANUP_FAILED", error: serializeError(failure) });
       },
     );
@@ -827,15 +832,21 @@ class Kernel implements RuntimeKernel {
 
   #cleanupFailed(record: WorkloadRecord): void {
     record.cleanupAttempts++;
+    const retryable = record.cleanupRetryable !== false;
     const error = new CleanupFailedError(
       record.spec.workloadId,
-      `Cleanup of "${record.spec.workloadId}" failed (attempt ${record.cleanupAttempts}); the reaper retries`,
-      { retryable: true },
+      `Cleanup of "${record.spec.workloadId}" failed (attempt ${record.cleanupAttempts}); ` +
+        (retryable
+          ? "the reaper retries"
+          : "the backend says it will not pass by itself: fix it, then call destroy()"),
+      { retryable },
     );
     record.cleanupError = error.toJSON();
     record.next = undefined;
     this.#hub.fault(error);
     this.#rejectWaiters(record, "destroyed", error);
+    // A permanent failure is left for someone to fix: retrying it forever would only load the backend.
+    if (!retryable) return;
     const runId = record.runId;
     this.#setTimer(record, this.#clock.now() + cleanupRetryDelay(record.cleanupAttempts), () =>
       this.#sendTo(record, runId, { type: "DESTROY" }),
@@ -1080,8 +1091,9 @@ class Kernel implements RuntimeKernel {
                 this.#hub.fault(asError(error));
                 break;
               }
-              // Already reported on `error` (by #cleanupFailed); give up after a few attempts.
-              if (attempt >= SHUTDOWN_CLEANUP_ATTEMPTS) break;
+              // Already reported on `error` (by #cleanupFailed); give up after a few attempts,
+              // or at once when the backend says the failure will not pass by itself.
+              if (attempt >= SHUTDOWN_CLEANUP_ATTEMPTS || !error.retryable) break;
               const retryMs = cleanupRetryDelay(attempt);
               await new Promise<void>((resolve) => this.#scheduler.after(retryMs, resolve));
             }

@@ -298,13 +298,13 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   }
 
   /** SIGTERM to the run's whole process group. */
-  async terminate(handle: ProcessHandle, _options: { graceMs: number }): Promise<void> {
-    await this.#signal(handle, "SIGTERM");
+  terminate(handle: ProcessHandle, _options: { graceMs: number }): Promise<void> {
+    return this.#signal(handle, "SIGTERM");
   }
 
   /** SIGKILL to the run's whole process group. */
-  async kill(handle: ProcessHandle): Promise<void> {
-    await this.#signal(handle, "SIGKILL");
+  kill(handle: ProcessHandle): Promise<void> {
+    return this.#signal(handle, "SIGKILL");
   }
 
   /** Kills whatever is left of the run's group, deletes its logs (unless `keepLogs`) and its record. */

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  CleanupFailedError,
   type CredentialBroker,
   createRuntimeKernel,
   isRuntimeKernelError,
@@ -376,6 +377,33 @@ describe("createRuntimeKernel: policies", () => {
     await clock.advance(1_000); // first retry fails
     expect(kernel.get("w1")?.state).toBe("stopped");
     await clock.advance(2_000); // second retry succeeds
+    expect(kernel.get("w1")).toBeUndefined();
+    expect(fake.workloads()).toHaveLength(0);
+  });
+
+  it("a cleanup failure the backend calls permanent is not retried by the reaper, only by destroy()", async () => {
+    const { kernel, fake, clock } = setup();
+    const cleanup = fake.cleanup.bind(fake);
+    let attempts = 0;
+    let broken = true;
+    fake.cleanup = async (handle) => {
+      attempts++;
+      if (broken) throw new CleanupFailedError(handle.workloadId, "permission denied", { retryable: false });
+      return cleanup(handle);
+    };
+    await kernel.create({ workloadId: "w1", profile: "agent" });
+    const error = await kernel.destroy("w1").catch((e) => e);
+    expect(code(error)).toBe("CLEANUP_FAILED");
+    expect(error.retryable).toBe(false);
+    await clock.advance(3_600_000);
+    expect(attempts).toBe(1);
+    const status = kernel.get("w1");
+    expect(status).toMatchObject({ state: "stopped", error: { code: "CLEANUP_FAILED" } });
+    expect(status?.error?.message).toMatch(/call destroy\(\)/);
+    // Someone fixed it: an explicit destroy tries again, and succeeds.
+    broken = false;
+    await kernel.destroy("w1");
+    expect(attempts).toBe(2);
     expect(kernel.get("w1")).toBeUndefined();
     expect(fake.workloads()).toHaveLength(0);
   });

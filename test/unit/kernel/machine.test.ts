@@ -104,6 +104,36 @@ describe("the runtime.v1 lifecycle machine (pure transitions)", () => {
     expect(r.log).not.toContain("terminate");
   });
 
+  it("a run whose grace is 0 enters killing directly however its stop begins: deadline, or a stop kept during the start", () => {
+    const noGrace = { ...input, graceMs: 0, maxLifetimeMs: 10 };
+    const deadline = run([{ type: "LAUNCH" }, started, { type: "DEADLINE", now: 1_010 }], noGrace);
+    expect(deadline.snapshot.value).toEqual({ stopping: "killing" });
+    expect(deadline.snapshot.context.stopReason).toBe("max_lifetime");
+    const kept = run([{ type: "LAUNCH" }, { type: "STOP", reason: "requested" }, started], noGrace);
+    expect(kept.snapshot.value).toEqual({ stopping: "killing" });
+    // Every stop takes exactly one path in: never both a terminate and a kill at once.
+    for (const r of [deadline, kept]) expect(r.log).not.toContain("terminate");
+  });
+
+  it("an exit or a failed start with a destroy pending goes straight on to cleanup, reporting stopped first", () => {
+    const exited = run([
+      { type: "LAUNCH" },
+      started,
+      { type: "DESTROY" },
+      { type: "EXITED", status: { exitCode: 143, signal: "SIGTERM" } },
+    ]);
+    const failed = run([
+      { type: "LAUNCH" },
+      { type: "DESTROY" },
+      { type: "START_FAILED", error: { code: "START_FAILED", message: "x" } },
+    ]);
+    for (const r of [exited, failed]) {
+      expect(r.snapshot.value).toEqual({ stopped: "cleaning" });
+      expect(r.log.slice(-3)).toEqual(["disarm", "report", "cleanup"]);
+      expect(r.reports.at(-1)).toBe("stopped");
+    }
+  });
+
   it("stopping escalates terminate -> kill when the grace expires, and reaches stopped on the exit", () => {
     const r = run([
       { type: "LAUNCH" },
