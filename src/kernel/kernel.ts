@@ -63,6 +63,7 @@ const KILL_PROBE_MS = 5_000;
 const KILL_RETRY_MS = 1_000;
 /** Cleanup attempts per workload at shutdown (1 s, then 2 s apart) before leaving it behind. */
 const SHUTDOWN_CLEANUP_ATTEMPTS = 3;
+const noop = () => {};
 
 const ORDER: Record<WorkloadState, number> = Object.fromEntries(
   WORKLOAD_STATES.map((s, i) => [s, i]),
@@ -110,8 +111,6 @@ interface WorkloadRecord {
 }
 
 /** Options of `kernel.stop()`. */
-const noop = () => {};
-
 export interface StopOptions {
   /** Default `requested`. */
   reason?: RequestedStopReason;
