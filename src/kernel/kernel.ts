@@ -63,7 +63,6 @@ const KILL_PROBE_MS = 5_000;
 const KILL_RETRY_MS = 1_000;
 /** Cleanup attempts per workload at shutdown (1 s, then 2 s apart) before leaving it behind. */
 const SHUTDOWN_CLEANUP_ATTEMPTS = 3;
-const noop = () => {};
 
 const ORDER: Record<WorkloadState, number> = Object.fromEntries(
   WORKLOAD_STATES.map((s, i) => [s, i]),
@@ -101,8 +100,6 @@ interface WorkloadRecord {
   startError?: RuntimeKernelError;
   cleanupError?: SerializedError;
   cleanupAttempts: number;
-  /** Whether the backend said the last cleanup failure may pass by itself (its `retryable`). */
-  cleanupRetryable?: boolean;
   /** What to do once the current run is destroyed: start a new run. */
   next?: { restart: boolean };
   restartAt?: number;
@@ -474,7 +471,6 @@ class Kernel implements RuntimeKernel {
     record.cleanupAttempts = 0;
     record.startError = undefined;
     record.cleanupError = undefined;
-    record.cleanupRetryable = undefined;
     record.restartAt = undefined;
     record.stoppedAt = undefined;
     record.actor = createActor(this.#machine, { input: this.#lifecycleInput(record) });
@@ -548,19 +544,13 @@ class Kernel implements RuntimeKernel {
    * the backend while the caller is still issuing the rest, not after it.
    */
   #serial<T>(record: WorkloadRecord, call: () => Promise<T>): Promise<T> {
-    let run: Promise<T>;
-    if (record.op === undefined) {
-      try {
-        run = Promise.resolve(call());
-      } catch (error) {
-        run = Promise.reject(error);
-      }
-    } else run = record.op.then(call, call);
-    const tail: Promise<unknown> = run.then(noop, noop);
-    record.op = tail;
-    tail.then(() => {
-      if (record.op === tail) record.op = undefined;
-    });
+    // `new Promise` runs the call now and turns a synchronous throw into a rejection.
+    const run = record.op ? record.op.then(call, call) : new Promise<T>((resolve) => resolve(call()));
+    const release = () => {
+      if (record.op === settled) record.op = undefined;
+    };
+    const settled: Promise<void> = run.then(release, release);
+    record.op = settled;
     return run;
   }
 
@@ -618,7 +608,9 @@ class Kernel implements RuntimeKernel {
           );
         }),
         cleanup: on((record, context) => this.#cleanup(record, context)),
-        cleanupFailed: on((record) => this.#cleanupFailed(record)),
+        cleanupFailed: on((record, _context, params: { retryable: boolean }) =>
+          this.#cleanupFailed(record, params.retryable),
+        ),
       },
     });
   }
@@ -823,15 +815,17 @@ class Kernel implements RuntimeKernel {
               cause: error,
               retryable: !isRuntimeKernelError(error) || error.retryable,
             });
-        record.cleanupRetryable = failure.retryable;
-        this.#sendTo(record, runId, { type: "CLEANUP_FAILED", error: serializeError(failure) });
+        this.#sendTo(record, runId, {
+          type: "CLEANUP_FAILED",
+          error: serializeError(failure),
+          retryable: failure.retryable,
+        });
       },
     );
   }
 
-  #cleanupFailed(record: WorkloadRecord): void {
+  #cleanupFailed(record: WorkloadRecord, retryable: boolean): void {
     record.cleanupAttempts++;
-    const retryable = record.cleanupRetryable !== false;
     const error = new CleanupFailedError(
       record.spec.workloadId,
       `Cleanup of "${record.spec.workloadId}" failed (attempt ${record.cleanupAttempts}); ` +

@@ -70,7 +70,8 @@ export type LifecycleEvent =
   | { type: "KILL_FAILED"; error: SerializedError }
   | { type: "RETRY_KILL" }
   | { type: "CLEANED" }
-  | { type: "CLEANUP_FAILED"; error: SerializedError };
+  /** `retryable: false`: the backend says the failure will not pass by itself (default true). */
+  | { type: "CLEANUP_FAILED"; error: SerializedError; retryable?: boolean };
 
 /** The stop reason a run gets when it ends by itself. */
 export function stopReasonForExit(status: ExitStatus): StopReason {
@@ -171,8 +172,8 @@ export const lifecycleMachine = setup({
     scheduleKillRetry: noop,
     /** Call backend.cleanup; answer CLEANED or CLEANUP_FAILED. */
     cleanup: noop,
-    /** A cleanup failed; the kernel decides on retrying. */
-    cleanupFailed: noop,
+    /** A cleanup failed; the kernel retries it later unless it is not retryable. */
+    cleanupFailed: (_, _params: { retryable: boolean }) => {},
     // What each way of ending records in the context.
     recordStop: assign({
       stopReason: ({ event }) => (event as Extract<LifecycleEvent, { type: "STOP" }>).reason,
@@ -209,7 +210,6 @@ export const lifecycleMachine = setup({
     destroyRequested: ({ context }) => context.destroyRequested,
     deadlineDue: ({ context, event }) =>
       event.type === "DEADLINE" && dueDeadline(context, event.now) !== undefined,
-    killNow: ({ event }) => (event.type === "STOP" || event.type === "DESTROY") && event.graceMs === 0,
     /** The grace the stop this event starts will have (the event's own, else the context's) is 0. */
     noGrace: ({ context, event }) => noGrace(context, event),
     stopRequestedNoGrace: ({ context, event }) => context.stopRequested && noGrace(context, event),
@@ -334,9 +334,10 @@ export const lifecycleMachine = setup({
           on: {
             GRACE_EXPIRED: "killing",
             TERMINATE_FAILED: "killing",
-            STOP: { guard: "killNow", target: "killing" },
+            // The run's grace is not 0 here, so only a stop or destroy asking for none kills at once.
+            STOP: { guard: "noGrace", target: "killing" },
             DESTROY: [
-              { guard: "killNow", target: "killing", actions: assign({ destroyRequested: true }) },
+              { guard: "noGrace", target: "killing", actions: assign({ destroyRequested: true }) },
               { actions: assign({ destroyRequested: true }) },
             ],
           },
@@ -366,7 +367,10 @@ export const lifecycleMachine = setup({
           on: {
             CLEANUP_FAILED: {
               target: "idle",
-              actions: [assign({ destroyRequested: false }), "cleanupFailed"],
+              actions: [
+                assign({ destroyRequested: false }),
+                { type: "cleanupFailed", params: ({ event }) => ({ retryable: event.retryable !== false }) },
+              ],
             },
           },
         },

@@ -385,12 +385,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     const files = { stdout: handle.stdoutPath, stderr: handle.stderrPath };
     const end = {
       ended: () => this.#exits.has(handle.runId),
-      onEnd: (callback: () => void) => {
-        if (!options.follow) return () => {};
-        let stop = () => {};
-        stop = this.#watchInternal(handle, callback);
-        return () => stop();
-      },
+      onEnd: (callback: () => void) => (options.follow ? this.watchExit(handle, () => callback()) : () => {}),
     };
     return readLogs(files, options, end);
   }
@@ -486,11 +481,6 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   /** After a reconnection (maybe to a new supervisor): exits pushed meanwhile were missed. */
   #resync(): void {
     for (const runId of this.#watchers.keys()) this.#query(runId);
-  }
-
-  /** Like watchExit, but not counted as the kernel's watch (for log followers). */
-  #watchInternal(handle: ProcessHandle, callback: () => void): () => void {
-    return this.watchExit(handle, () => callback());
   }
 }
 
