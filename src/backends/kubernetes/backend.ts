@@ -132,6 +132,8 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   /** Grace (seconds) of the kernel's own delete of each Pod: a Pod gone without one was deleted behind its back. */
   private readonly deleting = new Map<string, number>();
   private readonly finalExits = new Map<string, ExitStatus>();
+  /** Runs being started by this instance: their Secret may exist before their Pod. */
+  private readonly starting = new Set<string>();
   private closed = false;
 
   constructor(options: KubernetesBackendOptions = {}) {
@@ -230,6 +232,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     let onChange: (() => void) | undefined;
     const unsubscribe = watch.subscribe(name, () => onChange?.());
     let created = false;
+    this.starting.add(name);
     try {
       if (secret) {
         try {
@@ -287,6 +290,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
       if (signal.aborted) throw new StartAbortedError(request.workloadId, { cause: error });
       throw toKernelError(error, `starting ${name}`, request.workloadId);
     } finally {
+      this.starting.delete(name);
       unsubscribe();
     }
   }
@@ -348,7 +352,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   /** Deletes what a failed start created; waits until the Pod is gone. */
   private async discard(handle: KubernetesHandle, created: boolean): Promise<void> {
     if (created) await this.cleanup(handle);
-    else if (handle.secret) await this.deleteSecret(handle);
+    else if (handle.secret) await this.deleteSecret(handle.secret, handle.namespace, handle.workloadId);
   }
 
   async exitCode(handle: KubernetesHandle): Promise<number | null> {
@@ -454,15 +458,12 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     }
   }
 
-  private async deleteSecret(handle: KubernetesHandle): Promise<void> {
-    if (!handle.secret) return;
+  private async deleteSecret(name: string, namespace: string, workloadId?: string): Promise<void> {
     try {
-      await this.api.call("delete", (core) =>
-        core.deleteNamespacedSecret({ name: handle.secret as string, namespace: handle.namespace }),
-      );
+      await this.api.call("delete", (core) => core.deleteNamespacedSecret({ name, namespace }));
     } catch (error) {
       if (isStatus(error, 404)) return;
-      throw toKernelError(error, `deleting Secret ${handle.secret}`, handle.workloadId);
+      throw toKernelError(error, `deleting Secret ${name}`, workloadId);
     }
   }
 
@@ -480,7 +481,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
       const w = this.watches.get(handle.kernelId);
       const seenGone = w?.isSynced === true && !w.pods.has(handle.pod) && this.finalExits.has(handle.pod);
       if (!seenGone) await this.deletePod(handle, 0);
-      await this.deleteSecret(handle);
+      if (handle.secret) await this.deleteSecret(handle.secret, handle.namespace, handle.workloadId);
     } catch (error) {
       throw new CleanupFailedError(
         handle.workloadId,
@@ -586,7 +587,25 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
       if (secretRef) handle.secret = secretRef;
       found.push({ handle, labels, exit: exitOf(pod) });
     }
+    if (this.options.reapOrphanSecrets) await this.deleteOrphanSecrets(kernelId, w);
     return found;
+  }
+
+  /**
+   * Deletes the Secrets of `kernelId` that no Pod goes with: a kernel that died between
+   * creating a run's Secret and its Pod left them, with the run's credentials inside, and
+   * no Pod owns them for a garbage collector to find. Only the Secrets of runs this instance
+   * is starting are spared: a kernel id belongs to one kernel at a time.
+   */
+  private async deleteOrphanSecrets(kernelId: string, w: PodWatch): Promise<void> {
+    const list = await this.api.call("list", (core) =>
+      core.listNamespacedSecret({ namespace: this.namespace, labelSelector: kernelSelector(kernelId) }),
+    );
+    for (const secret of list.items) {
+      const name = secret.metadata?.name;
+      if (!name || w.pods.has(name) || this.starting.has(name)) continue;
+      await this.deleteSecret(name, this.namespace);
+    }
   }
 
   async *logs(handle: KubernetesHandle, options: LogOptions): AsyncIterable<LogEntry> {

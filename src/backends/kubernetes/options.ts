@@ -81,4 +81,11 @@ export interface KubernetesBackendOptions {
   watchTimeoutSeconds?: number;
   /** Backoff bounds for reconnecting a dropped watch. Default 200 ms to 10 s. */
   reconnectMs?: { initial?: number; max?: number };
+  /**
+   * Let `discover` (and so `kernel.recover()`) delete this kernel's Secrets that no Pod goes
+   * with: those of a kernel killed between creating a run's Secret and its Pod. Needs `list` on
+   * Secrets in the namespace, which lets the kernel read every Secret there; so it is off by
+   * default, and the Role in the docs does not grant it. Default `false`.
+   */
+  reapOrphanSecrets?: boolean;
 }

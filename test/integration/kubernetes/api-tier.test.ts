@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { ExitStatus } from "../../../src/backends/backend.js";
+import { isStatus } from "../../../src/backends/kubernetes/api.js";
 import type { KubernetesBackend, KubernetesHandle } from "../../../src/backends/kubernetes/index.js";
+import { buildPodManifests } from "../../../src/backends/kubernetes/pod-spec.js";
 import { isRuntimeKernelError } from "../../../src/errors.js";
 import {
   ApiProxy,
@@ -443,6 +445,46 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
         expect(await fresh.discover({ kernelId: k })).toEqual([]);
       } finally {
         await fresh.close();
+      }
+    });
+
+    it("with reapOrphanSecrets, deletes the Secrets no Pod goes with (a kernel killed between the two creates)", async () => {
+      const k = testKernelId("orphans");
+      const live = await startRunning(backend, k, { TOKEN: "live-secret-value" });
+      // What a kernel killed right after creating a run's Secret leaves behind.
+      const { secret: orphan } = buildPodManifests(
+        startRequest(k, ["true"], { env: { TOKEN: "orphan-value" } }),
+        {
+          namespace: namespace(),
+          namePrefix: "rk",
+          profile: FAKE_NODE_PROFILE,
+        },
+      );
+      if (!orphan) throw new Error("a run with env has a Secret");
+      await core().createNamespacedSecret({ namespace: namespace(), body: orphan });
+      const secretExists = (name: string) =>
+        core()
+          .readNamespacedSecret({ name, namespace: namespace() })
+          .then(
+            () => true,
+            (error) => (isStatus(error, 404) ? false : Promise.reject(error)),
+          );
+
+      const plain = backendFor({ profiles: { test: FAKE_NODE_PROFILE } });
+      const reaping = backendFor({ profiles: { test: FAKE_NODE_PROFILE }, reapOrphanSecrets: true });
+      try {
+        // Off by default: finding them needs `list` on Secrets, which the documented Role lacks.
+        await plain.discover({ kernelId: k });
+        expect(await secretExists(orphan.metadata.name)).toBe(true);
+
+        const found = await reaping.discover({ kernelId: k });
+        expect(found.map((f) => f.handle.runId)).toEqual([live.request.runId]);
+        expect(await secretExists(orphan.metadata.name)).toBe(false);
+        expect(await secretExists(live.handle.secret as string)).toBe(true);
+        await reaping.cleanup(live.handle);
+      } finally {
+        await plain.close();
+        await reaping.close();
       }
     });
   });
