@@ -30,11 +30,12 @@ console.log(`serving on ${server.address}`);
 // ── the client side: what a control plane does ──
 const client = createRuntimeClient(server.address);
 
-// Watch transitions from the start; a client that reconnects passes the last seq it saw.
+// Watch transitions from the start. With `resume`, a stream broken by a server restart or
+// the network reconnects by itself and goes on after the last event seen.
 const watching = new AbortController();
 let lastSeq = 0;
 const watcher = (async () => {
-  for await (const event of client.events({ sinceSeq: 0, signal: watching.signal })) {
+  for await (const event of client.events({ sinceSeq: 0, resume: true, signal: watching.signal })) {
     lastSeq = event.seq;
     console.log(`  event #${event.seq}: ${event.workloadId} ${event.from ?? "·"} -> ${event.state}`);
   }

@@ -158,6 +158,11 @@ export interface RuntimeKernel extends AsyncDisposable {
   ): Promise<WorkloadStatus>;
   /** An async iterator of transition events. */
   events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent>;
+  /**
+   * The `seq` of the last transition event published (0 before the first). A later
+   * `events({ sinceSeq: lastEventSeq })` misses nothing from this point that is still retained.
+   */
+  readonly lastEventSeq: number;
   /** The current run's output, if the backend can stream it (`UNSUPPORTED` otherwise). */
   logs(workloadId: string, options?: LogOptions): AsyncIterable<LogEntry>;
   /** Re-adopts what the backend can discover for this `kernelId`, reports missed exits, reaps leftovers. */
@@ -344,6 +349,10 @@ class Kernel implements RuntimeKernel {
 
   events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent> {
     return this.#hub.stream(options);
+  }
+
+  get lastEventSeq(): number {
+    return this.#hub.lastSeq;
   }
 
   logs(workloadId: string, options: LogOptions = {}): AsyncIterable<LogEntry> {

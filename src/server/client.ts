@@ -35,6 +35,7 @@ import {
   stopReasonToWire,
 } from "./convert.js";
 import { fromWireError, GrpcStatus, type RuntimeServiceError } from "./errors.js";
+import { readEventStreamHeaders } from "./event-stream.js";
 
 /** PEM material to dial a TLS server. */
 export interface ClientTlsOptions {
@@ -68,6 +69,34 @@ export interface RuntimeCallOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@link RuntimeClient.events}. */
+export interface EventsOptions {
+  /** Only this workload's events. */
+  workloadId?: string;
+  /** Replay the retained events after this `seq` first (0: all retained); absent: live events only. */
+  sinceSeq?: number;
+  /** Ends the iteration. */
+  signal?: AbortSignal;
+  /**
+   * Reconnect after a failure that may pass (`UNAVAILABLE`: the server went away, is
+   * restarting or shutting down; `EVENTS_OVERFLOW`: this reader fell too far behind), and
+   * go on after the last event seen, with no duplicate and no gap the kernel's retention
+   * covers. When the server that answers is a new kernel (its `seq`s start over), the
+   * stream goes on with everything that kernel retains. `true` uses the defaults.
+   */
+  resume?: boolean | EventsResumeOptions;
+}
+
+/** How {@link RuntimeClient.events} reconnects. */
+export interface EventsResumeOptions {
+  /** Wait before the first reconnect (default 100 ms); doubles after each failed one. */
+  initialDelayMs?: number;
+  /** Longest wait between reconnects (default 5,000 ms). */
+  maxDelayMs?: number;
+  /** Failed reconnects in a row before the iteration fails with the last error (default: no limit). */
+  maxAttempts?: number;
+}
+
 /** The health of a server, as grpc.health.v1 reports it. */
 export type ServingStatus = "SERVING" | "NOT_SERVING" | "UNKNOWN" | "SERVICE_UNKNOWN";
 
@@ -97,13 +126,11 @@ export interface RuntimeClient {
   ): AsyncIterableIterator<LogEntry>;
   /**
    * `kernel.events(options)`: retained events after `sinceSeq` (if given), then live ones, until
-   * `signal` aborts. To resume after a disconnect, call again with the last `seq` seen.
+   * `signal` aborts. With `resume`, a stream the server or the network broke reconnects by
+   * itself and goes on after the last event seen (see {@link EventsOptions.resume}); without
+   * it, the iteration fails, and calling again with the last `seq` seen resumes it.
    */
-  events(options?: {
-    workloadId?: string;
-    sinceSeq?: number;
-    signal?: AbortSignal;
-  }): AsyncIterableIterator<TransitionEvent>;
+  events(options?: EventsOptions): AsyncIterableIterator<TransitionEvent>;
   /** The server's health (grpc.health.v1 Check of the runtime.v1 service). */
   health(options?: RuntimeCallOptions): Promise<ServingStatus>;
   /** Resolves once the channel is connected; rejects with a retryable `BACKEND_UNAVAILABLE` after `timeoutMs`. */
@@ -120,6 +147,19 @@ function channelCredentials(options: RuntimeClientOptions): ChannelCredentials {
   const pem = (v: string | Buffer | undefined) =>
     v === undefined ? null : typeof v === "string" ? Buffer.from(v) : v;
   return grpcCredentials.createSsl(pem(options.tls.ca), pem(options.tls.key), pem(options.tls.cert));
+}
+
+/** Waits `ms`, or less if `signal` aborts first. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }
 
 function trailers(metadata: Metadata | undefined): Record<string, string | undefined> {
@@ -228,6 +268,55 @@ export function createRuntimeClient(address?: string, options: RuntimeClientOpti
     }
   }
 
+  async function* events(opts: EventsOptions): AsyncGenerator<TransitionEvent, void, undefined> {
+    const { workloadId, signal } = opts;
+    const resume = opts.resume === true ? {} : opts.resume || undefined;
+    let sinceSeq = opts.sinceSeq;
+    let epoch: string | undefined;
+    let failures = 0;
+    for (;;) {
+      let restarted = false;
+      const open = () => {
+        const call = client.watchEvents({ workloadId, sinceSeq }, metadata());
+        // The headers come before any event: a new kernel is recognised before one is read.
+        call.on("metadata", (headers: Metadata) => {
+          const opened = readEventStreamHeaders(headers);
+          failures = 0;
+          if (epoch !== undefined && opened.epoch !== undefined && opened.epoch !== epoch) {
+            // A new kernel: its seqs start over, so all it retains is news. Ask again for all of it.
+            restarted = true;
+            sinceSeq = 0;
+            call.cancel();
+          } else if (sinceSeq === undefined) {
+            // Live only: from here on, so that a reconnect misses nothing in between.
+            sinceSeq = opened.seq;
+          }
+          epoch = opened.epoch ?? epoch;
+        });
+        return call;
+      };
+      const decode = (message: wire.TransitionEvent) => {
+        const event = eventFromWire(message);
+        sinceSeq = event.seq;
+        return event;
+      };
+      try {
+        yield* stream(open, decode, signal);
+        return; // The server ended the stream: the kernel shut down.
+      } catch (error) {
+        if (restarted) continue;
+        const failure = error as RuntimeServiceError;
+        const mayPass = failure.status === GrpcStatus.UNAVAILABLE || failure.code === "EVENTS_OVERFLOW";
+        failures++;
+        if (!resume || !mayPass || failures >= (resume.maxAttempts ?? Number.POSITIVE_INFINITY))
+          throw failure;
+        const initial = resume.initialDelayMs ?? 100;
+        await pause(Math.min(resume.maxDelayMs ?? 5_000, initial * 2 ** (failures - 1)), signal);
+        if (signal?.aborted) return;
+      }
+    }
+  }
+
   const api: RuntimeClient = {
     address: target,
     async create(spec, callOpts) {
@@ -264,11 +353,7 @@ export function createRuntimeClient(address?: string, options: RuntimeClientOpti
       return stream(() => client.logs(request, metadata()), logEntryFromWire, logOpts.signal);
     },
     events(eventOpts = {}) {
-      const request: wire.WatchEventsRequest = {
-        workloadId: eventOpts.workloadId,
-        sinceSeq: eventOpts.sinceSeq,
-      };
-      return stream(() => client.watchEvents(request, metadata()), eventFromWire, eventOpts.signal);
+      return events(eventOpts);
     },
     async health(callOpts) {
       try {

@@ -10,6 +10,8 @@ export type { ServiceAddress } from "./address.js";
 export { ADDRESS_ENV, defaultAddress, defaultSocketPath, parseAddress } from "./address.js";
 export type {
   ClientTlsOptions,
+  EventsOptions,
+  EventsResumeOptions,
   RuntimeCallOptions,
   RuntimeClient,
   RuntimeClientOptions,
@@ -26,6 +28,7 @@ export {
   RuntimeServiceError,
   toWireError,
 } from "./errors.js";
+export { EVENTS_EPOCH_HEADER, EVENTS_SEQ_HEADER } from "./event-stream.js";
 export type {
   CloseServerOptions,
   KernelOnClose,

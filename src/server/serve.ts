@@ -47,6 +47,7 @@ import {
   stopOptionsFromWire,
 } from "./convert.js";
 import { GrpcStatus, type GrpcStatusCode, toWireError } from "./errors.js";
+import { eventStreamHeaders } from "./event-stream.js";
 import { HealthRegistry } from "./health.js";
 
 /** The full name of the runtime.v1 service, as health checks and reflection name it. */
@@ -273,6 +274,8 @@ export async function serveRuntimeKernel(
     <Req, Item, Res>(
       source: (request: Req, signal: AbortSignal) => AsyncIterable<Item>,
       encode: (item: Item) => Res,
+      /** Initial metadata, taken right before `source` subscribes. */
+      headers?: () => Metadata,
     ): Streaming<Req, Res> =>
     (call) => {
       const refused = gate(call.metadata);
@@ -286,6 +289,7 @@ export async function serveRuntimeKernel(
       call.on("cancelled", () => abort.abort());
       void (async () => {
         try {
+          if (headers) call.sendMetadata(headers());
           for await (const item of source(call.request, abort.signal)) {
             if (abort.signal.aborted) break;
             // Respect the client's flow control: a slow reader holds the kernel iterator, whose
@@ -357,6 +361,7 @@ export async function serveRuntimeKernel(
           signal,
         }),
       eventToWire,
+      () => eventStreamHeaders(kernel),
     ),
   };
 

@@ -520,6 +520,22 @@ describe("createRuntimeKernel: observing", () => {
     expect(replayed).toEqual([3, 4, 5]);
   });
 
+  it("lastEventSeq is the seq to replay from: what follows it, nothing before", async () => {
+    const { kernel } = setup();
+    expect(kernel.lastEventSeq).toBe(0);
+    await kernel.create({ workloadId: "w1", profile: "agent" });
+    const mark = kernel.lastEventSeq;
+    expect(mark).toBe(2);
+    await kernel.stop("w1");
+    const it = kernel.events({ sinceSeq: mark });
+    const after = [(await it.next()).value, (await it.next()).value] as TransitionEvent[];
+    await it.return?.();
+    expect(after.map((e) => [e.seq, e.state])).toEqual([
+      [3, "stopping"],
+      [4, "stopped"],
+    ]);
+  });
+
   it("a listener that throws is reported on `error` and breaks nothing", async () => {
     const { kernel } = setup();
     const errors: Error[] = [];
