@@ -307,9 +307,9 @@ export function createRuntimeClient(address?: string, options: RuntimeClientOpti
         if (restarted) continue;
         const failure = error as RuntimeServiceError;
         const mayPass = failure.status === GrpcStatus.UNAVAILABLE || failure.code === "EVENTS_OVERFLOW";
+        // The break itself is the first failure; each reconnect that fails adds one.
         failures++;
-        if (!resume || !mayPass || failures >= (resume.maxAttempts ?? Number.POSITIVE_INFINITY))
-          throw failure;
+        if (!resume || !mayPass || failures > (resume.maxAttempts ?? Number.POSITIVE_INFINITY)) throw failure;
         const initial = resume.initialDelayMs ?? 100;
         await pause(Math.min(resume.maxDelayMs ?? 5_000, initial * 2 ** (failures - 1)), signal);
         if (signal?.aborted) return;
