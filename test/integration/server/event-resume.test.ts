@@ -141,6 +141,34 @@ describe("client.events({ resume })", () => {
     ]);
   });
 
+  it("resumes after EVENTS_OVERFLOW: a reader that fell behind still gets every event, once", async () => {
+    const address = newAddress();
+    // Retention covers the whole test, so that the resumed stream can replay what overflowed.
+    const kernel = createRuntimeKernel({
+      backend: new FakeBackend(),
+      profiles: PROFILES,
+      eventRetention: 20_000,
+    });
+    cleanups.push(() => kernel.shutdown());
+    await serve(kernel, address);
+    const client = dial(address);
+    const iterator = client.events({ sinceSeq: 0, resume: { initialDelayMs: 1 } });
+    await kernel.create({ workloadId: "first", profile: "default" });
+    const seen = [(await iterator.next()).value as TransitionEvent];
+    // Not reading: gRPC flow control stops the server's writes, and the kernel's iterator for
+    // this stream fills up to its bound of 10,000 undelivered events, then fails.
+    const cycles = 2_500;
+    for (let i = 0; i < cycles; i++) {
+      await kernel.create({ workloadId: `w${i}`, profile: "default" });
+      await kernel.destroy(`w${i}`);
+    }
+    const total = kernel.lastEventSeq;
+    expect(total).toBeGreaterThan(10_000);
+    while (seen.length < total) seen.push((await iterator.next()).value as TransitionEvent);
+    await iterator.return?.();
+    expect(seen.map((e) => e.seq)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+  });
+
   it("fails with the last error after maxAttempts failed reconnects", async () => {
     const address = newAddress();
     const kernel = newKernel();
