@@ -138,15 +138,19 @@ export class KubeApi {
   readonly core: CoreV1Api;
   readonly counts: RequestCounts = { total: 0, byKind: {} };
   private readonly agents = new Map<string, https.Agent>();
+  private readonly maxConcurrent: number;
+  private inFlight = 0;
+  private readonly queued: Array<() => void> = [];
 
   /**
-   * @param maxConcurrent typed calls in flight at once (more wait for a connection); watches and
+   * @param maxConcurrent typed calls in flight at once (more wait their turn here); watches and
    *   log streams have their own connections.
    */
   constructor(
     readonly config: KubeConfig,
     maxConcurrent = 32,
   ) {
+    this.maxConcurrent = maxConcurrent;
     this.core = pooledConfig(config, maxConcurrent, this.agents).makeApiClient(CoreV1Api);
   }
 
@@ -156,10 +160,25 @@ export class KubeApi {
     this.agents.clear();
   }
 
-  /** Runs one counted API call. */
+  /**
+   * Runs one counted API call, at most `maxConcurrent` at once. Calls beyond that wait here,
+   * never in the connection pool: node-fetch 2 (under the client) reports a complete chunked
+   * response as cut short ("Premature close") when the pool hands its socket straight to a
+   * waiting request (node-fetch#1767). A burst of 500 stops got that error on most deletes,
+   * though each Pod was deleted, and escalated every one of them to a kill.
+   */
   async call<T>(kind: string, fn: (core: CoreV1Api) => Promise<T>): Promise<T> {
     this.count(kind);
-    return fn(this.core);
+    if (this.inFlight < this.maxConcurrent) this.inFlight++;
+    else await new Promise<void>((resolve) => this.queued.push(resolve));
+    try {
+      return await fn(this.core);
+    } finally {
+      // The slot passes straight to the next call waiting, if any.
+      const next = this.queued.shift();
+      if (next) next();
+      else this.inFlight--;
+    }
   }
 
   count(kind: string): void {

@@ -292,6 +292,18 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
   });
 
   describe("terminate, kill, cleanup", () => {
+    it("a burst of terminates larger than the connection pool all succeed", async () => {
+      // More calls than the pool's 32 connections: before calls waited their turn outside
+      // the pool, most of these deletes failed with a false "Premature close" (node-fetch#1767).
+      const k = testKernelId("burst");
+      const runs = await Promise.all(Array.from({ length: 80 }, () => startRunning(backend, k)));
+      const results = await Promise.allSettled(
+        runs.map(({ handle }) => backend.terminate(handle, { graceMs: 30_000 })),
+      );
+      expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+      await Promise.all(runs.map(({ handle }) => backend.cleanup(handle)));
+    });
+
     it("terminate deletes with the grace period; the exit the kubelet writes meanwhile is reported", async () => {
       const { handle } = await startRunning(backend, kernelId);
       // Bound to a node, a Pod's graceful delete waits for its kubelet.
