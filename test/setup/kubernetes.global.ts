@@ -57,6 +57,8 @@ declare module "vitest" {
       etcd?: string;
       /** The busybox test image on the node's Docker engine (node tier only). */
       image?: string;
+      /** The node's Docker engine, where images are imported (node tier only). */
+      dockerHost?: string;
       nodeName?: string;
     };
   }
@@ -80,6 +82,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     server,
     ...(env.RK_K8S_ETCD ? { etcd: env.RK_K8S_ETCD } : {}),
     ...(env.RK_TEST_IMAGE ? { image: env.RK_TEST_IMAGE } : {}),
+    ...(env.RK_K8S_DOCKER_HOST ? { dockerHost: env.RK_K8S_DOCKER_HOST } : {}),
     ...(env.RK_K8S_NODE_NAME ? { nodeName: env.RK_K8S_NODE_NAME } : {}),
   });
   return async () => {

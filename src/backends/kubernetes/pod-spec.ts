@@ -3,6 +3,8 @@
  * reaches the API server can be read and tested without one.
  * @module
  */
+
+import { posix } from "node:path";
 import type {
   V1Container,
   V1EnvVar,
@@ -101,6 +103,34 @@ function resources(request: StartRequest, profile: KubernetesProfile): V1Resourc
   return { requests: { ...q }, limits: { ...q } };
 }
 
+/**
+ * The `subPath` of a run's workspace in the profile's workspace volume. A relative workspace
+ * is one as it is. An absolute one is a host path, as the process and Docker backends take it
+ * (and `kernelRuntimeProvider` passes its session folders): it must lie inside a `hostPath`
+ * volume, and becomes its path relative to that volume's root ("" for the root itself).
+ */
+function workspaceSubPath(
+  workspace: string,
+  volume: NonNullable<KubernetesProfile["workspace"]>,
+): string | { refused: string } {
+  if (workspace.startsWith("/")) {
+    const root = "volume" in volume ? volume.volume.hostPath?.path : undefined;
+    if (!root)
+      return {
+        refused:
+          "an absolute path is a host path, which needs a hostPath workspace volume; otherwise give a path relative to the volume",
+      };
+    const inside = posix.relative(posix.normalize(root), posix.normalize(workspace));
+    if (inside === ".." || inside.startsWith("../"))
+      return { refused: `must lie inside the hostPath workspace volume (${root})` };
+    return inside;
+  }
+  const parts = workspace.split("/").filter((p) => p.length > 0 && p !== ".");
+  if (parts.length === 0 || parts.includes(".."))
+    return { refused: "must be a relative path inside the workspace volume, without '..'" };
+  return parts.join("/");
+}
+
 function validate(request: StartRequest, profile: KubernetesProfile): void {
   const issues: ValidationIssue[] = [];
   if (typeof request.runnable.image !== "string" || request.runnable.image.length === 0)
@@ -128,12 +158,10 @@ function validate(request: StartRequest, profile: KubernetesProfile): void {
         path: "workspace",
         message: `profile "${request.profile}" has no Kubernetes workspace volume (set profiles.${request.profile}.workspace)`,
       });
-    const parts = request.workspace.split("/").filter((p) => p.length > 0 && p !== ".");
-    if (parts.length === 0 || parts.includes(".."))
-      issues.push({
-        path: "workspace",
-        message: "must be a relative path inside the workspace volume, without '..'",
-      });
+    else {
+      const subPath = workspaceSubPath(request.workspace, profile.workspace);
+      if (typeof subPath !== "string") issues.push({ path: "workspace", message: subPath.refused });
+    }
   }
   if (issues.length > 0) throw new InvalidSpecError(issues, { subject: "Kubernetes start request" });
 }
@@ -211,13 +239,11 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
         ? { name: "workspace", persistentVolumeClaim: { claimName: ws.claimName } }
         : { ...ws.volume, name: "workspace" };
     volumes.push(volume);
+    const subPath = workspaceSubPath(request.workspace, ws) as string;
     volumeMounts.push({
       name: "workspace",
       mountPath: ws.mountPath,
-      subPath: request.workspace
-        .split("/")
-        .filter((p) => p.length > 0 && p !== ".")
-        .join("/"),
+      ...(subPath ? { subPath } : {}),
       ...(ws.readOnly ? { readOnly: true } : {}),
     });
   }
@@ -231,7 +257,10 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
   };
   if (request.runnable.command && request.runnable.command.length > 0)
     container.command = [...request.runnable.command];
+  // As on the other backends, a run with a workspace starts in it unless it says otherwise.
   if (typeof request.runnable.cwd === "string") container.workingDir = request.runnable.cwd;
+  else if (request.workspace !== undefined && profile.workspace)
+    container.workingDir = profile.workspace.mountPath;
   if (env.length > 0) container.env = env;
   const res = resources(request, profile);
   if (res) container.resources = res;

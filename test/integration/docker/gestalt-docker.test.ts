@@ -5,8 +5,7 @@
  * host through the session folder, bind-mounted at /workspace.
  */
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,12 +23,10 @@ import {
   type RuntimeProvider,
 } from "../../../src/gestalt/index.js";
 import { createRuntimeKernel, type RuntimeKernel } from "../../../src/index.js";
-import { buildTestPlugin } from "../../fixtures/gestalt/build.js";
 import { call, EchoClient } from "../../fixtures/gestalt/echo-service.js";
+import { nodePluginImage } from "../../fixtures/gestalt/node-image.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const DOCKER_CLI = "/usr/bin/docker";
-const IMAGE_REPO = "runtime-kernel/gestalt-node";
 
 /** The engine's address: from the global setup's env, else from the engine script (which fails loudly when it is down). */
 function dockerHost(): string {
@@ -38,61 +35,6 @@ function dockerHost(): string {
   const host = /^DOCKER_HOST=(.+)$/m.exec(env)?.[1];
   if (!host) throw new Error("the test Docker engine is not running: run test/setup/docker-engine.sh start");
   return host;
-}
-
-/** The shared libraries a binary loads (from ldd), to copy into an image without a distribution. */
-function sharedLibraries(binary: string): string[] {
-  const out = execFileSync("ldd", [binary], { encoding: "utf8" });
-  return [...out.matchAll(/(\/[^\s]+\.so[^\s]*)/g)].map((m) => m[1]!);
-}
-
-/**
- * Imports an image holding Node (and its libraries) and the bundled test plugin, tagged by
- * content so a changed plugin gets a new image. Never pulls: there is no registry here.
- */
-async function nodePluginImage(host: string): Promise<string> {
-  const bundle = await buildTestPlugin();
-  const node = process.execPath;
-  const hash = createHash("sha256")
-    .update(readFileSync(bundle))
-    .update(process.version)
-    .digest("hex")
-    .slice(0, 12);
-  const image = `${IMAGE_REPO}:${hash}`;
-  try {
-    execFileSync(DOCKER_CLI, ["-H", host, "image", "inspect", image], { stdio: "ignore" });
-    return image;
-  } catch {
-    // Not there yet: build it.
-  }
-  const build = mkdtempSync(join(tmpdir(), "rk-gimg-"));
-  try {
-    const rootfs = join(build, "rootfs");
-    const put = (source: string, target = source) => {
-      mkdirSync(dirname(join(rootfs, target)), { recursive: true });
-      copyFileSync(source, join(rootfs, target));
-    };
-    put(node, "/usr/bin/node");
-    for (const lib of sharedLibraries(node)) put(lib);
-    put(bundle, "/plugin/plugin.mjs");
-    for (const d of ["tmp", "workspace"]) mkdirSync(join(rootfs, d), { recursive: true });
-    execFileSync("tar", ["-C", rootfs, "-cf", join(build, "rootfs.tar"), "."]);
-    execFileSync(DOCKER_CLI, ["-H", host, "import", join(build, "rootfs.tar"), image], { stdio: "ignore" });
-    // Older builds of the plugin image are 100 MB each on the engine's vfs storage: drop them.
-    const tags = execFileSync(
-      DOCKER_CLI,
-      ["-H", host, "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO],
-      {
-        encoding: "utf8",
-      },
-    );
-    for (const old of tags.split("\n").filter((t) => t && t !== image)) {
-      execFileSync(DOCKER_CLI, ["-H", host, "rmi", old], { stdio: "ignore" });
-    }
-    return image;
-  } finally {
-    rmSync(build, { recursive: true, force: true });
-  }
 }
 
 let host: string;

@@ -28,6 +28,14 @@ export function testImage(): string {
   return image;
 }
 
+/** The node's Docker engine, to import images into (never pulled); the node tier only. */
+export function nodeDockerHost(): string {
+  const host = cluster().dockerHost;
+  if (!host)
+    throw new Error("the node tier is not running (RK_K8S_TIERS=api?): no Docker engine to import into");
+  return host;
+}
+
 /** A client of the test cluster for checks and for playing the kubelet. */
 export function core(kubeconfig = cluster().kubeconfig): CoreV1Api {
   const kc = new KubeConfig();

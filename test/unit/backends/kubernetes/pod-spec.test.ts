@@ -144,6 +144,29 @@ describe("buildPodManifests", () => {
     expect(pod.spec?.containers[0]?.volumeMounts).toEqual([
       { name: "workspace", mountPath: "/workspace", subPath: "alice/agent-7" },
     ]);
+    // It starts there, as on the other backends, unless the runnable names a cwd.
+    expect(pod.spec?.containers[0]?.workingDir).toBe("/workspace");
+    const elsewhere = build(
+      request({ workspace: "alice/agent-7", runnable: { image: "busybox", cwd: "/tmp" } }),
+      {
+        workspace: { claimName: "workspaces", mountPath: "/workspace" },
+      },
+    );
+    expect(elsewhere.pod.spec?.containers[0]?.workingDir).toBe("/tmp");
+  });
+
+  it("takes an absolute workspace as a host path inside a hostPath volume (as kernelRuntimeProvider passes it)", () => {
+    const profile = {
+      workspace: { volume: { hostPath: { path: "/srv/sessions/" } }, mountPath: "/workspace" },
+    };
+    const { pod } = build(request({ workspace: "/srv/sessions/s-1" }), profile);
+    expect(pod.spec?.volumes).toEqual([{ name: "workspace", hostPath: { path: "/srv/sessions/" } }]);
+    expect(pod.spec?.containers[0]?.volumeMounts).toEqual([
+      { name: "workspace", mountPath: "/workspace", subPath: "s-1" },
+    ]);
+    // The volume's root itself: no subPath at all.
+    const root = build(request({ workspace: "/srv/sessions" }), profile).pod;
+    expect(root.spec?.containers[0]?.volumeMounts).toEqual([{ name: "workspace", mountPath: "/workspace" }]);
   });
 
   it("refuses bad input with an error naming the field", () => {
@@ -155,6 +178,16 @@ describe("buildPodManifests", () => {
         { workspace: "../escape" },
         { workspace: { claimName: "c", mountPath: "/w" } },
         /workspace: must be a relative path/,
+      ],
+      [
+        { workspace: "/srv/other/s-1" },
+        { workspace: { volume: { hostPath: { path: "/srv/sessions" } }, mountPath: "/w" } },
+        /workspace: must lie inside the hostPath workspace volume \(\/srv\/sessions\)/,
+      ],
+      [
+        { workspace: "/srv/sessions/s-1" },
+        { workspace: { claimName: "c", mountPath: "/w" } },
+        /workspace: an absolute path is a host path, which needs a hostPath workspace volume/,
       ],
       [{ resources: { cpu: 0 } }, {}, /resources\.cpu/],
     ];
