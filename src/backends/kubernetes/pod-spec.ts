@@ -3,7 +3,6 @@
  * reaches the API server can be read and tested without one.
  * @module
  */
-
 import { posix } from "node:path";
 import type {
   V1Container,
@@ -105,7 +104,7 @@ function resources(request: StartRequest, profile: KubernetesProfile): V1Resourc
 
 /**
  * The `subPath` of a run's workspace in the profile's workspace volume. A relative workspace
- * is one as it is. An absolute one is a host path, as the process and Docker backends take it
+ * is the `subPath` itself. An absolute one is a host path, as the process and Docker backends take it
  * (and `kernelRuntimeProvider` passes its session folders): it must lie inside a `hostPath`
  * volume, and becomes its path relative to that volume's root ("" for the root itself).
  */
