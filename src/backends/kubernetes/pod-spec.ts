@@ -130,8 +130,10 @@ function workspaceSubPath(
   return parts.join("/");
 }
 
-function validate(request: StartRequest, profile: KubernetesProfile): void {
+/** Refuses a request the backend cannot run; returns the workspace's `subPath`, if any. */
+function validate(request: StartRequest, profile: KubernetesProfile): string | undefined {
   const issues: ValidationIssue[] = [];
+  let subPath: string | undefined;
   if (typeof request.runnable.image !== "string" || request.runnable.image.length === 0)
     issues.push({
       path: "runnable.image",
@@ -158,11 +160,13 @@ function validate(request: StartRequest, profile: KubernetesProfile): void {
         message: `profile "${request.profile}" has no Kubernetes workspace volume (set profiles.${request.profile}.workspace)`,
       });
     else {
-      const subPath = workspaceSubPath(request.workspace, profile.workspace);
-      if (typeof subPath !== "string") issues.push({ path: "workspace", message: subPath.refused });
+      const inside = workspaceSubPath(request.workspace, profile.workspace);
+      if (typeof inside === "string") subPath = inside;
+      else issues.push({ path: "workspace", message: inside.refused });
     }
   }
   if (issues.length > 0) throw new InvalidSpecError(issues, { subject: "Kubernetes start request" });
+  return subPath;
 }
 
 /**
@@ -174,7 +178,7 @@ function validate(request: StartRequest, profile: KubernetesProfile): void {
  */
 export function buildPodManifests(request: StartRequest, options: PodManifestOptions): PodManifests {
   const { profile, namespace } = options;
-  validate(request, profile);
+  const subPath = validate(request, profile);
   const name = podName(options.namePrefix, request.workloadId, request.runId);
 
   const labels: Record<string, string> = {};
@@ -231,14 +235,13 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
 
   const volumes: V1Volume[] = [];
   const volumeMounts: V1VolumeMount[] = [];
-  if (request.workspace !== undefined && profile.workspace) {
+  if (subPath !== undefined && profile.workspace) {
     const ws = profile.workspace;
     const volume: V1Volume =
       "claimName" in ws
         ? { name: "workspace", persistentVolumeClaim: { claimName: ws.claimName } }
         : { ...ws.volume, name: "workspace" };
     volumes.push(volume);
-    const subPath = workspaceSubPath(request.workspace, ws) as string;
     volumeMounts.push({
       name: "workspace",
       mountPath: ws.mountPath,
@@ -258,8 +261,7 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
     container.command = [...request.runnable.command];
   // As on the other backends, a run with a workspace starts in it unless it says otherwise.
   if (typeof request.runnable.cwd === "string") container.workingDir = request.runnable.cwd;
-  else if (request.workspace !== undefined && profile.workspace)
-    container.workingDir = profile.workspace.mountPath;
+  else if (subPath !== undefined && profile.workspace) container.workingDir = profile.workspace.mountPath;
   if (env.length > 0) container.env = env;
   const res = resources(request, profile);
   if (res) container.resources = res;

@@ -23,8 +23,7 @@ import {
   type RuntimeProvider,
 } from "../../../src/gestalt/index.js";
 import { createRuntimeKernel, type RuntimeKernel } from "../../../src/index.js";
-import { call, EchoClient } from "../../fixtures/gestalt/echo-service.js";
-import { nodePluginImage } from "../../fixtures/gestalt/node-image.js";
+import { expectServesFromWorkspace, nodePluginImage } from "../../fixtures/gestalt/node-image.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -99,16 +98,7 @@ describe("a hosted plugin in a Docker container", () => {
     try {
       const started = await h.startPlugin("support");
       expect(started.provider).toBe("docker");
-      expect(started.dialTarget).toMatch(new RegExp(`^unix://${sessionRoot}/gestalt-[^/]+/plugin\\.sock$`));
-      const echo = started.client(EchoClient);
-      expect(await call(echo.say, echo, { text: "from a container" })).toEqual({
-        text: "from a container",
-        plugin: "support",
-      });
-      const { env, cwd } = await call(echo.env, echo, {});
-      expect(env.GESTALT_PLUGIN_SOCKET).toBe("/workspace/plugin.sock");
-      expect(env.GESTALT_PLUGIN_NAME).toBe("support");
-      expect(cwd).toBe("/workspace");
+      await expectServesFromWorkspace(started, sessionRoot, "from a container");
 
       const running = await containers();
       expect(running).toHaveLength(1);

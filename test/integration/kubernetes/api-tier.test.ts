@@ -21,6 +21,7 @@ import {
   startRequest,
   terminatedStatus,
   testKernelId,
+  waitingStatus,
   writeStatus,
 } from "./support.js";
 
@@ -236,24 +237,13 @@ describe("KubernetesBackend on the API tier (the test plays the kubelet)", () =>
       const starting = backend.start(request, { signal: signal() });
       starting.catch(() => undefined); // handled below; the rejection may come before the expect
       const name = await podOf(request);
-      await writeStatus(name, {
-        phase: "Pending",
-        containerStatuses: [
-          {
-            name: "main",
-            image: "x",
-            imageID: "",
-            ready: false,
-            restartCount: 0,
-            state: {
-              waiting: {
-                reason: "ErrImageNeverPull",
-                message: 'Container image "nope:1" is not present with pull policy of Never',
-              },
-            },
-          },
-        ],
-      });
+      await writeStatus(
+        name,
+        waitingStatus(
+          "ErrImageNeverPull",
+          'Container image "nope:1" is not present with pull policy of Never',
+        ),
+      );
       await expect(starting).rejects.toThrow(/ErrImageNeverPull: Container image "nope:1" is not present/);
     });
 

@@ -18,8 +18,11 @@ import {
   type RuntimeProvider,
 } from "../../../src/gestalt/index.js";
 import { createRuntimeKernel, type RuntimeKernel } from "../../../src/index.js";
-import { call, EchoClient } from "../../fixtures/gestalt/echo-service.js";
-import { nodePluginImage, PLUGIN_IN_IMAGE } from "../../fixtures/gestalt/node-image.js";
+import {
+  expectServesFromWorkspace,
+  nodePluginImage,
+  PLUGIN_IN_IMAGE,
+} from "../../fixtures/gestalt/node-image.js";
 import { backendFor, core, namespace, nodeDockerHost, testKernelId } from "./support.js";
 
 const kernelId = testKernelId("gestalt");
@@ -90,15 +93,7 @@ describe("a hosted plugin in a Kubernetes Pod", () => {
     try {
       const started = await h.startPlugin("support");
       expect(started.provider).toBe("kubernetes");
-      expect(started.dialTarget).toMatch(new RegExp(`^unix://${sessionRoot}/gestalt-[^/]+/plugin\\.sock$`));
-      const echo = started.client(EchoClient);
-      expect(await call(echo.say, echo, { text: "from a pod" })).toEqual({
-        text: "from a pod",
-        plugin: "support",
-      });
-      const { env, cwd } = await call(echo.env, echo, {});
-      expect(env.GESTALT_PLUGIN_SOCKET).toBe("/workspace/plugin.sock");
-      expect(cwd).toBe("/workspace");
+      await expectServesFromWorkspace(started, sessionRoot, "from a pod");
 
       const running = await pods();
       expect(running).toHaveLength(1);

@@ -9,7 +9,13 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CoreV1Api, KubeConfig, type V1Pod, type V1PodStatus } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  KubeConfig,
+  type V1ContainerState,
+  type V1Pod,
+  type V1PodStatus,
+} from "@kubernetes/client-node";
 import { inject } from "vitest";
 import { LABELS, type StartRequest } from "../../../src/backends/backend.js";
 import { KubernetesBackend, type KubernetesBackendOptions } from "../../../src/backends/kubernetes/index.js";
@@ -148,40 +154,29 @@ export async function writeStatus(name: string, status: V1PodStatus): Promise<vo
 
 const now = () => new Date();
 
+/** A Pod status whose one container, `main`, is in `state`. */
+function mainContainerStatus(phase: string, state: V1ContainerState, ready = false): V1PodStatus {
+  return {
+    phase,
+    containerStatuses: [{ name: "main", image: "x", imageID: "", ready, restartCount: 0, state }],
+  };
+}
+
 /** Status of a running main container. */
 export function runningStatus(): V1PodStatus {
-  return {
-    phase: "Running",
-    containerStatuses: [
-      {
-        name: "main",
-        image: "x",
-        imageID: "",
-        ready: true,
-        restartCount: 0,
-        state: { running: { startedAt: now() } },
-      },
-    ],
-  };
+  return mainContainerStatus("Running", { running: { startedAt: now() } }, true);
 }
 
 /** Status of a Pod whose main container terminated with `exitCode` (and `reason`). */
 export function terminatedStatus(exitCode: number, reason?: string): V1PodStatus {
-  return {
-    phase: exitCode === 0 ? "Succeeded" : "Failed",
-    containerStatuses: [
-      {
-        name: "main",
-        image: "x",
-        imageID: "",
-        ready: false,
-        restartCount: 0,
-        state: {
-          terminated: { exitCode, startedAt: now(), finishedAt: now(), ...(reason ? { reason } : {}) },
-        },
-      },
-    ],
-  };
+  return mainContainerStatus(exitCode === 0 ? "Succeeded" : "Failed", {
+    terminated: { exitCode, startedAt: now(), finishedAt: now(), ...(reason ? { reason } : {}) },
+  });
+}
+
+/** Status of a Pending Pod whose main container waits for `reason` (`message`). */
+export function waitingStatus(reason: string, message: string): V1PodStatus {
+  return mainContainerStatus("Pending", { waiting: { reason, message } });
 }
 
 /**
