@@ -8,6 +8,7 @@
 import { createSecureContext } from "node:tls";
 import { Channel, type ChannelOptions, connectivityState, credentials } from "@grpc/grpc-js";
 import { RuntimeKernelError } from "../errors.js";
+import { AddressSyntaxError, type GrpcAddress, parseGrpcAddress } from "../grpc/address.js";
 
 /** A parsed dial target. */
 export type DialTarget =
@@ -32,33 +33,21 @@ export class DialTargetError extends RuntimeKernelError {
  * ```
  */
 export function parseDialTarget(target: string): DialTarget {
-  const trimmed = target.trim();
-  if (trimmed === "") throw new DialTargetError("empty hosted plugin dial target");
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*):(\/\/)?(.*)$/.exec(trimmed);
-  if (!m || (m[2] === undefined && m[1]!.toLowerCase() !== "unix")) {
-    // No scheme: a unix socket path.
-    return { scheme: "unix", path: trimmed, grpcTarget: `unix:${trimmed}` };
+  let parsed: GrpcAddress;
+  try {
+    parsed = parseGrpcAddress(target, { bare: "unix", listen: false, allowTls: true });
+  } catch (error) {
+    if (!(error instanceof AddressSyntaxError)) throw error;
+    throw new DialTargetError(`hosted plugin dial target ${JSON.stringify(target)}: ${error.message}`);
   }
-  const scheme = m[1]!.toLowerCase();
-  const rest = m[3]!;
-  if (scheme === "unix") {
-    if (rest === "")
-      throw new DialTargetError(`hosted plugin dial target ${JSON.stringify(target)} has no socket path`);
-    return { scheme: "unix", path: rest, grpcTarget: `unix:${rest}` };
-  }
-  if (scheme !== "tcp" && scheme !== "tls") {
-    throw new DialTargetError(`unsupported hosted plugin dial target scheme ${JSON.stringify(scheme)}`);
-  }
-  const hp = /^(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(rest);
-  const port = hp ? Number(hp[2]) : Number.NaN;
-  if (!hp || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new DialTargetError(
-      `hosted plugin dial target ${JSON.stringify(target)} must be ${scheme}://HOST:PORT`,
-    );
-  }
-  const host = hp[1]!.replace(/^\[|\]$/g, "");
-  const hostPart = host.includes(":") ? `[${host}]` : host;
-  return { scheme, host, port, grpcTarget: `dns:${hostPart}:${port}` };
+  if (parsed.kind === "unix") return { scheme: "unix", path: parsed.path, grpcTarget: `unix:${parsed.path}` };
+  const hostPart = parsed.host.includes(":") ? `[${parsed.host}]` : parsed.host;
+  return {
+    scheme: parsed.tls ? "tls" : "tcp",
+    host: parsed.host,
+    port: parsed.port,
+    grpcTarget: `dns:${hostPart}:${parsed.port}`,
+  };
 }
 
 /** TLS settings of `tls://` targets. */

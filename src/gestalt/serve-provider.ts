@@ -4,7 +4,6 @@
  * itself) can use it; and a {@link RuntimeLogHost} served as `PluginRuntimeLogHost`.
  * @module
  */
-import { rm } from "node:fs/promises";
 import {
   type handleUnaryCall,
   Server,
@@ -16,6 +15,8 @@ import {
 } from "@grpc/grpc-js";
 import * as pb from "../gen/gestalt/provider/v1/provider.js";
 import type { Empty } from "../gen/google/protobuf/empty.js";
+import { grpcTarget, parseListenAddress } from "../grpc/address.js";
+import { type GrpcListener, listenGrpc } from "../grpc/listen.js";
 import type { ProviderCallOptions, RuntimeLogHost, RuntimeProvider } from "./provider.js";
 import { unimplemented } from "./provider.js";
 import {
@@ -49,15 +50,6 @@ export interface ServedEndpoint {
   close(): Promise<void>;
 }
 
-function bindAddress(address: string): { bind: string; unixPath?: string } {
-  const unix = /^unix:(?:\/\/)?(.+)$/i.exec(address);
-  if (unix) return { bind: `unix:${unix[1]!}`, unixPath: unix[1]! };
-  const tcp = /^tcp:\/\/(.+)$/i.exec(address);
-  if (tcp) return { bind: tcp[1]! };
-  if (address.startsWith("/")) return { bind: `unix:${address}`, unixPath: address };
-  return { bind: address };
-}
-
 function handler<Req, Res>(
   fn: (request: Req, options: ProviderCallOptions) => Promise<Res>,
 ): handleUnaryCall<Req, Res> {
@@ -82,25 +74,27 @@ async function listen(
 ): Promise<ServedEndpoint> {
   const server = new Server();
   for (const [definition, implementation] of services) server.addService(definition, implementation);
-  const { bind, unixPath } = bindAddress(address);
-  // A stale socket file from a killed process would make the bind fail.
-  if (unixPath) await rm(unixPath, { force: true });
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(bind, options.credentials ?? ServerCreds.createInsecure(), (error, p) =>
-      error ? reject(error) : resolve(p),
-    );
-  });
-  const shown = unixPath ? `unix://${unixPath}` : bind.replace(/:0$/, `:${port}`);
+  const parsed = parseListenAddress(address);
+  let listener: GrpcListener;
+  try {
+    listener = await listenGrpc(server, parsed, options.credentials ?? ServerCreds.createInsecure());
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
+  const shown =
+    parsed.kind === "unix" ? `unix://${parsed.path}` : grpcTarget({ ...parsed, port: listener.port });
   let closing: Promise<void> | undefined;
   return {
     address: shown,
-    port: unixPath ? 0 : port,
+    port: listener.port,
     server,
     close() {
       closing ??= new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.forceShutdown(), options.shutdownGraceMs ?? 3_000);
         server.tryShutdown(() => {
           clearTimeout(timer);
+          listener.release();
           resolve();
         });
       });

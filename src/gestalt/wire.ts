@@ -1,11 +1,12 @@
 /**
  * Conversions between the runtime-provider port's TypeScript types and the generated
- * `gestalt.provider.v1` messages, and between library errors and gRPC statuses.
+ * `gestalt.provider.v1` messages, and between library errors and gRPC statuses (through the
+ * boundary every gRPC surface of the library shares, `src/grpc/status.ts`).
  * @module
  */
-import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import { isRuntimeKernelError, type RuntimeKernelErrorCode } from "../errors.js";
+import type { ServiceError } from "@grpc/grpc-js";
 import * as pb from "../gen/gestalt/provider/v1/provider.js";
+import { decodeStatus, GrpcStatus, toServiceStatus, trailersOf } from "../grpc/status.js";
 import type {
   BindHostServiceRequest,
   EgressMode,
@@ -233,51 +234,31 @@ export function logEntryFromWire(entry: pb.PluginRuntimeLogEntry): RuntimeLogEnt
   };
 }
 
-const CODE_FROM_STATUS = new Map<number, RuntimeKernelErrorCode>([
-  [status.NOT_FOUND, "WORKLOAD_NOT_FOUND"],
-  [status.UNAVAILABLE, "BACKEND_UNAVAILABLE"],
-  [status.DEADLINE_EXCEEDED, "BACKEND_UNAVAILABLE"],
-  [status.INVALID_ARGUMENT, "INVALID_SPEC"],
-  [status.RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED"],
-  [status.FAILED_PRECONDITION, "WORKLOAD_CONFLICT"],
-  [status.ALREADY_EXISTS, "WORKLOAD_CONFLICT"],
-  [status.CANCELLED, "START_ABORTED"],
-]);
-
-const STATUS_FROM_CODE: Partial<Record<string, status>> = {
-  WORKLOAD_NOT_FOUND: status.NOT_FOUND,
-  BACKEND_UNAVAILABLE: status.UNAVAILABLE,
-  INVALID_SPEC: status.INVALID_ARGUMENT,
-  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
-  QUOTA_EXCEEDED: status.RESOURCE_EXHAUSTED,
-  WORKLOAD_CONFLICT: status.FAILED_PRECONDITION,
-  START_ABORTED: status.CANCELLED,
-  KERNEL_SHUT_DOWN: status.UNAVAILABLE,
-  START_FAILED: status.FAILED_PRECONDITION,
-};
-
-/** A gRPC error of a provider call, as a {@link RuntimeProviderError} (message = the provider's). */
+/**
+ * A gRPC error of a provider call, as a {@link RuntimeProviderError}: the kernel code the
+ * provider sent in the trailers when it is ours (see `src/grpc/status.ts`), else the one its
+ * gRPC status stands for; the message is the provider's.
+ */
 export function errorFromStatus(method: string, error: ServiceError): RuntimeProviderError {
-  const code = CODE_FROM_STATUS.get(error.code) ?? "BACKEND_ERROR";
-  const message = error.details || error.message;
-  return new RuntimeProviderError(code, method, message, {
+  const decoded = decodeStatus({
+    code: error.code,
+    details: error.details || error.message,
+    metadata: trailersOf(error.metadata),
+  });
+  return new RuntimeProviderError(decoded.code, method, decoded.message, {
     cause: error,
     grpcCode: error.code,
-    unimplemented: error.code === status.UNIMPLEMENTED,
-    retryable: code === "BACKEND_UNAVAILABLE",
+    unimplemented: error.code === GrpcStatus.UNIMPLEMENTED,
+    retryable: decoded.retryable,
+    ...(decoded.workloadId !== undefined ? { workloadId: decoded.workloadId } : {}),
   });
 }
 
-/** What a provider's thrown error becomes on the wire: a gRPC status and its details. */
+/** What a provider's thrown error becomes on the wire: the status every gRPC surface of the library sends for it. */
 export function statusFromError(error: unknown): Partial<ServiceError> {
-  const message = error instanceof Error ? error.message : String(error);
-  const metadata = new Metadata();
   if (error instanceof RuntimeProviderError && error.unimplemented) {
-    return { code: status.UNIMPLEMENTED, details: message, metadata };
+    const status = toServiceStatus(error);
+    return { ...status, code: GrpcStatus.UNIMPLEMENTED };
   }
-  if (isRuntimeKernelError(error)) {
-    metadata.set("runtime-kernel-code", error.code);
-    return { code: STATUS_FROM_CODE[error.code] ?? status.UNKNOWN, details: message, metadata };
-  }
-  return { code: status.UNKNOWN, details: message, metadata };
+  return toServiceStatus(error);
 }

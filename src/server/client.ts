@@ -17,6 +17,7 @@ import {
 } from "@grpc/grpc-js";
 import { HealthClient, healthCheckResponse_ServingStatusToJSON } from "../gen/grpc/health/v1/health.js";
 import * as wire from "../gen/runtime/v1/runtime.js";
+import { trailersOf } from "../grpc/status.js";
 import type {
   ListFilter,
   LogEntry,
@@ -34,7 +35,7 @@ import {
   statusFromWire,
   stopReasonToWire,
 } from "./convert.js";
-import { fromWireError, GrpcStatus, type RuntimeServiceError } from "./errors.js";
+import { ERROR_METADATA, fromWireError, GrpcStatus, type RuntimeServiceError } from "./errors.js";
 import { readEventStreamHeaders } from "./event-stream.js";
 
 /** PEM material to dial a TLS server. */
@@ -162,15 +163,6 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-function trailers(metadata: Metadata | undefined): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  if (!metadata) return out;
-  for (const [key, values] of Object.entries(metadata.getMap())) {
-    out[key] = typeof values === "string" ? values : values.toString();
-  }
-  return out;
-}
-
 /**
  * Dials a runtime.v1 server. `address` defaults to where `runtime-kernel serve` listens by
  * default (`$RUNTIME_KERNEL_ADDRESS`, else the user's private unix socket). The channel
@@ -209,11 +201,8 @@ export function createRuntimeClient(address?: string, options: RuntimeClientOpti
     options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
 
   const toError = (error: ServiceError): RuntimeServiceError => {
-    const received = { code: error.code, details: error.details, metadata: trailers(error.metadata) };
-    if (
-      error.code === GrpcStatus.UNAVAILABLE &&
-      received.metadata["runtime-kernel-error-code"] === undefined
-    ) {
+    const received = { code: error.code, details: error.details, metadata: trailersOf(error.metadata) };
+    if (error.code === GrpcStatus.UNAVAILABLE && received.metadata[ERROR_METADATA.code] === undefined) {
       received.details = `runtime-kernel server at ${target} is unavailable: ${error.details}`;
     }
     return fromWireError(received, error);

@@ -12,11 +12,8 @@
  * @module
  */
 import { timingSafeEqual } from "node:crypto";
-import { existsSync, lstatSync, unlinkSync } from "node:fs";
-import { connect } from "node:net";
-import { dirname } from "node:path";
 import {
-  Metadata,
+  type Metadata,
   Server,
   ServerCredentials,
   type ServerOptions,
@@ -24,14 +21,15 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from "@grpc/grpc-js";
-import { InvalidSpecError, WorkloadNotFoundError } from "../errors.js";
+import { InvalidSpecError, isRuntimeKernelError, WorkloadNotFoundError } from "../errors.js";
 import { HealthCheckResponse_ServingStatus, HealthService } from "../gen/grpc/health/v1/health.js";
 import * as wire from "../gen/runtime/v1/runtime.js";
+import { type GrpcListener, listenGrpc } from "../grpc/listen.js";
+import { GrpcStatus, type GrpcStatusCode, toServiceStatus } from "../grpc/status.js";
 import type { RuntimeKernel } from "../index.js";
 import {
   defaultAddress,
   defaultSocketPath,
-  ensureSocketDir,
   grpcTarget,
   isLoopbackHost,
   parseAddress,
@@ -46,7 +44,6 @@ import {
   statusToWire,
   stopOptionsFromWire,
 } from "./convert.js";
-import { GrpcStatus, type GrpcStatusCode, toWireError } from "./errors.js";
 import { eventStreamHeaders } from "./event-stream.js";
 import { HealthRegistry } from "./health.js";
 
@@ -98,6 +95,13 @@ export interface ServeRuntimeKernelOptions {
   drainTimeoutMs?: number;
   /** Extra grpc-js server options (message sizes, keepalive, ...). */
   serverOptions?: ServerOptions;
+  /**
+   * Told about failures that are not the kernel's answer to a call: a handler that threw
+   * something other than a `RuntimeKernelError` (answered INTERNAL), an answer grpc-js could
+   * not send. The server survives each; this is where they get logged. Default: a process
+   * warning (`process.emitWarning`).
+   */
+  onError?: (error: unknown, context: { method: string }) => void;
 }
 
 /** Options of {@link RuntimeKernelServer.close}. */
@@ -120,11 +124,9 @@ export interface RuntimeKernelServer {
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
 type Streaming<Req, Res> = (call: ServerWritableStream<Req, Res>) => void;
 
-function toServiceError(error: unknown): { code: GrpcStatusCode; details: string; metadata: Metadata } {
-  const out = toWireError(error);
-  const metadata = new Metadata();
-  for (const [key, value] of Object.entries(out.metadata)) metadata.set(key, value);
-  return { code: out.code, details: out.details, metadata };
+function warn(error: unknown, context: { method: string }): void {
+  const message = error instanceof Error ? error.message : String(error);
+  process.emitWarning(`${context.method}: ${message}`, { type: "RuntimeKernelServerWarning" });
 }
 
 function tokenChecker(token: string | undefined): (metadata: Metadata) => boolean {
@@ -153,37 +155,6 @@ function credentialsFor(options: ServeRuntimeKernelOptions): ServerCredentials {
     [{ cert_chain: toBuffer(cert), private_key: toBuffer(key) }],
     requireClientCert ?? ca !== undefined,
   );
-}
-
-/** Removes a socket left by a server that died, and refuses to take over one that still answers. */
-async function claimSocketPath(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) {
-    throw new InvalidSpecError([{ path: "address", message: `${path} exists and is not a socket` }], {
-      subject: "server options",
-    });
-  }
-  const alive = await new Promise<boolean>((resolve) => {
-    const socket = connect(path);
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-  if (alive) {
-    throw new InvalidSpecError(
-      [{ path: "address", message: `another server is already listening on unix:${path}` }],
-      { subject: "server options" },
-    );
-  }
-  unlinkSync(path);
-}
-
-function bind(server: Server, target: string, credentials: ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(target, credentials, (error, port) => (error ? reject(error) : resolve(port)));
-  });
 }
 
 /**
@@ -217,13 +188,8 @@ export async function serveRuntimeKernel(
       { subject: "server options" },
     );
   }
-  if (parsed.kind === "unix") {
-    const isDefaultPath = usingDefault && parsed.path === defaultSocketPath();
-    ensureSocketDir(dirname(parsed.path), { private: isDefaultPath });
-    await claimSocketPath(parsed.path);
-  }
-
   const authorized = tokenChecker(options.token);
+  const report = options.onError ?? warn;
   const health = new HealthRegistry([RUNTIME_SERVICE_NAME]);
   const streams = new Set<{ abort: AbortController; call: ServerWritableStream<unknown, unknown> }>();
   /** Unary calls awaiting the kernel, each with the function that fails it at the drain timeout. */
@@ -240,7 +206,7 @@ export async function serveRuntimeKernel(
   };
 
   const unary =
-    <Req, Res>(handler: (request: Req) => Promise<Res> | Res): Unary<Req, Res> =>
+    <Req, Res>(method: string, handler: (request: Req) => Promise<Res> | Res): Unary<Req, Res> =>
     (call, callback) => {
       const refused = gate(call.metadata);
       if (refused) return callback(refused);
@@ -250,7 +216,17 @@ export async function serveRuntimeKernel(
         if (settled) return;
         settled = true;
         pending.delete(cut);
-        callback(error, response);
+        try {
+          callback(error, response);
+        } catch (failure) {
+          // grpc-js could not send it (a response it cannot encode): answer with a bare status.
+          report(failure, { method });
+          try {
+            callback({ code: GrpcStatus.INTERNAL, details: "internal error: the answer could not be sent" });
+          } catch {
+            // The call is gone; nothing more to tell.
+          }
+        }
       };
       const cut = () =>
         settle({
@@ -264,14 +240,20 @@ export async function serveRuntimeKernel(
       } catch (error) {
         result = Promise.reject(error);
       }
-      result.then(
-        (response) => settle(null, response),
-        (error: unknown) => settle(toServiceError(error)),
-      );
+      result
+        .then(
+          (response) => settle(null, response),
+          (error: unknown) => {
+            if (!isRuntimeKernelError(error)) report(error, { method });
+            settle(toServiceStatus(error));
+          },
+        )
+        .catch((error: unknown) => report(error, { method }));
     };
 
   const streaming =
     <Req, Item, Res>(
+      method: string,
       source: (request: Req, signal: AbortSignal) => AsyncIterable<Item>,
       encode: (item: Item) => Res,
       /** Initial metadata, taken right before `source` subscribes. */
@@ -287,7 +269,7 @@ export async function serveRuntimeKernel(
       const entry = { abort, call: call as ServerWritableStream<unknown, unknown> };
       streams.add(entry);
       call.on("cancelled", () => abort.abort());
-      void (async () => {
+      (async () => {
         try {
           if (headers) call.sendMetadata(headers());
           for await (const item of source(call.request, abort.signal)) {
@@ -313,38 +295,40 @@ export async function serveRuntimeKernel(
             });
           } else if (!call.cancelled) call.end();
         } catch (error) {
-          if (!call.cancelled) call.emit("error", toServiceError(error));
+          if (!isRuntimeKernelError(error)) report(error, { method });
+          if (!call.cancelled) call.emit("error", toServiceStatus(error));
         } finally {
           streams.delete(entry);
         }
-      })();
+      })().catch((error: unknown) => report(error, { method }));
     };
 
   const runtime: wire.RuntimeServer = {
-    create: unary<wire.CreateRequest, wire.WorkloadStatus>(async (request) =>
+    create: unary<wire.CreateRequest, wire.WorkloadStatus>("Create", async (request) =>
       statusToWire(await kernel.create(specFromWire(request.spec))),
     ),
-    get: unary<wire.GetRequest, wire.WorkloadStatus>((request) => {
+    get: unary<wire.GetRequest, wire.WorkloadStatus>("Get", (request) => {
       const status = kernel.get(requireWorkloadId(request.workloadId));
       if (status === undefined) throw new WorkloadNotFoundError(request.workloadId);
       return statusToWire(status);
     }),
-    list: unary<wire.ListRequest, wire.ListResponse>((request) => ({
+    list: unary<wire.ListRequest, wire.ListResponse>("List", (request) => ({
       workloads: kernel.list(listFilterFromWire(request)).map(statusToWire),
     })),
-    touch: unary<wire.TouchRequest, wire.TouchResponse>((request) => {
+    touch: unary<wire.TouchRequest, wire.TouchResponse>("Touch", (request) => {
       kernel.touch(requireWorkloadId(request.workloadId));
       return {};
     }),
-    stop: unary<wire.StopRequest, wire.WorkloadStatus>(async (request) =>
+    stop: unary<wire.StopRequest, wire.WorkloadStatus>("Stop", async (request) =>
       statusToWire(await kernel.stop(requireWorkloadId(request.workloadId), stopOptionsFromWire(request))),
     ),
-    destroy: unary<wire.DestroyRequest, wire.DestroyResponse>(async (request) => {
+    destroy: unary<wire.DestroyRequest, wire.DestroyResponse>("Destroy", async (request) => {
       const id = requireWorkloadId(request.workloadId);
       await kernel.destroy(id, request.graceMs !== undefined ? { graceMs: request.graceMs } : {});
       return {};
     }),
     logs: streaming<wire.LogsRequest, Parameters<typeof logEntryToWire>[0], wire.LogEntry>(
+      "Logs",
       (request, signal) =>
         kernel.logs(requireWorkloadId(request.workloadId), {
           follow: request.follow,
@@ -354,6 +338,7 @@ export async function serveRuntimeKernel(
       logEntryToWire,
     ),
     watchEvents: streaming<wire.WatchEventsRequest, Parameters<typeof eventToWire>[0], wire.TransitionEvent>(
+      "WatchEvents",
       (request, signal) =>
         kernel.events({
           ...(request.workloadId !== undefined ? { workloadId: request.workloadId } : {}),
@@ -369,14 +354,18 @@ export async function serveRuntimeKernel(
   const server = new Server({ "grpc.enable_channelz": 0, ...options.serverOptions });
   server.addService(wire.RuntimeService, runtime);
   server.addService(HealthService, health.implementation());
-  let port: number;
+  let listener: GrpcListener;
   try {
-    port = await bind(server, grpcTarget(parsed), credentials);
+    listener = await listenGrpc(server, parsed, credentials, {
+      // Only the default location is checked for privacy: a chosen path lives where its owner put it.
+      privateDir: usingDefault && parsed.kind === "unix" && parsed.path === defaultSocketPath(),
+    });
   } catch (error) {
     server.forceShutdown();
     throw error;
   }
-  const address = parsed.kind === "unix" ? `unix:${parsed.path}` : grpcTarget({ ...parsed, port });
+  const address =
+    parsed.kind === "unix" ? `unix:${parsed.path}` : grpcTarget({ ...parsed, port: listener.port });
 
   let closed: Promise<void> | undefined;
   const close = (closeOptions: CloseServerOptions = {}): Promise<void> => {
@@ -404,13 +393,7 @@ export async function serveRuntimeKernel(
           resolve();
         });
       });
-      if (parsed.kind === "unix" && existsSync(parsed.path)) {
-        try {
-          unlinkSync(parsed.path);
-        } catch {
-          // Already gone (grpc-js may remove it itself).
-        }
-      }
+      listener.release();
       const onClose = closeOptions.onClose ?? options.onClose ?? "stop-workloads";
       if (onClose === "stop-workloads") await kernel.shutdown();
       else if (onClose === "leave-running") await kernel.shutdown({ leaveRunning: true });

@@ -163,6 +163,10 @@ export const serveCommand: Command = {
       ...(token ? { token } : {}),
       ...(config.allowInsecureRemote ? { allowInsecureRemote: true } : {}),
       onClose: leaveRunning ? "leave-running" : "stop-workloads",
+      onError: (error, { method }) =>
+        note(
+          `${err.yellow("warning:")} ${method} failed inside the server: ${(error as Error)?.message ?? error}`,
+        ),
     }).catch(async (error: unknown) => {
       await kernel.shutdown().catch(() => {});
       throw error;

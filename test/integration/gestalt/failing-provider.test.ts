@@ -211,7 +211,7 @@ describe("a provider that fails", () => {
     }));
     expect(error.step).toBe<BootstrapStep>("dial");
     expect(error.message).toContain(
-      'dial hosted plugin: unsupported hosted plugin dial target scheme "http"',
+      'dial hosted plugin: hosted plugin dial target "http://127.0.0.1:1": unsupported scheme "http"',
     );
     expect(stopped).toEqual(started);
     expectNothingLeft(local);

@@ -40,16 +40,17 @@ describe("parseDialTarget", () => {
 
   it("refuses any other scheme by name", () => {
     expect(() => parseDialTarget("http://x:1")).toThrow(
-      'unsupported hosted plugin dial target scheme "http"',
+      'hosted plugin dial target "http://x:1": unsupported scheme "http"',
     );
-    expect(() => parseDialTarget("dns:///x:1")).toThrow('unsupported hosted plugin dial target scheme "dns"');
+    expect(() => parseDialTarget("dns:///x:1")).toThrow('unsupported scheme "dns"');
     expect(() => parseDialTarget("http://x:1")).toThrow(DialTargetError);
   });
 
   it("refuses targets without what they need", () => {
     expect(() => parseDialTarget("")).toThrow(/empty/);
-    expect(() => parseDialTarget("unix://")).toThrow(/no socket path/);
+    expect(() => parseDialTarget("unix://")).toThrow(/needs a socket path/);
     expect(() => parseDialTarget("tcp://host")).toThrow(/must be tcp:\/\/HOST:PORT/);
-    expect(() => parseDialTarget("tls://host:99999")).toThrow(/must be tls:\/\/HOST:PORT/);
+    expect(() => parseDialTarget("tls://host:99999")).toThrow(/port must be at most 65535/);
+    expect(() => parseDialTarget("tcp://host:0")).toThrow(/port must be between 1 and 65535/);
   });
 });

@@ -130,6 +130,9 @@ describe("errors on the wire", () => {
     expect(statusFromError(new RuntimeKernelError("START_FAILED", "exited")).code).toBe(
       status.FAILED_PRECONDITION,
     );
-    expect(statusFromError(new Error("plain"))).toMatchObject({ code: status.UNKNOWN, details: "plain" });
+    expect(statusFromError(new Error("plain"))).toMatchObject({
+      code: status.INTERNAL,
+      details: "internal error: plain",
+    });
   });
 });

@@ -1,0 +1,159 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { credentials, status } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as wire from "../../../src/gen/runtime/v1/runtime.js";
+import {
+  createRuntimeClient,
+  type RuntimeClient,
+  type RuntimeServiceError,
+} from "../../../src/server/index.js";
+
+/**
+ * A real `runtime-kernel serve` subprocess (fake backend, a socket path of the test's
+ * choosing, started under umask 000) against hostile input: no call may take it down, and
+ * its socket is private whatever the umask.
+ */
+const ROOT = resolve(import.meta.dirname, "../../..");
+const CLI = [process.execPath, "--import", import.meta.resolve("tsx"), join(ROOT, "src/cli.ts")];
+
+/** Ids that once crashed `serve` (grpc-js refused them in a trailer) or were echoed whole. */
+const HOSTILE_IDS = ["wörk", "é", "line\nbreak", "\u{1F4A5}", "x".repeat(1 << 20)];
+
+let dir: string;
+let socket: string;
+let serve: ChildProcess;
+let serveOutput = "";
+let client: RuntimeClient;
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(CLI[0]!, [...CLI.slice(1), ...args, "--address", `unix:${socket}`], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: dir, NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (c: Buffer) => (stdout += c));
+  child.stderr!.on("data", (c: Buffer) => (stderr += c));
+  return new Promise((done) => child.on("close", (code) => done({ code, stdout, stderr })));
+}
+
+/** Opens WatchEvents for `id` and resolves "opened" once the server answered with the stream's headers. */
+function watchOpened(id: string): Promise<string> {
+  const raw = new wire.RuntimeClient(`unix:${socket}`, credentials.createInsecure());
+  return new Promise<string>((resolve, reject) => {
+    const call = raw.watchEvents({ workloadId: id, sinceSeq: 0 });
+    call.on("metadata", () => {
+      call.cancel();
+      resolve("opened");
+    });
+    call.on("error", (error: Error & { code?: number }) => {
+      if (error.code !== status.CANCELLED) reject(error);
+    });
+  }).finally(() => raw.close());
+}
+
+const alive = () => serve.exitCode === null && serve.signalCode === null;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "rk-hostile-"));
+  socket = join(dir, "shared", "rk.sock");
+  // umask 000: were the socket to follow it, every local user could drive this kernel.
+  const command = [...CLI, "serve", "--backend", "fake", "--address", `unix:${socket}`]
+    .map((a) => `'${a.replaceAll("'", "'\\''")}'`)
+    .join(" ");
+  serve = spawn("sh", ["-c", `umask 000 && exec ${command}`], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: dir, NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  serve.stdout!.on("data", (c: Buffer) => (serveOutput += c));
+  serve.stderr!.on("data", (c: Buffer) => (serveOutput += c));
+  await new Promise<void>((ready, fail) => {
+    serve.stderr!.on("data", () => serveOutput.includes("serving runtime.v1 on") && ready());
+    serve.on("close", (code) => fail(new Error(`serve exited with ${code}:\n${serveOutput}`)));
+  });
+  client = createRuntimeClient(`unix:${socket}`);
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  if (serve && alive()) {
+    const closed = new Promise((r) => serve.once("close", r));
+    serve.kill("SIGTERM");
+    await closed;
+  }
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+describe("runtime-kernel serve under hostile input", () => {
+  it("creates a socket at a chosen path private to its user (0600) under umask 000", () => {
+    const stat = statSync(socket);
+    expect(stat.isSocket()).toBe(true);
+    expect((stat.mode & 0o777).toString(8)).toBe("600");
+  });
+
+  it("answers get, stop, destroy and logs of non-ASCII and multi-line ids from the CLI, and keeps serving", async () => {
+    for (const id of ["wörk", "é", "line\nbreak"]) {
+      for (const command of [["get"], ["stop"], ["destroy"], ["logs"]]) {
+        const result = await run([...command, id]);
+        expect(result.code, `${command} ${JSON.stringify(id)}: ${result.stderr}`).toBe(1);
+        expect(result.stderr).toMatch(/no workload/i);
+        expect(alive(), serveOutput).toBe(true);
+      }
+    }
+    const listed = await run(["ls"]);
+    expect(listed.code).toBe(0);
+  }, 120_000);
+
+  it("answers every RPC about a hostile id with a status, echoing a bounded amount, and keeps serving", async () => {
+    const calls: [string, (id: string) => Promise<unknown>][] = [
+      ["Create", (id) => client.create({ workloadId: id, profile: "default" })],
+      ["Get", (id) => client.get(id)],
+      ["Touch", (id) => client.touch(id)],
+      ["Stop", (id) => client.stop(id, { graceMs: 10 })],
+      ["Destroy", (id) => client.destroy(id)],
+      [
+        "Logs",
+        async (id) => {
+          for await (const _ of client.logs(id)) return "a line";
+        },
+      ],
+      ["WatchEvents", (id) => watchOpened(id)],
+    ];
+    for (const id of HOSTILE_IDS) {
+      for (const [name, call] of calls) {
+        const outcome = await call(id).then(
+          (value) => ({ value }),
+          (error: RuntimeServiceError) => ({ error }),
+        );
+        const label = `${name}(${id.length > 20 ? `${id.length} chars` : JSON.stringify(id)})`;
+        if ("error" in outcome) {
+          expect(outcome.error.fromKernel, `${label}: ${outcome.error.message}`).toBe(true);
+          expect(["WORKLOAD_NOT_FOUND", "INVALID_SPEC"]).toContain(outcome.error.code);
+          expect(outcome.error.message.length, label).toBeLessThan(4_096);
+        } else {
+          // Get answers "no such workload" as undefined; watching an unknown id is a valid
+          // subscription (the server opened it: it sent the stream's headers).
+          expect([name, outcome.value], label).toEqual(
+            name === "Get" ? ["Get", undefined] : ["WatchEvents", "opened"],
+          );
+        }
+        expect(alive(), `${label}\n${serveOutput}`).toBe(true);
+      }
+    }
+    expect(await client.health()).toBe("SERVING");
+    expect(await client.list()).toEqual([]);
+    // A fresh client is served at once: nothing above poisoned the server.
+    const fresh = createRuntimeClient(`unix:${socket}`);
+    try {
+      expect(await fresh.list({}, { timeoutMs: 5_000 })).toEqual([]);
+    } finally {
+      fresh.close();
+    }
+    expect(serveOutput).not.toMatch(/illegal characters|Unhandled|TypeError/);
+  }, 120_000);
+});
