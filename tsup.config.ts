@@ -16,6 +16,10 @@ export default defineConfig({
   clean: true,
   target: "node20",
   splitting: true,
+  // Rollup, not tsup's default sucrase pass, turns the split chunks into CommonJS: sucrase
+  // rewrites `?.` and `??` into calls of module-level helpers, which the process supervisor's
+  // source (copied out of its function with toString) would then call without defining.
+  treeshake: true,
   // vitest is a peer of the conformance suite only; never bundle it.
   external: ["vitest"],
 });
