@@ -4,6 +4,7 @@ export default defineConfig({
   entry: {
     index: "src/index.ts",
     "testing/index": "src/testing/index.ts",
+    "testing/vitest": "src/testing/vitest.ts",
     "docker/index": "src/backends/docker/index.ts",
     "kubernetes/index": "src/backends/kubernetes/index.ts",
     "gestalt/index": "src/gestalt/index.ts",

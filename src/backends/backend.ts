@@ -2,7 +2,7 @@
  * The Backend port: the five methods through which the kernel drives a substrate
  * (processes, containers, Pods, or the in-memory fake). A backend never imports the
  * kernel; it only implements this interface. Every backend is held to the same
- * contract by `describeBackendConformance` from `runtime-kernel/testing`.
+ * contract by `describeBackendConformance` from `runtime-kernel/testing/vitest`.
  *
  * What the kernel promises a backend:
  * - `start` is called once per run (`runId`); the kernel never starts the same run twice.

@@ -3,7 +3,7 @@
  * specification of the port's contract against its real substrate:
  *
  * ```ts
- * import { describeBackendConformance } from "runtime-kernel/testing";
+ * import { describeBackendConformance } from "runtime-kernel/testing/vitest";
  * describeBackendConformance("MyBackend", () => new MyBackend(), {
  *   longRunning: { command: ["sleep", "600"] },
  *   exitWith: (code) => ({ command: ["sh", "-c", `exit ${code}`] }),

@@ -3,7 +3,7 @@
  * (test/setup/docker.global.ts starts it; the suite fails if it cannot).
  */
 import type { Backend } from "../../src/index.js";
-import { describeBackendConformance } from "../../src/testing/index.js";
+import { describeBackendConformance } from "../../src/testing/vitest.js";
 import { backendFor, engine, testImage } from "../integration/docker/support.js";
 
 let backend: Backend;

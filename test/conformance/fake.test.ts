@@ -1,4 +1,5 @@
-import { describeBackendConformance, FakeBackend } from "../../src/testing/index.js";
+import { FakeBackend } from "../../src/testing/index.js";
+import { describeBackendConformance } from "../../src/testing/vitest.js";
 
 describeBackendConformance("FakeBackend", () => new FakeBackend(), {
   longRunning: { command: ["agent"] },

@@ -4,7 +4,7 @@
  */
 import type { ExitStatus } from "../../src/backends/backend.js";
 import type { KubernetesBackend, KubernetesHandle } from "../../src/backends/kubernetes/index.js";
-import { describeBackendConformance } from "../../src/testing/index.js";
+import { describeBackendConformance } from "../../src/testing/vitest.js";
 import { backendFor, core, namespace, testImage } from "../integration/kubernetes/support.js";
 
 let backend: KubernetesBackend | undefined;

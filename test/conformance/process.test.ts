@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../../src/backends/process/index.js";
 import type { Backend } from "../../src/index.js";
-import { describeBackendConformance } from "../../src/testing/index.js";
+import { describeBackendConformance } from "../../src/testing/vitest.js";
 
 const stateDir = mkdtempSync(join(tmpdir(), "rk-conf-process-"));
 const backend = new ProcessBackend({ stateDir, supervisorIdleMs: 5_000 });
