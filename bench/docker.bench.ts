@@ -14,6 +14,7 @@ import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type Dockerode from "dockerode";
 import { LABELS, type StartRequest } from "../src/backends/backend.js";
 import { DockerBackend } from "../src/backends/docker/index.js";
 import { createRuntimeKernel } from "../src/index.js";
@@ -78,7 +79,7 @@ async function kernelRound(host: string, image: string): Promise<Sample> {
 /** The floor: the same create body, createContainer + start, then stop (SIGTERM, wait) + remove. */
 async function rawRound(host: string, image: string): Promise<Sample> {
   const backend = new DockerBackend({ host });
-  const docker = backend.docker;
+  const docker = backend.docker as Dockerode;
   const kernelId = `bench-raw-${randomUUID().slice(0, 8)}`;
   const bodies = Array.from({ length: N }, (_, i) => {
     const runId = randomUUID();

@@ -4,7 +4,6 @@
  * @module
  */
 import { isAbsolute } from "node:path";
-import type Dockerode from "dockerode";
 import { InvalidSpecError, type ValidationIssue } from "../../errors.js";
 import { LABELS, type StartRequest } from "../backend.js";
 import { containerName, hostnameFor } from "./names.js";
@@ -57,12 +56,55 @@ export function envList(env: Record<string, string>, issues: ValidationIssue[]):
   return list;
 }
 
+/**
+ * The body of the engine's `POST /containers/create`, in the Engine API's own field names.
+ * Declared here rather than taken from `@types/dockerode`, so that a consumer's strict build
+ * needs no types of the optional dockerode peer.
+ */
+export interface ContainerCreateBody {
+  name: string;
+  Image: string;
+  Cmd?: string[];
+  Entrypoint?: string[];
+  Env: string[];
+  Labels: Record<string, string>;
+  Hostname: string;
+  StopSignal: string;
+  User?: string;
+  WorkingDir?: string;
+  HostConfig: ContainerHostConfig;
+  [field: string]: unknown;
+}
+
+/** The `HostConfig` of a {@link ContainerCreateBody}: network, capabilities, limits, mounts, log driver. */
+export interface ContainerHostConfig {
+  NetworkMode?: string;
+  CapDrop?: string[];
+  CapAdd?: string[];
+  SecurityOpt?: string[];
+  ReadonlyRootfs?: boolean;
+  Init?: boolean;
+  PidsLimit?: number;
+  RestartPolicy?: { Name: string; MaximumRetryCount?: number };
+  AutoRemove?: boolean;
+  Memory?: number;
+  MemorySwap?: number;
+  NanoCpus?: number;
+  DeviceRequests?: Array<{ Driver?: string; Count?: number; Capabilities?: string[][] }>;
+  Tmpfs?: Record<string, string>;
+  Runtime?: string;
+  ShmSize?: number;
+  LogConfig?: { Type: string; Config: Record<string, string> };
+  Mounts?: Array<{ Type: "bind" | "volume" | "tmpfs"; Source: string; Target: string; ReadOnly?: boolean }>;
+  [field: string]: unknown;
+}
+
 /** What {@link buildContainerSpec} produces. */
 export interface ContainerSpec {
   name: string;
   image: string;
   /** The body of `POST /containers/create` (with `name`). */
-  options: Dockerode.ContainerCreateOptions;
+  options: ContainerCreateBody;
 }
 
 /**
@@ -111,7 +153,7 @@ export function buildContainerSpec(
   if (issues.length > 0) throw new InvalidSpecError(issues, { workloadId: request.workloadId });
 
   const name = containerName(namePrefix, request.workloadId, request.runId);
-  const hostConfig: Dockerode.HostConfig = {
+  const hostConfig: ContainerHostConfig = {
     NetworkMode: profile.network,
     CapDrop: profile.capDrop,
     CapAdd: profile.capAdd,
@@ -154,7 +196,7 @@ export function buildContainerSpec(
     ];
   }
 
-  const options: Dockerode.ContainerCreateOptions = {
+  const options: ContainerCreateBody = {
     name,
     Image: image as string,
     Hostname: hostnameFor(request.workloadId),

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Readable } from "node:stream";
-import Dockerode from "dockerode";
+import type Dockerode from "dockerode";
 import {
   BackendUnavailableError,
   CleanupFailedError,
@@ -34,6 +34,7 @@ import {
   type ContainerSpec,
   STOP_SIGNAL_LABEL,
 } from "./container-spec.js";
+import { DockerodeClient } from "./dockerode.js";
 import {
   engineMessage,
   isConflict,
@@ -48,6 +49,7 @@ import { LogDemuxer } from "./log-demux.js";
 import {
   connectionFor,
   type DockerBackendOptions,
+  type DockerClient,
   type DockerProfile,
   parseBackendOptions,
   parseRunnableDocker,
@@ -89,8 +91,7 @@ const REMOVING = "removing";
 export class DockerBackend implements Backend<DockerHandle> {
   /** Recorded in every handle. */
   readonly name = BACKEND_NAME;
-  /** The dockerode client this backend talks through. */
-  readonly docker: Dockerode;
+  readonly #docker: Dockerode;
   readonly #namePrefix: string;
   readonly #defaults: DockerProfile | undefined;
   readonly #profiles: Record<string, DockerProfile>;
@@ -99,9 +100,9 @@ export class DockerBackend implements Backend<DockerHandle> {
 
   constructor(options: DockerBackendOptions = {}) {
     const parsed = parseBackendOptions(options);
-    this.docker =
-      parsed.docker ??
-      new Dockerode(
+    this.#docker =
+      (parsed.docker as Dockerode | undefined) ??
+      new DockerodeClient(
         parsed.socketPath !== undefined
           ? { socketPath: parsed.socketPath }
           : parsed.host !== undefined
@@ -112,11 +113,16 @@ export class DockerBackend implements Backend<DockerHandle> {
     this.#defaults = parsed.defaults;
     this.#profiles = parsed.profiles ?? {};
     this.#cleanupTimeoutMs = parsed.cleanupTimeoutMs ?? 30_000;
-    this.#watcher = new ExitWatcher(this.docker, {
+    this.#watcher = new ExitWatcher(this.#docker, {
       labels: [`${BACKEND_LABEL}=${BACKEND_NAME}`],
       resolveExit: (id) => this.#resolveExit(id),
       reconnectMs: { initial: parsed.reconnectMs?.initial ?? 100, max: parsed.reconnectMs?.max ?? 5_000 },
     });
+  }
+
+  /** The dockerode client this backend talks through (see {@link DockerClient}). */
+  get docker(): DockerClient {
+    return this.#docker;
   }
 
   /** The settings a request's container gets: defaults, then the backend's profile, then `runnable.docker`. */
@@ -202,7 +208,7 @@ export class DockerBackend implements Backend<DockerHandle> {
 
   /** Removes the container and its anonymous volumes; resolves once the engine confirms it is gone. */
   async cleanup(handle: DockerHandle): Promise<void> {
-    const container = this.docker.getContainer(handle.containerId);
+    const container = this.#docker.getContainer(handle.containerId);
     try {
       await container.remove({ force: true, v: true });
     } catch (error) {
@@ -230,7 +236,7 @@ export class DockerBackend implements Backend<DockerHandle> {
   async discover(selector: { kernelId: string }): Promise<DiscoveredWorkload<DockerHandle>[]> {
     let containers: Dockerode.ContainerInfo[];
     try {
-      containers = await this.docker.listContainers({
+      containers = await this.#docker.listContainers({
         all: true,
         filters: { label: [`${LABELS.kernelId}=${selector.kernelId}`, `${BACKEND_LABEL}=${BACKEND_NAME}`] },
       });
@@ -268,7 +274,7 @@ export class DockerBackend implements Backend<DockerHandle> {
   async *logs(handle: DockerHandle, options: LogOptions): AsyncIterable<LogEntry> {
     const { follow = false, tail, signal } = options;
     if (signal?.aborted) return;
-    const container = this.docker.getContainer(handle.containerId);
+    const container = this.#docker.getContainer(handle.containerId);
     const query = {
       stdout: true,
       stderr: true,
@@ -325,7 +331,7 @@ export class DockerBackend implements Backend<DockerHandle> {
     let replacedStale = false;
     for (;;) {
       try {
-        return await this.docker.createContainer(spec.options);
+        return await this.#docker.createContainer(spec.options);
       } catch (error) {
         if (isConnectionError(error)) throw unavailable(`creating container ${spec.name}`, error);
         const message = engineMessage(error);
@@ -367,7 +373,7 @@ export class DockerBackend implements Backend<DockerHandle> {
   async #replaceStale(spec: ContainerSpec, request: StartRequest): Promise<void> {
     let existing: ContainerInspect;
     try {
-      existing = await this.docker.getContainer(spec.name).inspect();
+      existing = await this.#docker.getContainer(spec.name).inspect();
     } catch (error) {
       if (isNotFound(error)) return; // Gone meanwhile: just create again.
       throw this.#apiError(`inspecting container ${spec.name}`, error);
@@ -380,7 +386,7 @@ export class DockerBackend implements Backend<DockerHandle> {
       );
     }
     try {
-      await this.docker.getContainer(existing.Id).remove({ force: true, v: true });
+      await this.#docker.getContainer(existing.Id).remove({ force: true, v: true });
     } catch (error) {
       if (!isNotFound(error)) throw this.#apiError(`removing stale container ${spec.name}`, error);
     }
@@ -406,8 +412,8 @@ export class DockerBackend implements Backend<DockerHandle> {
       // Credentials travel in the X-Registry-Auth header only (never in the query string).
       const opts = { fromImage: repository, tag };
       stream = (await (auth
-        ? this.docker.createImage(auth as Dockerode.AuthConfig, opts)
-        : this.docker.createImage(opts))) as unknown as Readable;
+        ? this.#docker.createImage(auth as Dockerode.AuthConfig, opts)
+        : this.#docker.createImage(opts))) as unknown as Readable;
     } catch (error) {
       if (isConnectionError(error)) throw unavailable(`pulling ${image}`, error);
       throw new StartFailedError(
@@ -422,12 +428,15 @@ export class DockerBackend implements Backend<DockerHandle> {
     signal.addEventListener("abort", abort, { once: true });
     try {
       await new Promise<void>((resolve, reject) => {
-        this.docker.modem.followProgress(stream, (error: Error | null, output: Array<{ error?: string }>) => {
-          if (error) return reject(error);
-          const failed = output?.find((o) => o.error);
-          if (failed) return reject(new Error(failed.error));
-          resolve();
-        });
+        this.#docker.modem.followProgress(
+          stream,
+          (error: Error | null, output: Array<{ error?: string }>) => {
+            if (error) return reject(error);
+            const failed = output?.find((o) => o.error);
+            if (failed) return reject(new Error(failed.error));
+            resolve();
+          },
+        );
       });
     } catch (error) {
       if (signal.aborted) throw new StartAbortedError(request.workloadId, { cause: signal.reason });
@@ -445,7 +454,7 @@ export class DockerBackend implements Backend<DockerHandle> {
 
   async #signal(handle: DockerHandle, signal: string): Promise<void> {
     try {
-      await this.docker.getContainer(handle.containerId).kill({ signal });
+      await this.#docker.getContainer(handle.containerId).kill({ signal });
     } catch (error) {
       // Gone, or not running (409): either way there is nothing left to signal.
       if (isNotFound(error) || isConflict(error)) return;
@@ -459,7 +468,7 @@ export class DockerBackend implements Backend<DockerHandle> {
   async #resolveExit(containerId: string): Promise<ExitStatus | null> {
     let info: ContainerInspect;
     try {
-      info = await this.docker.getContainer(containerId).inspect();
+      info = await this.#docker.getContainer(containerId).inspect();
     } catch (error) {
       if (isNotFound(error)) return { exitCode: null, lost: true };
       throw this.#apiError(`inspecting container ${containerId.slice(0, 12)}`, error);
@@ -474,7 +483,7 @@ export class DockerBackend implements Backend<DockerHandle> {
 
   async #awaitGone(handle: DockerHandle): Promise<void> {
     const deadline = Date.now() + this.#cleanupTimeoutMs;
-    const container = this.docker.getContainer(handle.containerId);
+    const container = this.#docker.getContainer(handle.containerId);
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       try {
         await container.inspect();
@@ -498,7 +507,7 @@ export class DockerBackend implements Backend<DockerHandle> {
 
   async #removeQuietly(containerId: string): Promise<void> {
     try {
-      await this.docker.getContainer(containerId).remove({ force: true, v: true });
+      await this.#docker.getContainer(containerId).remove({ force: true, v: true });
     } catch {
       // Best effort: the start's own error is the one to report. A container left here still
       // carries the kernel's labels, so recovery finds and reaps it.

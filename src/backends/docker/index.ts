@@ -5,7 +5,7 @@
  * @module
  */
 
-export type { ContainerSpec } from "./container-spec.js";
+export type { ContainerCreateBody, ContainerHostConfig, ContainerSpec } from "./container-spec.js";
 export { BACKEND_LABEL, buildContainerSpec, STOP_SIGNAL_LABEL } from "./container-spec.js";
 export type { DockerHandle } from "./docker-backend.js";
 export { DockerBackend, splitImage } from "./docker-backend.js";
@@ -13,6 +13,7 @@ export { LogDemuxer } from "./log-demux.js";
 export { containerName, dns1123 } from "./names.js";
 export type {
   DockerBackendOptions,
+  DockerClient,
   DockerProfile,
   ImagePullAuth,
   PullPolicy,

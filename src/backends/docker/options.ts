@@ -8,6 +8,17 @@ import { z } from "zod";
 import { InvalidSpecError, type ValidationIssue } from "../../errors.js";
 import { isNamePrefix } from "./names.js";
 
+/**
+ * A dockerode client, as the public types of this entry name it: by shape rather than by
+ * `@types/dockerode`, so that a consumer's strict build needs no types of an optional peer.
+ * Any `new Dockerode(...)` fits; with `@types/dockerode` installed, cast
+ * `backend.docker as Dockerode` for its full API.
+ */
+export interface DockerClient {
+  /** dockerode's connection to the engine (docker-modem). */
+  readonly modem: object;
+}
+
 /** When the backend may pull an image. */
 export type PullPolicy = "never" | "if-not-present" | "always";
 
@@ -72,8 +83,8 @@ export interface DockerProfile {
 
 /** Options of {@link DockerBackend}. */
 export interface DockerBackendOptions {
-  /** A ready dockerode client. Wins over `socketPath` and `host`. */
-  docker?: Dockerode;
+  /** A ready dockerode client (`new Dockerode(...)`). Wins over `socketPath` and `host`. */
+  docker?: DockerClient;
   /** Path of the engine's unix socket. */
   socketPath?: string;
   /**
@@ -173,7 +184,7 @@ function isDockerConfigJson(text: string): boolean {
 
 const backendOptionsSchema = z.strictObject({
   docker: z
-    .custom<Dockerode>((v) => typeof v === "object" && v !== null, "must be a dockerode client")
+    .custom<DockerClient>((v) => typeof v === "object" && v !== null, "must be a dockerode client")
     .optional(),
   socketPath: nonEmpty.optional(),
   host: z

@@ -6,8 +6,8 @@
  */
 import * as http from "node:http";
 import * as https from "node:https";
-import { type Cluster, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { BackendUnavailableError, RuntimeKernelError } from "../../errors.js";
+import { type Cluster, CoreV1Api, type KubeConfig } from "./client.js";
 
 /** Requests made to the API server, by kind. */
 export interface RequestCounts {

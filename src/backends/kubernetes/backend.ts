@@ -3,7 +3,6 @@
  * per-run Secret; exits come from one shared Pod watch per kernel id.
  * @module
  */
-import { KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import {
   BackendUnavailableError,
   CleanupFailedError,
@@ -22,6 +21,9 @@ import type {
   WorkloadHandle,
 } from "../backend.js";
 import { apiFailure, isStatus, KubeApi, type RequestCounts, toKernelError } from "./api.js";
+import type { KubeConfig } from "./client.js";
+import { loadKubeConfig } from "./kubeconfig.js";
+import type { V1Pod } from "./models.js";
 import type { KubernetesBackendOptions, KubernetesProfile } from "./options.js";
 import {
   ANNOTATION_IDS,
@@ -93,14 +95,6 @@ export function podWatchTransport(
       });
     },
   };
-}
-
-function loadKubeConfig(option: KubeConfig | string | undefined): KubeConfig {
-  if (option instanceof KubeConfig) return option;
-  const kc = new KubeConfig();
-  if (typeof option === "string") kc.loadFromFile(option);
-  else kc.loadFromDefault();
-  return kc;
 }
 
 function resolveNamespace(kc: KubeConfig, option: string | undefined): string {

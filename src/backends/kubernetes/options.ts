@@ -2,13 +2,7 @@
  * Options of the Kubernetes backend.
  * @module
  */
-import type {
-  KubeConfig,
-  V1PodSecurityContext,
-  V1SecurityContext,
-  V1Toleration,
-  V1Volume,
-} from "@kubernetes/client-node";
+import type { V1PodSecurityContext, V1SecurityContext, V1Toleration, V1Volume } from "./models.js";
 
 /** Where a run's workspace (`StartRequest.workspace`) is mounted from. */
 export type KubernetesWorkspace = {
@@ -59,10 +53,24 @@ export interface KubernetesProfile {
   terminationGracePeriodSeconds?: number;
 }
 
+/**
+ * A loaded `KubeConfig` of @kubernetes/client-node (`new KubeConfig()`, then `loadFrom...`), as
+ * the public types name it: by shape, since the client's own declaration of the class brings
+ * in WebSocket types (`ws`) that the client does not ship, which would fail a strict build.
+ */
+export interface LoadedKubeConfig {
+  getCurrentContext(): string;
+  getCurrentCluster(): { readonly server: string } | null;
+}
+
 /** Options of {@link KubernetesBackend}. */
 export interface KubernetesBackendOptions {
-  /** A loaded `KubeConfig` or the path of a kubeconfig file. Default: `KUBECONFIG`, `~/.kube/config`, or in-cluster. */
-  kubeConfig?: KubeConfig | string;
+  /**
+   * A loaded `KubeConfig` or the path of a kubeconfig file. Default: the files in `KUBECONFIG`,
+   * else `~/.kube/config`, else the Pod's service account (in a cluster); with none of these
+   * the constructor throws `BACKEND_UNAVAILABLE`, naming where it looked.
+   */
+  kubeConfig?: LoadedKubeConfig | string;
   /** Namespace of every Pod. Default: `POD_NAMESPACE`, else the kubeconfig context's, else `default`. */
   namespace?: string;
   /** First part of every Pod and Secret name (default `rk`). */

@@ -4,6 +4,8 @@
  * @module
  */
 import { posix } from "node:path";
+import { InvalidSpecError, type ValidationIssue } from "../../errors.js";
+import { LABELS, type StartRequest } from "../backend.js";
 import type {
   V1Container,
   V1EnvVar,
@@ -13,9 +15,7 @@ import type {
   V1SecurityContext,
   V1Volume,
   V1VolumeMount,
-} from "@kubernetes/client-node";
-import { InvalidSpecError, type ValidationIssue } from "../../errors.js";
-import { LABELS, type StartRequest } from "../backend.js";
+} from "./models.js";
 import { isEnvName, isLabelKey, isLabelValue, labelValue, podName } from "./names.js";
 import type { KubernetesProfile } from "./options.js";
 

@@ -3,8 +3,9 @@
  * Pure functions over the API objects.
  * @module
  */
-import type { V1ContainerStatus, V1Pod } from "@kubernetes/client-node";
+
 import { type ExitStatus, exitCodeForSignal, signalForExitCode } from "../backend.js";
+import type { V1ContainerStatus, V1Pod } from "./models.js";
 import { MAIN_CONTAINER } from "./pod-spec.js";
 
 function mainStatus(pod: V1Pod): V1ContainerStatus | undefined {

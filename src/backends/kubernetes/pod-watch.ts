@@ -6,7 +6,7 @@
  * old); and relists every `resyncMs` anyway, so anything missed is caught.
  * @module
  */
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1Pod } from "./models.js";
 
 /** What the watch needs from the API server (real: {@link KubeApi}; tests: a fake). */
 export interface PodWatchTransport {
