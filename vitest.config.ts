@@ -53,6 +53,16 @@ export default defineConfig({
       },
       {
         test: {
+          // The packed tarball installed into empty projects: what a user gets from npm.
+          name: "package",
+          include: ["test/package/**/*.test.ts"],
+          globalSetup: ["test/setup/package.global.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 600_000,
+        },
+      },
+      {
+        test: {
           name: "server",
           include: ["test/integration/server/**/*.test.ts", "test/integration/cli/**/*.test.ts"],
           testTimeout: 60_000,
