@@ -882,6 +882,7 @@ class Kernel implements RuntimeKernel {
     }
     if (record.restarts > 0) event.restart = record.restarts;
     if (record.recovered) event.recovered = true;
+    if (spec.traceId !== undefined) event.traceId = spec.traceId;
 
     if (state === "stopped") {
       record.stoppedAt = event.at;
@@ -1047,6 +1048,7 @@ class Kernel implements RuntimeKernel {
       if (context.idleDeadline !== undefined) status.idleDeadline = context.idleDeadline;
       if (context.maxLifetimeDeadline !== undefined) status.maxLifetimeDeadline = context.maxLifetimeDeadline;
     }
+    if (spec.traceId !== undefined) status.traceId = spec.traceId;
     return status;
   }
 

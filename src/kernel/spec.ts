@@ -15,6 +15,8 @@ import type { Profile, WorkloadSpec } from "./types.js";
 const DNS1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** POSIX-portable environment variable names. */
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** What a trace id may hold: it travels in HTTP headers and log lines, so printable ASCII only. */
+const TRACE_ID = /^[\x21-\x7e]{1,128}$/;
 const RESERVED_LABEL_PREFIX = "runtime-kernel.dev/";
 
 const duration = z.number().int("must be an integer number of milliseconds").nonnegative("must be >= 0");
@@ -84,6 +86,10 @@ export const workloadSpecSchema = z.strictObject({
         .refine((k) => !k.startsWith(RESERVED_LABEL_PREFIX), `must not start with ${RESERVED_LABEL_PREFIX}`),
       z.string(),
     )
+    .optional(),
+  traceId: z
+    .string()
+    .regex(TRACE_ID, "must be 1 to 128 printable ASCII characters, without spaces")
     .optional(),
 });
 

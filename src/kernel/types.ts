@@ -95,6 +95,12 @@ export interface WorkloadSpec {
   graceMs?: number;
   /** Extra labels for the backend to attach (keys must not start with `runtime-kernel.dev/`). */
   labels?: Record<string, string>;
+  /**
+   * The host's correlation id for the request that created the workload (an `X-Trace-Id`),
+   * carried unchanged on every event and status of the workload, so its transitions join the
+   * caller's trace. 1 to 128 printable ASCII characters; the backend never sees it.
+   */
+  traceId?: string;
 }
 
 /** A snapshot of one workload, as `get()`, `list()` and `create()` return it. Never contains env or secrets. */
@@ -123,6 +129,8 @@ export interface WorkloadStatus {
   idleDeadline?: number;
   /** Epoch ms at which the max lifetime stops it, if enabled and running. */
   maxLifetimeDeadline?: number;
+  /** The spec's `traceId`, when it had one. */
+  traceId?: string;
 }
 
 /** Emitted once per transition, per workload in order, with a global increasing `seq`. */
@@ -147,6 +155,8 @@ export interface TransitionEvent {
   restart?: number;
   /** Set on events a recovering kernel reports for workloads it re-adopted. */
   recovered?: boolean;
+  /** The spec's `traceId`, when it had one. */
+  traceId?: string;
 }
 
 /** Filters of `kernel.list()`. */

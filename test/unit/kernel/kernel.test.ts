@@ -487,6 +487,33 @@ describe("createRuntimeKernel: credentials", () => {
 });
 
 describe("createRuntimeKernel: observing", () => {
+  it("carries the spec's trace id on every event and status of the workload, restarts included", async () => {
+    const { kernel, fake, events, clock } = setup();
+    await kernel.create({ workloadId: "w1", profile: "flaky", traceId: "trace-1" });
+    expect(kernel.get("w1")?.traceId).toBe("trace-1");
+    fake.exit("w1", { exitCode: 1 });
+    await kernel.waitFor("w1", "stopped");
+    await clock.advance(1_000);
+    expect((await kernel.waitFor("w1", "running")).restarts).toBe(1);
+    await kernel.destroy("w1");
+    const own = events.filter((e) => e.workloadId === "w1");
+    expect(own.map((e) => e.state)).toEqual([
+      "starting",
+      "running",
+      "stopped",
+      "destroyed",
+      "starting",
+      "running",
+      "stopping",
+      "stopped",
+      "destroyed",
+    ]);
+    expect(own.every((e) => e.traceId === "trace-1")).toBe(true);
+    await kernel.create({ workloadId: "w2", profile: "agent" });
+    expect(kernel.get("w2")).not.toHaveProperty("traceId");
+    expect(events.at(-1)).not.toHaveProperty("traceId");
+  });
+
   it("list() filters by owner, state and profile", async () => {
     const { kernel } = setup();
     await kernel.create({ workloadId: "a", profile: "agent", owner: "alice" });

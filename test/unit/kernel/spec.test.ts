@@ -247,6 +247,14 @@ describe("parseWorkloadSpec", () => {
       expect(error.message).toContain("graceMs: must be >= 0");
     });
 
+    it("takes a trace id of printable ASCII, and refuses one with spaces, control characters or over 128", () => {
+      expect(
+        parseWorkloadSpec({ workloadId: "w", profile: "agent", traceId: "4bf92f35-77b3:x/1" }, profiles),
+      ).toMatchObject({ traceId: "4bf92f35-77b3:x/1" });
+      for (const traceId of ["", "a b", "a\nb", "é", "x".repeat(129), 7])
+        expect(pathsOf(specIssues({ workloadId: "w", profile: "agent", traceId }))).toEqual(["traceId"]);
+    });
+
     it("refuses something that is not an object at all", () => {
       for (const input of [null, "w1", 42, []])
         expect(thrown(() => parseWorkloadSpec(input, profiles))).toBeInstanceOf(InvalidSpecError);
