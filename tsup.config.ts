@@ -9,6 +9,7 @@ export default defineConfig({
     "kubernetes/index": "src/backends/kubernetes/index.ts",
     "gestalt/index": "src/gestalt/index.ts",
     "server/index": "src/server/index.ts",
+    "http/index": "src/http/index.ts",
     cli: "src/cli.ts",
   },
   format: ["esm", "cjs"],

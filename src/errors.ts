@@ -20,6 +20,7 @@ export type RuntimeKernelErrorCode =
   | "RESOURCE_EXHAUSTED"
   | "KERNEL_SHUT_DOWN"
   | "EVENTS_OVERFLOW"
+  | "CALLBACK_DROPPED"
   | "UNSUPPORTED";
 
 /** Options accepted by every {@link RuntimeKernelError} constructor. */
@@ -177,6 +178,29 @@ export class KernelShutDownError extends RuntimeKernelError {
   }
 }
 
+/**
+ * A workload's callback could not be delivered within its retry budget (attempts or age)
+ * and was dropped; later events of the workload go on. Reported on the HTTP surface's `error`
+ * listeners, never thrown at a caller.
+ */
+export class CallbackDroppedError extends RuntimeKernelError {
+  /** The dropped event's idempotency key. */
+  readonly eventId: string;
+  /** How many deliveries were tried. */
+  readonly attempts: number;
+  constructor(
+    workloadId: string,
+    eventId: string,
+    attempts: number,
+    message: string,
+    options: RuntimeKernelErrorOptions = {},
+  ) {
+    super("CALLBACK_DROPPED", message, { workloadId, ...options });
+    this.eventId = eventId;
+    this.attempts = attempts;
+  }
+}
+
 /** The class behind each code that has one of its own. */
 interface ErrorByCode {
   INVALID_SPEC: InvalidSpecError;
@@ -190,6 +214,7 @@ interface ErrorByCode {
   CLEANUP_FAILED: CleanupFailedError;
   RESOURCE_EXHAUSTED: ResourceExhaustedError;
   KERNEL_SHUT_DOWN: KernelShutDownError;
+  CALLBACK_DROPPED: CallbackDroppedError;
 }
 
 /** The error type that `code` narrows to (for example `InvalidSpecError` for `INVALID_SPEC`, with its `issues`). */

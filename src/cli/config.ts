@@ -59,6 +59,31 @@ export const serveConfigSchema = z.strictObject({
     .optional(),
   /** Allow a plaintext listener reachable from other machines (off: such an address needs tls). */
   allowInsecureRemote: z.boolean().optional(),
+  /** runtime.v1 over HTTP/JSON beside the gRPC service, on the same kernel (same token, tls and rules). */
+  http: z
+    .strictObject({
+      /** `HOST:PORT` or `unix:PATH`. */
+      address: z.string().min(1, "must not be empty"),
+      /** The contract's name for the backend (`process`, `docker`, `k8s`), when it has none of its own. */
+      backend: z.enum(["process", "docker", "k8s"]).optional(),
+      /** The spec env variable that names a workload's owner, or false. Default VEXA_OWNER. */
+      ownerEnv: z.union([z.string().min(1, "must not be empty"), z.literal(false)]).optional(),
+      maxBodyBytes: z.number().int("must be an integer").positive("must be > 0").optional(),
+      callbacks: z
+        .strictObject({
+          /** Default: `<state dir of the kernel>/callbacks/outbox.jsonl`. */
+          outboxPath: z.string().min(1, "must not be empty").optional(),
+          /** A file holding the secret that signs every callback (never the secret itself). */
+          signingSecretFile: z.string().min(1, "must not be empty").optional(),
+          maxAttempts: z.number().int("must be an integer").nonnegative("must be >= 0").optional(),
+          maxAgeMs: z.number().int("must be an integer").positive("must be > 0").optional(),
+          initialBackoffMs: z.number().int("must be an integer").positive("must be > 0").optional(),
+          maxBackoffMs: z.number().int("must be an integer").positive("must be > 0").optional(),
+          timeoutMs: z.number().int("must be an integer").positive("must be > 0").optional(),
+        })
+        .optional(),
+    })
+    .optional(),
 });
 
 /** A parsed `serve` config file. */
@@ -110,6 +135,9 @@ export function loadServeConfig(path: string): ServeConfig {
   const base = dirname(resolve(path));
   const at = (file: string) => resolve(base, file);
   if (config.tokenFile) config.tokenFile = at(config.tokenFile);
+  const callbacks = config.http?.callbacks;
+  if (callbacks?.outboxPath) callbacks.outboxPath = at(callbacks.outboxPath);
+  if (callbacks?.signingSecretFile) callbacks.signingSecretFile = at(callbacks.signingSecretFile);
   if (config.tls) {
     config.tls = {
       certFile: at(config.tls.certFile),

@@ -97,6 +97,8 @@ const STATUS_BY_CODE: Record<
   CLEANUP_FAILED: { retryable: GrpcStatus.UNAVAILABLE, permanent: GrpcStatus.INTERNAL },
   KERNEL_SHUT_DOWN: GrpcStatus.UNAVAILABLE,
   EVENTS_OVERFLOW: GrpcStatus.RESOURCE_EXHAUSTED,
+  // Reported to the HTTP surface's listeners, never the answer to a call.
+  CALLBACK_DROPPED: GrpcStatus.INTERNAL,
   UNSUPPORTED: GrpcStatus.UNIMPLEMENTED,
 };
 

@@ -11,7 +11,6 @@
  * then the kernel stops its workloads or leaves them running for recovery, as configured.
  * @module
  */
-import { timingSafeEqual } from "node:crypto";
 import {
   type Metadata,
   Server,
@@ -27,11 +26,11 @@ import * as wire from "../gen/runtime/v1/runtime.js";
 import { type GrpcListener, listenGrpc } from "../grpc/listen.js";
 import { GrpcStatus, type GrpcStatusCode, toServiceStatus } from "../grpc/status.js";
 import type { RuntimeKernel } from "../index.js";
+import { bearerChecker, checkListenSecurity } from "../net/listen.js";
 import {
   defaultAddress,
   defaultSocketPath,
   grpcTarget,
-  isLoopbackHost,
   parseAddress,
   type ServiceAddress,
 } from "./address.js";
@@ -130,13 +129,10 @@ function warn(error: unknown, context: { method: string }): void {
 }
 
 function tokenChecker(token: string | undefined): (metadata: Metadata) => boolean {
-  if (token === undefined) return () => true;
-  const expected = Buffer.from(`Bearer ${token}`);
+  const matches = bearerChecker(token);
   return (metadata) => {
     const given = metadata.get("authorization")[0];
-    const actual = Buffer.from(typeof given === "string" ? given : (given ?? ""));
-    // Compare in constant time so the token cannot be guessed byte by byte from response times.
-    return actual.length === expected.length && timingSafeEqual(actual, expected);
+    return matches(typeof given === "string" ? given : given?.toString());
   };
 }
 
@@ -176,18 +172,12 @@ export async function serveRuntimeKernel(
   const usingDefault = options.address === undefined;
   const parsed: ServiceAddress = parseAddress(options.address ?? defaultAddress());
   const credentials = credentialsFor(options);
-  const secure = options.credentials !== undefined || options.tls !== undefined;
-  if (parsed.kind === "tcp" && !isLoopbackHost(parsed.host) && !secure && !options.allowInsecureRemote) {
-    throw new InvalidSpecError(
-      [
-        {
-          path: "address",
-          message: `${parsed.host} is reachable from other machines: serve it with tls (and a token), or set allowInsecureRemote`,
-        },
-      ],
-      { subject: "server options" },
-    );
-  }
+  checkListenSecurity(parsed, {
+    secure: options.credentials !== undefined || options.tls !== undefined,
+    ...(options.allowInsecureRemote !== undefined
+      ? { allowInsecureRemote: options.allowInsecureRemote }
+      : {}),
+  });
   const authorized = tokenChecker(options.token);
   const report = options.onError ?? warn;
   const health = new HealthRegistry([RUNTIME_SERVICE_NAME]);

@@ -3,9 +3,11 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { HttpLogEntry, RuntimeHttpServer } from "../../http/index.js";
 import { createRuntimeKernel, type TransitionEvent } from "../../index.js";
 import { serveRuntimeKernel } from "../../server/serve.js";
-import { loadBackend } from "../backends.js";
+import { defaultStateDir, loadBackend } from "../backends.js";
 import { type Command, stringOption, UsageError } from "../command.js";
 import {
   BACKEND_TYPES,
@@ -71,6 +73,16 @@ export const serveCommand: Command = {
       value: "FILE",
       description: `require the bearer token in FILE on every call (default: $${TOKEN_ENV}, else none)`,
     },
+    http: {
+      type: "string",
+      value: "ADDR",
+      description: "also serve runtime.v1 over HTTP/JSON on HOST:PORT or unix:PATH (Vexa's contract)",
+    },
+    "callback-secret-file": {
+      type: "string",
+      value: "FILE",
+      description: "sign HTTP callbacks with the secret in FILE (X-Runtime-Signature)",
+    },
     "leave-running": {
       type: "boolean",
       description: "at shutdown, leave workloads running for the next serve to recover",
@@ -82,6 +94,7 @@ export const serveCommand: Command = {
     "runtime-kernel serve",
     "runtime-kernel serve --backend docker --config runtime-kernel.yaml",
     "runtime-kernel serve --address 127.0.0.1:7443 --token-file ./token",
+    "runtime-kernel serve --http 127.0.0.1:8090 --callback-secret-file ./callback-secret",
   ],
   async run(context) {
     const { io, err, note } = context;
@@ -142,6 +155,52 @@ export const serveCommand: Command = {
     });
     kernel.on("error", (error: Error) => note(`${err.yellow("warning:")} ${error.message}`));
 
+    // Before recover(): the transitions a recovery reports go to the callbacks registered before the restart.
+    const httpAddress = stringOption(context, "http") ?? config.http?.address;
+    let http: RuntimeHttpServer | undefined;
+    if (httpAddress !== undefined) {
+      const { serveRuntimeHttp } = await import("../../http/serve.js");
+      const httpConfig = config.http;
+      const { signingSecretFile, ...callbackConfig } = httpConfig?.callbacks ?? {};
+      const secretFile = stringOption(context, "callback-secret-file") ?? signingSecretFile;
+      const signingSecret = secretFile
+        ? readFile(secretFile, "callback secret file").toString("utf8").trim()
+        : undefined;
+      if (secretFile && !signingSecret)
+        throw new UsageError(`callback secret file ${secretFile} is empty`, "serve");
+      const log = (entry: HttpLogEntry) => {
+        if (json) context.print(JSON.stringify(entry));
+        else if (!quiet && entry.event === "callback_failed") {
+          note(
+            err.dim(
+              `callback of ${entry.workloadId} to ${entry.receiver} failed (${entry.error ?? entry.status}); retry in ${entry.retryInMs} ms${entry.traceId ? ` · trace ${entry.traceId}` : ""}`,
+            ),
+          );
+        }
+      };
+      http = await serveRuntimeHttp(kernel, {
+        address: httpAddress,
+        ...(tls ? { tls } : {}),
+        ...(token ? { token } : {}),
+        ...(config.allowInsecureRemote ? { allowInsecureRemote: true } : {}),
+        ...(httpConfig?.backend ? { backend: httpConfig.backend } : {}),
+        ...(httpConfig?.ownerEnv !== undefined ? { ownerEnv: httpConfig.ownerEnv } : {}),
+        ...(httpConfig?.maxBodyBytes !== undefined ? { maxBodyBytes: httpConfig.maxBodyBytes } : {}),
+        callbacks: {
+          outboxPath: join(defaultStateDir(kernel.kernelId, io.env), "callbacks", "outbox.jsonl"),
+          ...callbackConfig,
+          ...(signingSecret ? { signingSecret } : {}),
+        },
+        log,
+        // The gRPC server's close below stops (or leaves) the workloads; this one only drains.
+        onClose: "keep-kernel",
+      }).catch(async (error: unknown) => {
+        await kernel.shutdown().catch(() => {});
+        throw error;
+      });
+      http.handler.on("error", (error) => note(`${err.yellow("warning:")} ${error.message}`));
+    }
+
     if (config.recover !== false && backend.discover) {
       const report = await kernel.recover();
       const found = report.adopted.length + report.exited.length + report.reaped.length;
@@ -168,6 +227,7 @@ export const serveCommand: Command = {
           `${err.yellow("warning:")} ${method} failed inside the server: ${(error as Error)?.message ?? error}`,
         ),
     }).catch(async (error: unknown) => {
+      await http?.close();
       await kernel.shutdown().catch(() => {});
       throw error;
     });
@@ -178,6 +238,11 @@ export const serveCommand: Command = {
         `(backend ${backend.name}, kernel ${kernel.kernelId}, profiles: ${names}${token ? ", token required" : ""})`,
       )}`,
     );
+    if (http) {
+      note(
+        `${err.green("●")} runtime-kernel serving runtime.v1 over HTTP on ${err.bold(http.address.startsWith("unix:") ? http.address : http.url)}`,
+      );
+    }
     if (!quiet && io.stderr.isTTY)
       note(err.dim("  try: runtime-kernel run -- echo hello    ·    Ctrl-C to stop"));
 
@@ -204,17 +269,21 @@ export const serveCommand: Command = {
             } (press Ctrl-C again to exit at once)`,
           ),
         );
-        server.close().then(
-          () => {
-            remove();
-            resolve();
-          },
-          (error: unknown) => {
-            note(err.red(`error while shutting down: ${(error as Error).message}`));
-            remove();
-            resolve();
-          },
-        );
+        server
+          .close()
+          // The kernel has stopped (or left) its workloads: their last callbacks get their chance now.
+          .then(() => http?.close())
+          .then(
+            () => {
+              remove();
+              resolve();
+            },
+            (error: unknown) => {
+              note(err.red(`error while shutting down: ${(error as Error).message}`));
+              remove();
+              resolve();
+            },
+          );
       });
     });
     clearInterval(keepAlive);

@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensureSocketDir } from "../../../src/grpc/listen.js";
+import { ensureSocketDir } from "../../../src/net/listen.js";
 import {
   ADDRESS_ENV,
   defaultAddress,
