@@ -64,7 +64,11 @@ export default defineConfig({
       {
         test: {
           name: "server",
-          include: ["test/integration/server/**/*.test.ts", "test/integration/cli/**/*.test.ts"],
+          include: [
+            "test/integration/server/**/*.test.ts",
+            "test/integration/cli/**/*.test.ts",
+            "test/integration/http/**/*.test.ts",
+          ],
           testTimeout: 60_000,
         },
       },

@@ -23,11 +23,7 @@ function convert(schema: z.ZodType, components: Record<string, JsonSchema>): Jso
   const relink = (value: JsonSchema) =>
     JSON.parse(JSON.stringify(value).replaceAll('"#/$defs/', '"#/components/schemas/')) as JsonSchema;
   for (const [id, def] of Object.entries($defs ?? {})) components[id] = relink(def);
-  const id = contractRegistry.get(schema)?.id;
-  if (id !== undefined) {
-    components[id] = relink(rest);
-    return { $ref: `#/components/schemas/${id}` };
-  }
+  // A named schema comes back as a reference to its own definition, already among the components.
   return relink(rest);
 }
 
