@@ -34,6 +34,20 @@ describe("runnable examples", () => {
     }
   });
 
+  it("examples/http.ts drives runtime.v1 over HTTP, with every callback signed, in order", async () => {
+    const out = await run("examples/http.ts");
+    expect(out).toContain("POST /workloads -> 201 running");
+    expect(out).toContain("POST /workloads bad -> 400 workloadId, env.N");
+    expect(out).toContain("DELETE /workloads/agent-1 -> 200 destroyed");
+    expect(out.split("\n").filter((l) => l.startsWith("callback:"))).toEqual([
+      "callback: agent-1 starting",
+      "callback: agent-1 running",
+      "callback: agent-1 stopping (stopped)",
+      "callback: agent-1 stopped (stopped)",
+      "callback: agent-1 destroyed",
+    ]);
+  });
+
   it("examples/custom-backend.ts drives a hand-written backend through the kernel", async () => {
     expect(await run("examples/custom-backend.ts")).toContain("exit 4 (failed)");
   });

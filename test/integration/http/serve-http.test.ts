@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyCallbackSignature } from "../../../src/http/index.js";
 import { eventProblems, statusProblems } from "../../fixtures/http/contract.js";
 import { type Receiver, startReceiver } from "../../fixtures/http/receiver.js";
-import { call, type Home, makeHome, SECRET, type Serve, startServe } from "./support.js";
+import { call, type Home, type Json, makeHome, SECRET, type Serve, startServe } from "./support.js";
 
 /**
  * runtime.v1 over HTTP against a real `runtime-kernel serve --http` on the process backend,
@@ -30,7 +30,7 @@ const api = (method: string, path: string, options?: Parameters<typeof call>[3])
   call(serve.url, method, path, options);
 
 /** A status answer: conforms to the contract, and is returned for assertions. */
-function conforming(response: { status: number; body: any }, status: number) {
+function conforming(response: { status: number; body: Json }, status: number) {
   expect(response.status, JSON.stringify(response.body)).toBe(status);
   expect(statusProblems(response.body)).toEqual([]);
   return response.body;
@@ -213,7 +213,7 @@ describe("runtime.v1 over HTTP: the lifecycle", () => {
 });
 
 describe("runtime.v1 over HTTP: bad input", () => {
-  const refusals: Array<[string, () => Promise<{ status: number; body: any }>, number, string[]]> = [
+  const refusals: Array<[string, () => Promise<{ status: number; body: Json }>, number, string[]]> = [
     ["malformed JSON", () => api("POST", "/workloads", { body: '{"workloadId": "x",' }), 400, [""]],
     [
       "a 10 MB body",

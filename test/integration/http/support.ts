@@ -120,13 +120,16 @@ export function startServe(home: Home, args: string[] = []): Promise<Serve> {
   });
 }
 
+/** A parsed JSON answer (JSON.parse's own type: the tests look into it freely). */
+export type Json = ReturnType<typeof JSON.parse>;
+
 /** One request to the server: its status, headers and parsed JSON body. */
 export async function call(
   url: string,
   method: string,
   path: string,
   options: { body?: unknown; headers?: Record<string, string>; token?: string | null } = {},
-): Promise<{ status: number; headers: Headers; body: any }> {
+): Promise<{ status: number; headers: Headers; body: Json }> {
   const token = options.token === undefined ? TOKEN : options.token;
   const response = await fetch(`${url}${path}`, {
     method,
