@@ -6,6 +6,13 @@
  */
 import type { Clock } from "../clock.js";
 
+/**
+ * The longest delay a timer can hold (Node's, like browsers', is a signed 32-bit count of
+ * milliseconds: about 24.8 days). A later deadline is armed this far ahead, and re-armed from
+ * there; handing Node more makes it fire after 1 ms, which would spin.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 interface Entry {
   at: number;
   /** Insertion order, so entries due at the same time fire in the order they were scheduled. */
@@ -89,7 +96,8 @@ export class Scheduler {
       return;
     }
     this.#armedAt = top.at;
-    this.#timer = this.#clock.setTimeout(() => this.#tick(), Math.max(0, top.at - this.#clock.now()));
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, top.at - this.#clock.now()));
+    this.#timer = this.#clock.setTimeout(() => this.#tick(), delay);
   }
 
   #tick(): void {

@@ -11,6 +11,29 @@ function setup() {
 }
 
 describe("Scheduler", () => {
+  it("arms a deadline beyond what a timer holds (24.8 days) in steps, and fires it on time", async () => {
+    const clock = new ManualClock();
+    const delays: number[] = [];
+    const recording = {
+      now: () => clock.now(),
+      setTimeout: (callback: () => void, ms: number) => {
+        delays.push(ms);
+        return clock.setTimeout(callback, ms);
+      },
+      clearTimeout: (handle: unknown) => clock.clearTimeout(handle),
+    };
+    const scheduler = new Scheduler(recording);
+    const fired: number[] = [];
+    const thirtyDays = 30 * 24 * 60 * 60 * 1000;
+    scheduler.after(thirtyDays, () => fired.push(clock.now()));
+    expect(Math.max(...delays)).toBeLessThanOrEqual(2 ** 31 - 1);
+    await clock.advance(thirtyDays - 1);
+    expect(fired).toEqual([]);
+    await clock.advance(1);
+    expect(fired).toHaveLength(1);
+    expect(delays.every((ms) => ms <= 2 ** 31 - 1)).toBe(true);
+  });
+
   describe("one clock timer for many tasks", () => {
     it("arms a single clock timer however many tasks are scheduled", () => {
       const { clock, scheduler, record } = setup();
