@@ -366,7 +366,7 @@ export function createHttpSurface(
     res.end(text);
   };
 
-  const serve = async (req: IncomingMessage, traceId: string, tracedByCaller: boolean) => {
+  const serve = async (req: IncomingMessage, traceId: string) => {
     if (refusing)
       throw new HttpError(503, "KERNEL_SHUT_DOWN", "the server is shutting down", { "retry-after": "1" });
     if (req.headers.origin !== undefined) {
@@ -399,15 +399,12 @@ export function createHttpSurface(
       });
     }
     const body = await parseBody(req, route, maxBodyBytes);
-    const reply = await route.handle({
-      raw: req,
+    return route.handle({
       params,
       query: new URLSearchParams(queryAt < 0 ? "" : target.slice(queryAt + 1)),
       body,
       traceId,
-      tracedByCaller,
     });
-    return reply;
   };
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
@@ -416,8 +413,8 @@ export function createHttpSurface(
     req.on("error", () => {});
     res.on("error", () => {});
     const given = req.headers[TRACE_HEADER];
-    const tracedByCaller = typeof given === "string" && TRACE_ID.test(given);
-    const traceId = tracedByCaller ? (given as string) : randomUUID().replaceAll("-", "");
+    const traceId =
+      typeof given === "string" && TRACE_ID.test(given) ? given : randomUUID().replaceAll("-", "");
     const finish = (status: number, body: unknown, headers: Record<string, string>, code?: string) => {
       send(res, status, body, { [TRACE_HEADER]: traceId, ...headers });
       // Whatever body is left unread is drained so the connection can be reused, within a bound.
@@ -442,7 +439,7 @@ export function createHttpSurface(
         // A log sink that throws must not turn an answer into a crash.
       }
     };
-    serve(req, traceId, tracedByCaller).then(
+    serve(req, traceId).then(
       (reply) => finish(reply.status, reply.body, {}),
       (error: unknown) => {
         const out = errorBody(error);

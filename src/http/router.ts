@@ -5,7 +5,6 @@
  * is served, validated and documented by adding it to the list, nothing else.
  * @module
  */
-import type { IncomingMessage } from "node:http";
 import type { z } from "zod";
 
 /** The methods a route may answer. */
@@ -13,8 +12,6 @@ export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 /** What a handler gets. */
 export interface RouteRequest<Body = unknown> {
-  /** The raw request, for headers. */
-  raw: IncomingMessage;
   /** Path parameters, decoded (`{workloadId}` in the template is `params.workloadId`). */
   params: Record<string, string>;
   query: URLSearchParams;
@@ -22,8 +19,6 @@ export interface RouteRequest<Body = unknown> {
   body: Body;
   /** The request's trace id (its `X-Trace-Id`, or one made for it). */
   traceId: string;
-  /** Whether the request carried its own `X-Trace-Id`. */
-  tracedByCaller: boolean;
 }
 
 /** What a handler answers. */

@@ -107,6 +107,23 @@ describe("runtime.v1 over HTTP: the lifecycle", () => {
       expect(verifyCallbackSignature({ secret: SECRET, body: r.body, headers: r.headers })).toBe(true);
     }
     expect(new Set(got.map((r) => r.headers["x-runtime-event-id"])).size).toBe(5);
+    // serve --json: the workload's transitions and the requests about it carry the trace id.
+    const lines = serve
+      .stdout()
+      .split("\n")
+      .filter((l) => l.includes('"trace-life"'))
+      .map((l) => JSON.parse(l));
+    expect(lines.filter((l) => l.workloadId === "life" && l.state).map((l) => l.state)).toEqual([
+      "starting",
+      "running",
+      "stopping",
+      "stopped",
+      "destroyed",
+    ]);
+    expect(lines).toContainEqual(expect.objectContaining({ event: "request", method: "POST", status: 201 }));
+    expect(lines).toContainEqual(
+      expect.objectContaining({ event: "callback_delivered", workloadId: "life" }),
+    );
   });
 
   it("a workload that exits by itself is stopped with its exit code, as failed", async () => {
