@@ -86,11 +86,12 @@ describe("the packed package", () => {
     }
   });
 
-  it("loads the main, testing, server and gestalt entries with nothing but its dependencies", async () => {
+  it("loads the main, testing, server, http and gestalt entries with nothing but its dependencies", async () => {
     const light = [
       "runtime-kernel",
       "runtime-kernel/testing",
       "runtime-kernel/server",
+      "runtime-kernel/http",
       "runtime-kernel/gestalt",
     ];
     for (const kind of ["esm", "cjs"] as const) {
