@@ -25,66 +25,13 @@ import { serveRuntimeHttp } from "../src/http/index.js";
 import { createRuntimeKernel, type RuntimeKernel } from "../src/index.js";
 import { createRuntimeClient, serveRuntimeKernel } from "../src/server/index.js";
 import { FakeBackend } from "../src/testing/index.js";
+import { type Calls, median, type RoundResult, r3, round, summary } from "./cycles.js";
 
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 1_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 1);
 const CALLBACK_WORKLOADS = Number(process.env.BENCH_CALLBACK_WORKLOADS ?? 2_000);
-
-interface Calls {
-  create(id: string): Promise<unknown>;
-  stop(id: string): Promise<unknown>;
-  destroy(id: string): Promise<unknown>;
-}
-
-interface RoundResult {
-  wallMs: number;
-  cpuMs: number;
-  cycleMs: number[];
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
-};
-const median = (xs: number[]) => pct(xs, 50);
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
-
-let serial = 0;
-
-async function round(callers: Calls[]): Promise<RoundResult> {
-  globalThis.gc?.();
-  const cycleMs: number[] = [];
-  let remaining = CYCLES;
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await Promise.all(
-    callers.map(async (calls) => {
-      while (remaining > 0) {
-        remaining--;
-        const id = `w-${++serial}`;
-        const t = performance.now();
-        await calls.create(id);
-        await calls.stop(id);
-        await calls.destroy(id);
-        cycleMs.push(performance.now() - t);
-      }
-    }),
-  );
-  const wallMs = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, cycleMs };
-}
-
-function summary(results: RoundResult[]) {
-  return {
-    cyclesPerSec: r3(median(results.map((r) => (CYCLES / r.wallMs) * 1000))),
-    cycleP50Ms: r3(median(results.map((r) => pct(r.cycleMs, 50)))),
-    cycleP99Ms: r3(median(results.map((r) => pct(r.cycleMs, 99)))),
-    cpuMsPerCycle: r3(median(results.map((r) => r.cpuMs / CYCLES))),
-  };
-}
 
 /** One JSON request over a kept-alive connection; rejects on anything but the expected status. */
 function httpCall(
@@ -166,7 +113,7 @@ const overHttp: Calls[] = agents.map((agent) => ({
 const sides = { inProcess, grpc: overGrpc, http: overHttp };
 type Side = keyof typeof sides;
 const names = Object.keys(sides) as Side[];
-for (let i = 0; i < WARMUP; i++) for (const name of names) await round(sides[name]);
+for (let i = 0; i < WARMUP; i++) for (const name of names) await round(sides[name], CYCLES);
 const results: Record<Side, RoundResult[]> = { inProcess: [], grpc: [], http: [] };
 const httpVsGrpcCpu: number[] = [];
 const httpVsGrpcWall: number[] = [];
@@ -175,7 +122,7 @@ for (let i = 0; i < ROUNDS; i++) {
   // Rotate which side goes first, so none always runs on a warmer heap.
   const order = names.map((_, k) => names[(i + k) % names.length] as Side);
   const got = {} as Record<Side, RoundResult>;
-  for (const name of order) got[name] = await round(sides[name]);
+  for (const name of order) got[name] = await round(sides[name], CYCLES);
   for (const name of names) results[name].push(got[name]);
   httpVsGrpcCpu.push(got.http.cpuMs / got.grpc.cpuMs);
   httpVsGrpcWall.push(got.http.wallMs / got.grpc.wallMs);
@@ -264,9 +211,9 @@ console.log(
     workload: `${CYCLES} x create+stop+destroy, ${CONCURRENCY} concurrent callers, fake backend`,
     rounds: ROUNDS,
     node: process.version,
-    inProcess: summary(results.inProcess),
-    grpc: summary(results.grpc),
-    http: summary(results.http),
+    inProcess: summary(results.inProcess, CYCLES),
+    grpc: summary(results.grpc, CYCLES),
+    http: summary(results.http, CYCLES),
     ratio,
     target: { httpVsGrpcCpuPerCycle: 1.5, met: ratio.httpVsGrpcCpuPerCycle <= 1.5 },
     callbacks: {

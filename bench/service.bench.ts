@@ -20,77 +20,12 @@ import { join } from "node:path";
 import { createRuntimeKernel, type RuntimeKernel } from "../src/index.js";
 import { createRuntimeClient, serveRuntimeKernel } from "../src/server/index.js";
 import { FakeBackend } from "../src/testing/index.js";
+import { type Calls, median, pct, type RoundResult, r3, round, summary } from "./cycles.js";
 
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 1_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 1);
-
-/** The three calls of one cycle, on either side. */
-interface Calls {
-  create(id: string): Promise<unknown>;
-  stop(id: string): Promise<unknown>;
-  destroy(id: string): Promise<unknown>;
-}
-
-interface RoundResult {
-  wallMs: number;
-  cpuMs: number;
-  cycleMs: number[];
-  callMs: number[];
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
-};
-const median = (xs: number[]) => pct(xs, 50);
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
-
-let serial = 0;
-
-/** 1,000 cycles from `callers.length` concurrent loops; every call and cycle timed. */
-async function round(callers: Calls[]): Promise<RoundResult> {
-  globalThis.gc?.();
-  const cycleMs: number[] = [];
-  const callMs: number[] = [];
-  let remaining = CYCLES;
-  const timed = async (call: () => Promise<unknown>) => {
-    const t = performance.now();
-    await call();
-    callMs.push(performance.now() - t);
-  };
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await Promise.all(
-    callers.map(async (calls) => {
-      while (remaining > 0) {
-        remaining--;
-        const id = `w-${++serial}`;
-        const t = performance.now();
-        await timed(() => calls.create(id));
-        await timed(() => calls.stop(id));
-        await timed(() => calls.destroy(id));
-        cycleMs.push(performance.now() - t);
-      }
-    }),
-  );
-  const wallMs = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, cycleMs, callMs };
-}
-
-function summary(results: RoundResult[]) {
-  return {
-    cyclesPerSec: r3(median(results.map((r) => (CYCLES / r.wallMs) * 1000))),
-    callsPerSec: r3(median(results.map((r) => ((3 * CYCLES) / r.wallMs) * 1000))),
-    cycleP50Ms: r3(median(results.map((r) => pct(r.cycleMs, 50)))),
-    cycleP99Ms: r3(median(results.map((r) => pct(r.cycleMs, 99)))),
-    callP50Ms: r3(median(results.map((r) => pct(r.callMs, 50)))),
-    callP99Ms: r3(median(results.map((r) => pct(r.callMs, 99)))),
-    cpuMsPerCycle: r3(median(results.map((r) => r.cpuMs / CYCLES))),
-  };
-}
 
 const dir = mkdtempSync(join(tmpdir(), "rk-sbench-"));
 // Every cycle destroys its workload, so nothing accumulates across rounds.
@@ -118,8 +53,8 @@ const overGrpc: Calls[] = clients.map((client) => ({
 }));
 
 for (let i = 0; i < WARMUP; i++) {
-  await round(inProcess);
-  await round(overGrpc);
+  await round(inProcess, CYCLES);
+  await round(overGrpc, CYCLES);
 }
 const local: RoundResult[] = [];
 const remote: RoundResult[] = [];
@@ -129,8 +64,8 @@ const cpuRatios: number[] = [];
 for (let i = 0; i < ROUNDS; i++) {
   // Alternate which side goes first, so neither always runs on a warmer heap.
   const [a, b] = i % 2 === 0 ? [inProcess, overGrpc] : [overGrpc, inProcess];
-  const first = await round(a);
-  const second = await round(b);
+  const first = await round(a, CYCLES);
+  const second = await round(b, CYCLES);
   const [l, g] = i % 2 === 0 ? [first, second] : [second, first];
   local.push(l);
   remote.push(g);
@@ -152,8 +87,8 @@ console.log(
     transport: "unix socket, one channel per client, clients and server in one process",
     rounds: ROUNDS,
     node: process.version,
-    inProcess: summary(local),
-    grpc: summary(remote),
+    inProcess: summary(local, CYCLES),
+    grpc: summary(remote, CYCLES),
     // grpc / inProcess, within each round: wall time for the 1,000 cycles (the inverse of the
     // throughput ratio), p99 cycle latency, and CPU per cycle.
     ratio: {

@@ -1,8 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Home, makeHome, type Serve, startServe } from "./support.js";
+import { describe, expect, it } from "vitest";
+import { serveForFile } from "./support.js";
 
 /**
  * The curl commands of docs/http.md, run as they are written (only the address changes)
@@ -42,23 +42,12 @@ const keys = (value: unknown) =>
     ? Object.keys(value).sort()
     : typeof value;
 
-let home: Home;
-let serve: Serve;
-
-beforeAll(async () => {
-  home = makeHome({
-    tokenFile: undefined,
-    profiles: {
-      default: { runnable: { command: ["sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.05; done"] } },
-    },
-  });
-  serve = await startServe(home);
-}, 60_000);
-
-afterAll(async () => {
-  if (serve && serve.child.exitCode === null) await serve.stop();
-  await home?.cleanup();
-}, 60_000);
+const running = serveForFile({
+  tokenFile: undefined,
+  profiles: {
+    default: { runnable: { command: ["sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.05; done"] } },
+  },
+});
 
 describe("the curl examples of docs/http.md", () => {
   it("cover the routes", () => {
@@ -73,7 +62,7 @@ describe("the curl examples of docs/http.md", () => {
 
   it("answer as documented, in order, against a live server", () => {
     for (const example of examples()) {
-      const command = example.command.replaceAll(DOC_URL, serve.url);
+      const command = example.command.replaceAll(DOC_URL, running.serve.url);
       const output = execFileSync("bash", ["-c", `${command} -w '\\n%{http_code}'`], { encoding: "utf8" });
       const lines = output.trimEnd().split("\n");
       const status = Number(lines.pop());

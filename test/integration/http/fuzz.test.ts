@@ -1,25 +1,14 @@
 import { connect } from "node:net";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, type Home, makeHome, type Serve, startServe, TOKEN } from "./support.js";
+import { describe, expect, it } from "vitest";
+import { call, serveForFile, TOKEN } from "./support.js";
 
 /**
  * Random and hostile requests against a live `serve --http` (on the fake backend, so that
  * what a random request happens to start costs nothing): each is answered with a status,
  * and the server never exits.
  */
-let home: Home;
-let serve: Serve;
-
-beforeAll(async () => {
-  home = makeHome({ backend: "fake", http: { backend: "process", maxBodyBytes: 64 * 1024 } });
-  serve = await startServe(home);
-}, 60_000);
-
-afterAll(async () => {
-  if (serve && serve.child.exitCode === null) await serve.stop();
-  await home?.cleanup();
-}, 60_000);
+const running = serveForFile({ backend: "fake", http: { backend: "process", maxBodyBytes: 64 * 1024 } });
 
 const segment = fc.oneof(
   fc.constantFrom(
@@ -78,7 +67,7 @@ describe("the HTTP surface under random and hostile requests", () => {
           const headers: Record<string, string> = {};
           if (type !== undefined) headers["content-type"] = type;
           if (traceId !== undefined && /^[\x20-\x7e]*$/.test(traceId)) headers["x-trace-id"] = traceId;
-          const response = await call(serve.url, method, target, {
+          const response = await call(running.serve.url, method, target, {
             ...(payload !== undefined && method !== "GET" ? { body: payload } : {}),
             headers,
             token: token !== null && /^[\x20-\x7e]*$/.test(token) ? token : null,
@@ -94,7 +83,7 @@ describe("the HTTP surface under random and hostile requests", () => {
       ),
       { numRuns: 400 },
     );
-    expect(serve.child.exitCode).toBeNull();
+    expect(running.serve.child.exitCode).toBeNull();
   }, 120_000);
 
   it("survives raw bytes that are not HTTP, or barely", async () => {
@@ -120,7 +109,7 @@ describe("the HTTP surface under random and hostile requests", () => {
     );
     await fc.assert(
       fc.asyncProperty(raw, async (bytes) => {
-        const { port } = new URL(serve.url);
+        const { port } = new URL(running.serve.url);
         const answer = await new Promise<string>((resolve) => {
           const socket = connect(Number(port), "127.0.0.1");
           let got = "";
@@ -140,7 +129,7 @@ describe("the HTTP surface under random and hostile requests", () => {
       }),
       { numRuns: 200 },
     );
-    expect(serve.child.exitCode).toBeNull();
-    expect((await call(serve.url, "GET", "/health")).status).toBe(200);
+    expect(running.serve.child.exitCode).toBeNull();
+    expect((await call(running.serve.url, "GET", "/health")).status).toBe(200);
   }, 120_000);
 });

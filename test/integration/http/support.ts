@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { afterAll, beforeAll } from "vitest";
 import { ProcessBackend } from "../../../src/backends/process/index.js";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
@@ -153,4 +154,21 @@ export async function call(
     body = JSON.parse(text);
   } catch {}
   return { status: response.status, headers: response.headers, body };
+}
+
+/**
+ * Runs one `serve --http` (with `config` over the defaults) for the whole file: started
+ * before its tests, stopped and cleaned up after. The returned object is filled in `beforeAll`.
+ */
+export function serveForFile(config: Record<string, unknown> = {}): { home: Home; serve: Serve } {
+  const running = {} as { home: Home; serve: Serve };
+  beforeAll(async () => {
+    running.home = makeHome(config);
+    running.serve = await startServe(running.home);
+  }, 60_000);
+  afterAll(async () => {
+    if (running.serve && running.serve.child.exitCode === null) await running.serve.stop();
+    await running.home?.cleanup();
+  }, 60_000);
+  return running;
 }
