@@ -359,6 +359,33 @@ describe("runtime.v1 over HTTP: durable callbacks", () => {
   });
 });
 
+describe("runtime.v1 over HTTP: a dead receiver", () => {
+  it("does not hold up a live one: the live receiver gets every event while the dead one's wait", async () => {
+    const refused = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = s.address() as { port: number };
+        s.close(() => resolve(port));
+      });
+    });
+    const dead = { profile: "sleeper", env: {}, callbackUrl: `http://127.0.0.1:${refused}/runtime/callback` };
+    for (const id of ["dead-1", "dead-2", "dead-3"]) {
+      conforming(await api("POST", "/workloads", { body: { workloadId: id, ...dead } }), 201);
+    }
+    conforming(
+      await api("POST", "/workloads", {
+        body: { workloadId: "alive", profile: "sleeper", env: {}, callbackUrl: receiver.url },
+      }),
+      201,
+    );
+    conforming(await api("DELETE", "/workloads/alive"), 200);
+    // The dead receiver's events are retried for as long as their budget lasts (a day by
+    // default): had they been in the live one's way, this would never see "destroyed".
+    const got = await callbacksUntil("alive", "destroyed");
+    expect(got.map((r) => r.json.state)).toEqual(["starting", "running", "stopping", "stopped", "destroyed"]);
+    for (const id of ["dead-1", "dead-2", "dead-3"]) conforming(await api("DELETE", `/workloads/${id}`), 200);
+  });
+});
+
 describe("runtime.v1 over HTTP: the outbox survives a crash", () => {
   it("events for a receiver that is down while serve is SIGKILLed arrive after the restart, none lost, in order", async () => {
     const crashHome = makeHome({ kernelId: "http-test" });
