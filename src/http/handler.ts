@@ -252,7 +252,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     const onEnd = () => resolve(Buffer.concat(chunks, size));
     req.on("data", onData);
     req.once("end", onEnd);
-    req.once("error", reject);
+    // A client that went away mid-body: nothing to answer, and no fault of this process.
+    req.once("error", () => reject(new HttpError(400, "BAD_REQUEST", "the request was cut short")));
   });
 }
 
