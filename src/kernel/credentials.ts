@@ -5,6 +5,7 @@
  * reaches an event, a status or a caller.
  * @module
  */
+import { StartFailedError } from "../errors.js";
 
 /** Who is asking for credentials. */
 export interface CredentialRequest {
@@ -56,4 +57,47 @@ export function redactError(error: unknown, secrets: readonly string[]): unknown
       (error as unknown as Record<string, unknown>)[key] = redact(value, secrets);
   }
   return error;
+}
+
+/** A name safe to quote from a thrown error (its class or code), or undefined. */
+function quotable(value: unknown): string | undefined {
+  return typeof value === "string" && /^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(value) ? value : undefined;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Asks `broker` for one run's credentials. What a broker throws may quote the very secrets it
+ * guards (a vault URL with a token, a refused key), and the kernel does not know them yet to
+ * scrub them, so its message is never kept: the run fails with `START_FAILED` naming only the
+ * error's class and code, retryable when the broker's error says so. A result that is not a
+ * map of environment variables to strings is refused the same way, without quoting it.
+ */
+export async function brokerCredentials(
+  broker: CredentialBroker,
+  request: CredentialRequest,
+): Promise<Record<string, string>> {
+  const failed = (what: string, retryable = false) =>
+    new StartFailedError(
+      request.workloadId,
+      `The credential broker ${what} for "${request.workloadId}" (its message is not kept: it may hold a secret)`,
+      { retryable },
+    );
+  let credentials: unknown;
+  try {
+    credentials = await broker.credentials(request);
+  } catch (error) {
+    const e = error as { name?: unknown; code?: unknown; retryable?: unknown } | null;
+    const name = quotable(e?.name) ?? typeof error;
+    const code = quotable(e?.code);
+    throw failed(`threw ${name}${code ? ` ${code}` : ""}`, e?.retryable === true);
+  }
+  if (
+    typeof credentials !== "object" ||
+    credentials === null ||
+    Object.entries(credentials).some(([key, value]) => !ENV_NAME.test(key) || typeof value !== "string")
+  ) {
+    throw failed("returned something other than environment variable names mapped to strings");
+  }
+  return credentials as Record<string, string>;
 }

@@ -29,7 +29,7 @@ import {
   WorkloadConflictError,
   WorkloadNotFoundError,
 } from "../errors.js";
-import { redactError } from "./credentials.js";
+import { brokerCredentials, redactError } from "./credentials.js";
 import { EventHub, type EventStreamOptions, type KernelEventMap } from "./events.js";
 import { ExitPoller, type PollTarget, probeExit } from "./exit-poller.js";
 import {
@@ -42,8 +42,8 @@ import {
 } from "./machine.js";
 import { cleanupRetryDelay, quotaFor, restartDelay } from "./policies.js";
 import type { ScheduledTask } from "./scheduler.js";
-import { Scheduler } from "./scheduler.js";
-import { parseKernelOptions, parseWorkloadSpec, type RuntimeKernelOptions } from "./spec.js";
+import { MAX_DEADLINE, Scheduler } from "./scheduler.js";
+import { checkArguments, parseKernelOptions, parseWorkloadSpec, type RuntimeKernelOptions } from "./spec.js";
 import { StartQueue, type StartTicket } from "./start-queue.js";
 import {
   type ListFilter,
@@ -265,11 +265,13 @@ class Kernel implements RuntimeKernel {
   }
 
   get(workloadId: string): WorkloadStatus | undefined {
+    checkArguments("get", [workloadId]);
     const record = this.#records.get(workloadId);
     return record ? this.#status(record) : undefined;
   }
 
   list(filter: ListFilter = {}): WorkloadStatus[] {
+    checkArguments("list", [filter]);
     const states = filter.state === undefined ? undefined : ([] as WorkloadState[]).concat(filter.state);
     const out: WorkloadStatus[] = [];
     for (const record of this.#records.values()) {
@@ -282,10 +284,12 @@ class Kernel implements RuntimeKernel {
   }
 
   touch(workloadId: string): void {
+    checkArguments("touch", [workloadId]);
     this.#touch(this.#require(workloadId));
   }
 
   async stop(workloadId: string, options: StopOptions = {}): Promise<WorkloadStatus> {
+    checkArguments("stop", [workloadId, options]);
     const record = this.#require(workloadId);
     if (record.state === "stopped" || record.state === "destroyed") {
       if (record.restartAt !== undefined) this.#cancelRestart(record);
@@ -300,6 +304,7 @@ class Kernel implements RuntimeKernel {
   }
 
   async destroy(workloadId: string, options: { graceMs?: number } = {}): Promise<void> {
+    checkArguments("destroy", [workloadId, options]);
     const record = this.#require(workloadId);
     record.next = undefined;
     record.restartAt = undefined;
@@ -320,6 +325,11 @@ class Kernel implements RuntimeKernel {
     state: WorkloadState,
     options: { signal?: AbortSignal } = {},
   ): Promise<WorkloadStatus> {
+    try {
+      checkArguments("waitFor", [workloadId, state, options]);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const record = this.#records.get(workloadId);
     if (!record) return Promise.reject(new WorkloadNotFoundError(workloadId));
     const settled = this.#settlement(record, state);
@@ -348,6 +358,7 @@ class Kernel implements RuntimeKernel {
   }
 
   events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent> {
+    checkArguments("events", [options]);
     return this.#hub.stream(options);
   }
 
@@ -356,6 +367,7 @@ class Kernel implements RuntimeKernel {
   }
 
   logs(workloadId: string, options: LogOptions = {}): AsyncIterable<LogEntry> {
+    checkArguments("logs", [workloadId, options]);
     const record = this.#require(workloadId);
     if (!this.backend.logs) {
       throw new RuntimeKernelError("UNSUPPORTED", `Backend "${this.backend.name}" cannot stream logs`, {
@@ -419,6 +431,11 @@ class Kernel implements RuntimeKernel {
   }
 
   shutdown(options: ShutdownOptions = {}): Promise<void> {
+    try {
+      checkArguments("shutdown", [options]);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.#closed ??= this.#shutdown(options);
     return this.#closed;
   }
@@ -513,7 +530,10 @@ class Kernel implements RuntimeKernel {
           // It did run (waitFor "running" must not call it a failed start); when exactly is
           // not recorded, its creation is the closest bound known.
           startedAt: record.createdAt,
-          ...(Number.isFinite(maxAt) && maxAt > 0 ? { maxLifetimeDeadline: maxAt } : {}),
+          // A label is read from the substrate: only a deadline the scheduler can hold is taken.
+          ...(Number.isFinite(maxAt) && maxAt > 0 && maxAt <= MAX_DEADLINE
+            ? { maxLifetimeDeadline: maxAt }
+            : {}),
         },
       },
     });
@@ -645,7 +665,7 @@ class Kernel implements RuntimeKernel {
     let startTimer: ScheduledTask | undefined;
     try {
       const credentials = this.#options.credentials
-        ? await this.#options.credentials.credentials({
+        ? await brokerCredentials(this.#options.credentials, {
             workloadId: spec.workloadId,
             runId,
             profile: spec.profile,

@@ -5,6 +5,10 @@
  * @module
  */
 import type { Clock } from "../clock.js";
+import { InvalidSpecError } from "../errors.js";
+
+/** The latest deadline the scheduler takes, in epoch ms: the end of JavaScript's Date range. */
+export const MAX_DEADLINE = 8.64e15;
 
 /**
  * The longest delay a timer can hold (Node's, like browsers', is a signed 32-bit count of
@@ -46,8 +50,23 @@ export class Scheduler {
     return this.#live;
   }
 
-  /** Calls `fire` at epoch ms `at` (at once on the next timer tick if `at` has passed). */
+  /**
+   * Calls `fire` at epoch ms `at` (at once on the next timer tick if `at` has passed). Refuses
+   * (`INVALID_SPEC`) a deadline that is not a finite time within the Date range: one NaN in
+   * the heap would break its order, and every other task with it.
+   */
   at(at: number, fire: () => void): ScheduledTask {
+    if (typeof at !== "number" || !Number.isFinite(at) || Math.abs(at) > MAX_DEADLINE) {
+      throw new InvalidSpecError(
+        [
+          {
+            path: "deadline",
+            message: `must be a finite epoch time in ms within ±${MAX_DEADLINE} (got ${at})`,
+          },
+        ],
+        { subject: "scheduled deadline" },
+      );
+    }
     const entry: Entry = { at, order: this.#order++, fire, cancelled: false };
     this.#push(entry);
     this.#live++;

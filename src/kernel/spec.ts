@@ -1,7 +1,8 @@
 /**
  * Validation at the boundary. Every input from a host (kernel options, profiles,
- * workload specs) is parsed here with zod; a refusal is an {@link InvalidSpecError}
- * that names each offending field, and nothing has been started or changed.
+ * workload specs, and the arguments and options of every public kernel method) is parsed
+ * here with zod; a refusal is an {@link InvalidSpecError} that names each offending field,
+ * and nothing has been started or changed.
  * @module
  */
 import { z } from "zod";
@@ -9,7 +10,7 @@ import type { Backend } from "../backends/backend.js";
 import type { Clock } from "../clock.js";
 import { InvalidSpecError, type ValidationIssue } from "../errors.js";
 import type { CredentialBroker } from "./credentials.js";
-import type { Profile, WorkloadSpec } from "./types.js";
+import { type Profile, WORKLOAD_STATES, type WorkloadSpec } from "./types.js";
 
 /** A DNS-1123 label: what Docker and Kubernetes names can carry without mangling. */
 const DNS1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -19,7 +20,21 @@ const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const TRACE_ID = /^[\x21-\x7e]{1,128}$/;
 const RESERVED_LABEL_PREFIX = "runtime-kernel.dev/";
 
-const duration = z.number().int("must be an integer number of milliseconds").nonnegative("must be >= 0");
+/**
+ * The longest duration the kernel takes (grace, timeouts, lifetimes, backoffs, reaping):
+ * 365 days. Anything longer is a mistake (`2**53 - 1`, a value in µs) rather than a wish,
+ * and would be a deadline no timer can hold.
+ */
+export const MAX_DURATION_MS = 365 * 24 * 3_600_000;
+
+const duration = z
+  .number({ error: "must be an integer number of milliseconds" })
+  .int("must be an integer number of milliseconds")
+  .nonnegative("must be >= 0")
+  .max(MAX_DURATION_MS, `must be at most ${MAX_DURATION_MS} (365 days)`);
+
+/** A count (a seq, a number of lines): a non-negative safe integer. */
+const count = z.number({ error: "must be an integer" }).int("must be an integer").nonnegative("must be >= 0");
 
 const envSchema = z.record(
   z.string().regex(ENV_KEY, "must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
@@ -30,6 +45,7 @@ const runnableSchema = z.looseObject({
   command: z
     .array(z.string().refine((v) => !v.includes("\0"), "must not contain NUL characters"))
     .min(1, "must hold at least the program")
+    .refine((argv) => argv[0] !== "", "must start with a program, not an empty string")
     .optional(),
   image: z.string().min(1, "must not be empty").optional(),
   cwd: z.string().min(1, "must not be empty").optional(),
@@ -138,7 +154,7 @@ const optionsSchema = z.strictObject({
   ownerQuota: z.union([z.number().int().nonnegative(), z.function()]).optional(),
   maxConcurrentStarts: z.number().int().positive().optional(),
   reapAfterMs: duration.optional(),
-  pollIntervalMs: z.number().int().positive().optional(),
+  pollIntervalMs: duration.min(1, "must be > 0").optional(),
   eventRetention: z.number().int().nonnegative().optional(),
   clock: z
     .custom<Clock>(
@@ -209,3 +225,98 @@ export function parseWorkloadSpec(input: unknown, profiles: Record<string, Profi
  * them could loosen the sandbox the host chose.
  */
 const SPEC_RUNNABLE_KEYS = ["command", "image", "cwd"];
+
+// ── arguments of the kernel's methods ─────────────────────────────────────────
+
+const workloadIdArgument = z.string({ error: "must be a string" });
+const stateArgument = z.enum(WORKLOAD_STATES, { error: `must be one of ${WORKLOAD_STATES.join(", ")}` });
+const REQUESTED_REASONS = ["requested", "idle_timeout", "max_lifetime", "shutdown"] as const;
+const abortSignal = z.custom<AbortSignal>((s) => s instanceof AbortSignal, "must be an AbortSignal");
+const options = <T extends z.core.$ZodLooseShape>(shape: T) =>
+  z.strictObject(shape, { error: "must be an object" }).optional();
+
+/** The schema of each public method's arguments, by method name. */
+const ARGUMENTS = {
+  get: z.tuple([workloadIdArgument]),
+  touch: z.tuple([workloadIdArgument]),
+  list: z.tuple([
+    options({
+      owner: z.string({ error: "must be a string" }).optional(),
+      profile: z.string({ error: "must be a string" }).optional(),
+      state: z
+        .union([stateArgument, z.array(stateArgument)], { error: "must be a state or a list of states" })
+        .optional(),
+    }),
+  ]),
+  stop: z.tuple([
+    workloadIdArgument,
+    options({
+      reason: z
+        .enum(REQUESTED_REASONS, { error: `must be one of ${REQUESTED_REASONS.join(", ")}` })
+        .optional(),
+      graceMs: duration.optional(),
+    }),
+  ]),
+  destroy: z.tuple([workloadIdArgument, options({ graceMs: duration.optional() })]),
+  waitFor: z.tuple([workloadIdArgument, stateArgument, options({ signal: abortSignal.optional() })]),
+  events: z.tuple([
+    options({
+      workloadId: workloadIdArgument.optional(),
+      sinceSeq: count.optional(),
+      signal: abortSignal.optional(),
+      highWaterMark: count.min(1, "must be > 0").optional(),
+    }),
+  ]),
+  logs: z.tuple([
+    workloadIdArgument,
+    options({
+      follow: z.boolean({ error: "must be a boolean" }).optional(),
+      tail: count.optional(),
+      signal: abortSignal.optional(),
+    }),
+  ]),
+  shutdown: z.tuple([
+    options({
+      leaveRunning: z.boolean({ error: "must be a boolean" }).optional(),
+      graceMs: duration.optional(),
+    }),
+  ]),
+} as const;
+
+/** The public kernel methods whose arguments are validated. */
+export type ValidatedMethod = keyof typeof ARGUMENTS;
+
+/** The names of each method's arguments, so an issue names `graceMs`, not `1.graceMs`. */
+const ARGUMENT_NAMES: Record<ValidatedMethod, readonly string[]> = {
+  get: ["workloadId"],
+  touch: ["workloadId"],
+  list: ["filter"],
+  stop: ["workloadId", "options"],
+  destroy: ["workloadId", "options"],
+  waitFor: ["workloadId", "state", "options"],
+  events: ["options"],
+  logs: ["workloadId", "options"],
+  shutdown: ["options"],
+};
+
+/**
+ * Checks the arguments of a public kernel method as strictly as a spec: finite integers
+ * within what the kernel's timers hold, known enum values, no unknown option. Throws
+ * {@link InvalidSpecError} naming each bad field (`graceMs`, `reason`, `workloadId`, ...).
+ */
+export function checkArguments(method: ValidatedMethod, args: readonly unknown[]): void {
+  // Trailing undefined arguments are absent ones (`stop(id)` and `stop(id, undefined)` alike).
+  const given = [...args];
+  while (given.length > 0 && given[given.length - 1] === undefined) given.pop();
+  const result = ARGUMENTS[method].safeParse(given);
+  if (result.success) return;
+  const names = ARGUMENT_NAMES[method];
+  const issues = issuesOf(result.error).map((issue) => {
+    const [index, ...rest] = issue.path.split(".");
+    const name = names[Number(index)];
+    // Options are named by their field; the other arguments by their own name.
+    const path = name === undefined ? issue.path : rest.length > 0 ? rest.join(".") : name;
+    return { path, message: issue.message };
+  });
+  throw new InvalidSpecError(issues, { subject: `${method}() arguments` });
+}

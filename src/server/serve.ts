@@ -23,6 +23,7 @@ import {
 import { InvalidSpecError, isRuntimeKernelError, WorkloadNotFoundError } from "../errors.js";
 import { HealthCheckResponse_ServingStatus, HealthService } from "../gen/grpc/health/v1/health.js";
 import * as wire from "../gen/runtime/v1/runtime.js";
+import { checkedDecoding, decodeFailureOf } from "../grpc/decode.js";
 import { type GrpcListener, listenGrpc } from "../grpc/listen.js";
 import { GrpcStatus, type GrpcStatusCode, toServiceStatus } from "../grpc/status.js";
 import type { RuntimeKernel } from "../index.js";
@@ -45,6 +46,14 @@ import {
 } from "./convert.js";
 import { eventStreamHeaders } from "./event-stream.js";
 import { HealthRegistry } from "./health.js";
+
+/** The 64-bit fields of each runtime.v1 request, by field number, as runtime.proto numbers them. */
+const UINT64_FIELDS = {
+  create: { 8: "spec.idleTimeoutMs", 9: "spec.maxLifetimeMs", 10: "spec.graceMs" },
+  stop: { 3: "graceMs" },
+  destroy: { 2: "graceMs" },
+  watchEvents: { 2: "sinceSeq" },
+};
 
 /** The full name of the runtime.v1 service, as health checks and reflection name it. */
 export const RUNTIME_SERVICE_NAME = "runtime.v1.Runtime";
@@ -226,6 +235,8 @@ export async function serveRuntimeKernel(
       pending.add(cut);
       let result: Promise<Res>;
       try {
+        const undecodable = decodeFailureOf(call.request);
+        if (undecodable) throw undecodable;
         result = Promise.resolve(handler(call.request));
       } catch (error) {
         result = Promise.reject(error);
@@ -261,6 +272,8 @@ export async function serveRuntimeKernel(
       call.on("cancelled", () => abort.abort());
       (async () => {
         try {
+          const undecodable = decodeFailureOf(call.request);
+          if (undecodable) throw undecodable;
           if (headers) call.sendMetadata(headers());
           for await (const item of source(call.request, abort.signal)) {
             if (abort.signal.aborted) break;
@@ -342,7 +355,7 @@ export async function serveRuntimeKernel(
 
   // Channelz only feeds a debugging service this server does not expose; its per-call bookkeeping is pure cost.
   const server = new Server({ "grpc.enable_channelz": 0, ...options.serverOptions });
-  server.addService(wire.RuntimeService, runtime);
+  server.addService(checkedDecoding(wire.RuntimeService, UINT64_FIELDS), runtime);
   server.addService(HealthService, health.implementation());
   let listener: GrpcListener;
   try {

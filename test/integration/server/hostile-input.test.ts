@@ -2,11 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { credentials, status } from "@grpc/grpc-js";
+import { Client, credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as wire from "../../../src/gen/runtime/v1/runtime.js";
 import {
   createRuntimeClient,
+  ERROR_METADATA,
   type RuntimeClient,
   type RuntimeServiceError,
 } from "../../../src/server/index.js";
@@ -156,4 +157,74 @@ describe("runtime-kernel serve under hostile input", () => {
     }
     expect(serveOutput).not.toMatch(/illegal characters|Unhandled|TypeError/);
   }, 120_000);
+
+  describe("numbers the kernel cannot take", () => {
+    /** Sends `bytes` as the request of `method` and resolves with the status (code, details, kernel code). */
+    function rawCall(method: string, bytes: Uint8Array) {
+      const raw = new Client(`unix:${socket}`, credentials.createInsecure());
+      return new Promise<{ code: number; details: string; kernelCode: unknown }>((resolve) => {
+        const done = (error: ServiceError | null) => {
+          raw.close();
+          resolve({
+            code: error?.code ?? status.OK,
+            details: error?.details ?? "",
+            kernelCode: error?.metadata.get(ERROR_METADATA.code)[0],
+          });
+        };
+        if (method === "WatchEvents") {
+          const call = raw.makeServerStreamRequest(
+            `/runtime.v1.Runtime/${method}`,
+            (b: Uint8Array) => Buffer.from(b),
+            (b: Buffer) => b,
+            bytes,
+          );
+          call.on("data", () => {});
+          call.on("error", done);
+          call.on("end", () => done(null));
+        } else {
+          raw.makeUnaryRequest(
+            `/runtime.v1.Runtime/${method}`,
+            (b: Uint8Array) => Buffer.from(b),
+            (b: Buffer) => b,
+            bytes,
+            (error) => done(error),
+          );
+        }
+      });
+    }
+
+    const huge = (2n ** 60n) as unknown as number;
+    const spec = {
+      workloadId: "w1",
+      profile: "default",
+      env: {},
+      labels: {},
+      runnable: undefined,
+      resources: undefined,
+    };
+
+    it.each<[string, string, Uint8Array]>([
+      [
+        "Create",
+        "spec.idleTimeoutMs",
+        wire.CreateRequest.encode({ spec: { ...spec, idleTimeoutMs: huge } }).finish(),
+      ],
+      [
+        "Create",
+        "spec.maxLifetimeMs",
+        wire.CreateRequest.encode({ spec: { ...spec, maxLifetimeMs: huge } }).finish(),
+      ],
+      ["Create", "spec.graceMs", wire.CreateRequest.encode({ spec: { ...spec, graceMs: huge } }).finish()],
+      ["Stop", "graceMs", wire.StopRequest.encode({ workloadId: "w1", graceMs: huge }).finish()],
+      ["Destroy", "graceMs", wire.DestroyRequest.encode({ workloadId: "w1", graceMs: huge }).finish()],
+      ["WatchEvents", "sinceSeq", wire.WatchEventsRequest.encode({ sinceSeq: huge }).finish()],
+      ["Stop", "graceMs", wire.StopRequest.encode({ workloadId: "w1", graceMs: 2 ** 53 - 1 }).finish()],
+      ["Get", "request", new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])],
+    ])("%s whose %s cannot be taken answers INVALID_SPEC naming it", async (method, field, bytes) => {
+      const answer = await rawCall(method, bytes);
+      expect(answer).toMatchObject({ code: status.INVALID_ARGUMENT, kernelCode: "INVALID_SPEC" });
+      expect(answer.details).toContain(`${field}: `);
+      expect(alive()).toBe(true);
+    });
+  });
 });

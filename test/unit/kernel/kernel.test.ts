@@ -486,6 +486,64 @@ describe("createRuntimeKernel: credentials", () => {
   });
 });
 
+describe("createRuntimeKernel: a credential broker that fails", () => {
+  const secret = "vault-token-s3cr3t-0123456789";
+
+  /** Everything a caller, an event listener or a log could see of a failed start. */
+  async function everythingSeen(broker: CredentialBroker) {
+    const { kernel, fake, events } = setup({ credentials: broker });
+    const logged: string[] = [];
+    kernel.on("error", (e) => logged.push(`${e.message}\n${e.stack}`));
+    const error = await kernel.create({ workloadId: "w1", profile: "agent" }).catch((e) => e);
+    const causes: string[] = [];
+    for (let c = error; c; c = c.cause) causes.push(`${c.message}\n${c.stack}`);
+    return {
+      error,
+      fake,
+      seen: [
+        ...causes,
+        JSON.stringify(error),
+        JSON.stringify(events),
+        JSON.stringify(kernel.list()),
+        ...logged,
+      ].join("\n"),
+    };
+  }
+
+  it("keeps a secret the broker's error quotes out of every error, event, status and log", async () => {
+    const { error, seen, fake } = await everythingSeen({
+      credentials: () => {
+        throw new TypeError(`vault refused https://vault.internal/?token=${secret}`);
+      },
+    });
+    expect(code(error)).toBe("START_FAILED");
+    expect(error.message).toContain("The credential broker threw TypeError");
+    expect(seen).not.toContain(secret);
+    expect(fake.started).toBe(0);
+  });
+
+  it("keeps the broker's code and retryable flag, but not its message", async () => {
+    const { error, seen } = await everythingSeen({
+      credentials: async () => {
+        throw Object.assign(new Error(`token ${secret} expired`), { code: "ETOKEN", retryable: true });
+      },
+    });
+    expect([error.code, error.retryable]).toEqual(["START_FAILED", true]);
+    expect(error.message).toContain("threw Error ETOKEN");
+    expect(seen).not.toContain(secret);
+  });
+
+  it("refuses credentials that are not strings without quoting them", async () => {
+    const { error, seen } = await everythingSeen({
+      credentials: () => ({ API_KEY: { nested: secret } }) as never,
+    });
+    expect(error.message).toContain(
+      "returned something other than environment variable names mapped to strings",
+    );
+    expect(seen).not.toContain(secret);
+  });
+});
+
 describe("createRuntimeKernel: observing", () => {
   it("carries the spec's trace id on every event and status of the workload, restarts included", async () => {
     const { kernel, fake, events, clock } = setup();
@@ -714,5 +772,108 @@ describe("createRuntimeKernel: bad input", () => {
     expect(() => createRuntimeKernel({ backend: {} as never })).toThrow(
       /backend: must implement the Backend port/,
     );
+  });
+});
+
+describe("createRuntimeKernel: every method's arguments are checked like specs", () => {
+  const BAD_DURATIONS: unknown[] = [Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53 - 1, "5000", -1, 1.5];
+
+  /** Each call that must be refused, and the field its error must name. */
+  const refusals = (kernel: RuntimeKernel): [string, () => unknown, string][] => [
+    ...BAD_DURATIONS.flatMap((bad): [string, () => unknown, string][] => [
+      [`stop graceMs ${String(bad)}`, () => kernel.stop("w1", { graceMs: bad as number }), "graceMs"],
+      [`destroy graceMs ${String(bad)}`, () => kernel.destroy("w1", { graceMs: bad as number }), "graceMs"],
+      [`shutdown graceMs ${String(bad)}`, () => kernel.shutdown({ graceMs: bad as number }), "graceMs"],
+    ]),
+    ["stop reason", () => kernel.stop("w1", { reason: "bogus" as never }), "reason"],
+    ["stop reason the kernel's own", () => kernel.stop("w1", { reason: "failed" as never }), "reason"],
+    ["stop unknown option", () => kernel.stop("w1", { force: true } as never), "force"],
+    ["stop options not an object", () => kernel.stop("w1", "5000" as never), "options"],
+    ["get id not a string", () => kernel.get(42 as never), "workloadId"],
+    ["touch id not a string", () => kernel.touch({} as never), "workloadId"],
+    ["list state", () => kernel.list({ state: "bogus" as never }), "state"],
+    ["list owner", () => kernel.list({ owner: 7 as never }), "owner"],
+    ["waitFor state", () => kernel.waitFor("w1", "bogus" as never), "state"],
+    ["waitFor signal", () => kernel.waitFor("w1", "stopped", { signal: "x" as never }), "signal"],
+    ["events sinceSeq", () => kernel.events({ sinceSeq: -1 }), "sinceSeq"],
+    ["events highWaterMark", () => kernel.events({ highWaterMark: Number.NaN }), "highWaterMark"],
+    ["logs tail", () => kernel.logs("w1", { tail: 1.5 }), "tail"],
+    ["logs follow", () => kernel.logs("w1", { follow: "yes" as never }), "follow"],
+    ["shutdown leaveRunning", () => kernel.shutdown({ leaveRunning: 1 as never }), "leaveRunning"],
+  ];
+
+  it("refuses each bad argument with INVALID_SPEC naming the field, and changes nothing", async () => {
+    const { kernel, fake, events } = setup();
+    await kernel.create({ workloadId: "w1", profile: "agent" });
+    const before = events.length;
+    for (const [label, call, field] of refusals(kernel)) {
+      let error: unknown;
+      try {
+        await call();
+      } catch (e) {
+        error = e;
+      }
+      expect(code(error), label).toBe("INVALID_SPEC");
+      expect(
+        (error as { issues: { path: string }[] }).issues.map((i) => i.path),
+        label,
+      ).toContain(field);
+    }
+    expect(events.length).toBe(before);
+    expect(kernel.get("w1")?.state).toBe("running");
+    expect(fake.running).toBe(1);
+    // The kernel still works, and shuts down with valid options.
+    expect((await kernel.stop("w1", { graceMs: 0 })).state).toBe("stopped");
+  });
+
+  it("keeps every other workload's idle TTL and max lifetime firing after bad options were offered", async () => {
+    const { kernel, clock, fake } = setup();
+    // The victim ignores SIGTERM, so a grace period of the bad value would be scheduled.
+    fake.behave("victim", { ignoreTerminate: true });
+    await kernel.create({ workloadId: "victim", profile: "agent" });
+    await kernel.create({ workloadId: "idler", profile: "idle" });
+    await kernel.create({ workloadId: "bounded", profile: "bounded" });
+    for (const bad of BAD_DURATIONS) {
+      // Not awaited: before the fix, a stop with NaN never settled.
+      void kernel.stop("victim", { graceMs: bad as number }).catch(() => {});
+      void kernel.destroy("victim", { graceMs: bad as number }).catch(() => {});
+    }
+    await clock.advance(10_000);
+    expect(kernel.get("idler")).toMatchObject({ state: "stopped", stopReason: "idle_timeout" });
+    await clock.advance(50_000);
+    expect(kernel.get("bounded")).toMatchObject({ state: "stopped", stopReason: "max_lifetime" });
+    expect(kernel.get("victim")?.state).toBe("running");
+  });
+
+  it("accepts the options it documents, absent or undefined", async () => {
+    const { kernel } = setup();
+    await kernel.create({ workloadId: "w1", profile: "agent" });
+    expect(kernel.list({ state: ["running"], owner: undefined })).toHaveLength(1);
+    expect(kernel.get("no-such")).toBeUndefined();
+    const stopped = await kernel.stop("w1", { reason: "max_lifetime", graceMs: undefined });
+    expect(stopped.stopReason).toBe("max_lifetime");
+    await kernel.destroy("w1", undefined);
+  });
+});
+
+describe("createRuntimeKernel: spec fields the review found loose", () => {
+  it('refuses command: [""] as INVALID_SPEC naming runnable.command, starting nothing', async () => {
+    const { kernel, fake } = setup();
+    const error = await kernel
+      .create({ workloadId: "w1", profile: "agent", runnable: { command: [""] } })
+      .catch((e) => e);
+    expect(code(error)).toBe("INVALID_SPEC");
+    expect(error.issues).toEqual([
+      { path: "runnable.command", message: "must start with a program, not an empty string" },
+    ]);
+    expect(fake.started).toBe(0);
+  });
+
+  it.each(["idleTimeoutMs", "maxLifetimeMs", "graceMs"])("refuses a %s no timer can hold", async (field) => {
+    const { kernel } = setup();
+    const error = await kernel
+      .create({ workloadId: "w1", profile: "agent", [field]: 2 ** 53 - 1 })
+      .catch((e) => e);
+    expect(error.issues).toEqual([{ path: field, message: "must be at most 31536000000 (365 days)" }]);
   });
 });

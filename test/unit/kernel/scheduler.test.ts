@@ -297,4 +297,24 @@ describe("Scheduler", () => {
       expect(clock.pending).toBe(0);
     });
   });
+
+  describe("deadlines no timer can hold", () => {
+    it.each([
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      1e300,
+      "5000" as unknown as number,
+    ])("refuses %s with INVALID_SPEC, and every other task still fires in order", async (bad) => {
+      const { clock, scheduler, fired, record, t0 } = setup();
+      scheduler.at(t0 + 300, record("b"));
+      expect(() => scheduler.at(bad, record("bad"))).toThrow(/deadline: must be a finite epoch time/);
+      expect(() => scheduler.after(bad, record("bad"))).toThrow(/INVALID_SPEC|deadline/);
+      scheduler.at(t0 + 100, record("a"));
+      scheduler.at(t0 + 200, record("ab"));
+      expect(scheduler.size).toBe(3);
+      await clock.advance(1_000);
+      expect(fired).toEqual(["a", "ab", "b"]);
+    });
+  });
 });
