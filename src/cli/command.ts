@@ -23,7 +23,7 @@ export interface CliIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
-  /** Registers a handler of SIGINT/SIGTERM; returns a function that removes it. */
+  /** Registers a handler of SIGINT, SIGTERM and SIGHUP; returns a function that removes it. */
   onSignal(handler: (signal: NodeJS.Signals) => void): () => void;
 }
 
@@ -44,6 +44,8 @@ export interface CommandContext {
 /** A subcommand of `runtime-kernel`. */
 export interface Command {
   name: string;
+  /** Other names it answers to (`ps` for `ls`), listed in help. */
+  aliases?: readonly string[];
   /** One line, for the command list. */
   summary: string;
   /** The usage line after `runtime-kernel `. */
@@ -96,6 +98,37 @@ export const CLIENT_OPTIONS: Record<string, OptionSpec> = {
   },
 };
 
+/** The fewest edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = best;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * The candidate that `typed` most likely meant: the closest by edit distance, within a third
+ * of the longer word (and at least one edit), or one that `typed` is a prefix of.
+ */
+export function closest(typed: string, candidates: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of candidates) {
+    const distance = name.startsWith(typed) ? 0 : editDistance(typed, name);
+    const limit = Math.max(1, Math.floor(Math.max(typed.length, name.length) / 3));
+    if (distance <= limit && (best === undefined || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name;
+}
+
 /** The --help text of a command. */
 export function helpText(command: Command, style: Style): string {
   const options = { ...command.options, ...COMMON_OPTIONS };
@@ -107,6 +140,7 @@ export function helpText(command: Command, style: Style): string {
   const width = Math.max(...rows.map(([left]) => left.length));
   const lines = [
     `${style.bold("Usage:")} runtime-kernel ${command.usage}`,
+    ...(command.aliases?.length ? [`${style.bold("Aliases:")} ${command.aliases.join(", ")}`] : []),
     "",
     command.description ?? command.summary,
     "",
@@ -144,7 +178,10 @@ export function parseCommandArgs(
     });
     return { values: parsed.values as CommandContext["values"], positionals: parsed.positionals };
   } catch (error) {
-    const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, "");
+    let message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, "");
+    const unknown = /^Unknown option '--([^']+)'/.exec(message)?.[1];
+    const hint = unknown === undefined ? undefined : closest(unknown, Object.keys(options));
+    if (hint !== undefined) message += `; did you mean --${hint}?`;
     throw new UsageError(message, command.name);
   }
 }

@@ -10,6 +10,7 @@ import { defaultAddress } from "../server/address.js";
 import { createRuntimeClient, type RuntimeClient } from "../server/client.js";
 import { GrpcStatus, RuntimeServiceError } from "../server/errors.js";
 import { type CommandContext, stringOption, UsageError } from "./command.js";
+import type { Style } from "./style.js";
 
 /** The environment variable holding the bearer token, for `serve` and clients alike. */
 export const TOKEN_ENV = "RUNTIME_KERNEL_TOKEN";
@@ -55,6 +56,16 @@ export function connect(context: CommandContext): RuntimeClient {
 /** Whether an error means no server answered at all (as opposed to a server refusing the call). */
 export function isUnreachable(error: unknown): boolean {
   return error instanceof RuntimeServiceError && !error.fromKernel && error.status === GrpcStatus.UNAVAILABLE;
+}
+
+/**
+ * The one way every command reports a failure on stderr: `error: <message>`, the message
+ * ending in `[CODE]` when it has one. With a `subject` (the workload a multi-id command was
+ * acting on) the message names it, unless it already does.
+ */
+export function failureLine(style: Style, message: string, subject?: string): string {
+  const named = subject === undefined || message.includes(`"${subject}"`) ? "" : `${subject}: `;
+  return `${style.red("error:")} ${named}${message}`;
 }
 
 /** A message for a failed call, written for the person at the terminal. */

@@ -3,7 +3,7 @@
  * Machines get `--json` instead, so nothing here needs to stay parseable.
  * @module
  */
-import type { TransitionEvent, WorkloadState, WorkloadStatus } from "../index.js";
+import { type TransitionEvent, WORKLOAD_STATES, type WorkloadState, type WorkloadStatus } from "../index.js";
 import { type Style, stripAnsi } from "./style.js";
 
 /** Parses `500`, `500ms`, `5s`, `2m`, `1h` (a bare number is milliseconds); undefined when malformed. */
@@ -94,8 +94,37 @@ function clock(at: number): string {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
-/** One transition, as a person reads it: `12:00:01.234  #42  w1  starting → running  restart 1`. */
-export function eventLine(event: TransitionEvent, style: Style): string {
+/**
+ * The widths of a stream of event lines: each column as wide as the widest value seen so far
+ * (from a sensible minimum), so that the columns line up as the stream goes on.
+ */
+export interface EventColumns {
+  seq: number;
+  workload: number;
+}
+
+/** Fresh column widths for one stream of {@link eventLine}s. */
+export function eventColumns(): EventColumns {
+  return { seq: 4, workload: 10 };
+}
+
+/** The widest state: `from` and `to` are padded to it, so the arrows line up too. */
+const STATE_WIDTH = Math.max(...WORKLOAD_STATES.map((s) => s.length));
+
+/** Pads `text` with spaces to `width` visible characters (colors do not count). */
+function pad(text: string, width: number): string {
+  return text + " ".repeat(Math.max(0, width - stripAnsi(text).length));
+}
+
+/**
+ * One transition, as a person reads it, in columns kept by `columns` across a stream:
+ * `12:00:01.234  #42   w1          starting  → running    restart 1`.
+ */
+export function eventLine(
+  event: TransitionEvent,
+  style: Style,
+  columns: EventColumns = eventColumns(),
+): string {
   const details: string[] = [];
   if (event.stopReason)
     details.push(isFailure(event.stopReason) ? style.red(event.stopReason) : event.stopReason);
@@ -112,13 +141,16 @@ export function eventLine(event: TransitionEvent, style: Style): string {
   if (event.error) details.push(style.red(`${event.error.code}: ${event.error.message}`));
   const from = event.from === null ? style.dim("·") : paintState(style, event.from);
   const to = paintState(style, event.state, isFailure(event.stopReason));
+  const seq = `#${event.seq}`;
+  columns.seq = Math.max(columns.seq, seq.length);
+  columns.workload = Math.max(columns.workload, event.workloadId.length);
   return [
     style.gray(clock(event.at)),
-    style.gray(`#${event.seq}`),
-    style.bold(event.workloadId),
-    `${from} → ${to}`,
+    pad(style.gray(seq), columns.seq),
+    pad(style.bold(event.workloadId), columns.workload),
+    `${pad(from, STATE_WIDTH)} → ${pad(to, STATE_WIDTH)}`,
     details.join("  "),
   ]
-    .filter(Boolean)
-    .join("  ");
+    .join("  ")
+    .trimEnd();
 }

@@ -14,6 +14,7 @@ import {
   COMMON_OPTIONS,
   type Command,
   type CommandContext,
+  closest,
   helpText,
   makeContext,
   parseCommandArgs,
@@ -25,7 +26,7 @@ import { getCommand, lsCommand } from "./commands/ls.js";
 import { runCommand } from "./commands/run.js";
 import { serveCommand } from "./commands/serve.js";
 import { destroyCommand, stopCommand } from "./commands/stop.js";
-import { addressFrom, describeFailure } from "./connect.js";
+import { addressFrom, describeFailure, failureLine } from "./connect.js";
 import { colorEnabled, createStyle, type Style } from "./style.js";
 
 /** Every subcommand, in the order `--help` lists them. */
@@ -40,18 +41,25 @@ export const COMMANDS: readonly Command[] = [
   destroyCommand,
 ];
 
+/**
+ * The signals a command treats as "stop now": Ctrl-C, a kill, and the terminal closing
+ * (SIGHUP), which must not leave a `run`'s workload behind as an orphan.
+ */
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
 /** The real process's streams, environment and signals. */
 export function processIo(): CliIo {
+  // A closed terminal (EIO) or a reader gone away (EPIPE, `| head`) must not crash a command
+  // halfway through what it was doing (stopping a workload matters more than saying so).
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
   return {
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
     onSignal(handler) {
-      process.on("SIGINT", handler);
-      process.on("SIGTERM", handler);
+      for (const signal of STOP_SIGNALS) process.on(signal, handler);
       return () => {
-        process.off("SIGINT", handler);
-        process.off("SIGTERM", handler);
+        for (const signal of STOP_SIGNALS) process.off(signal, handler);
       };
     },
   };
@@ -81,15 +89,18 @@ export function version(): string {
   return "unknown";
 }
 
+/** A command's name with its aliases, as help lists it: `ls, ps`. */
+const namesOf = (c: Command) => [c.name, ...(c.aliases ?? [])].join(", ");
+
 function globalHelp(style: Style, env: NodeJS.ProcessEnv): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const width = Math.max(...COMMANDS.map((c) => namesOf(c).length));
   return [
     `${style.bold("runtime-kernel")} ${style.dim(`v${version()}`)} — spawn, observe, stop and reap isolated workloads`,
     "",
     `${style.bold("Usage:")} runtime-kernel COMMAND [options]`,
     "",
     style.bold("Commands:"),
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    ...COMMANDS.map((c) => `  ${namesOf(c).padEnd(width)}  ${c.summary}`),
     "",
     style.bold("Getting started:"),
     `  ${style.dim("$")} runtime-kernel serve              ${style.dim("# in one terminal")}`,
@@ -101,9 +112,9 @@ function globalHelp(style: Style, env: NodeJS.ProcessEnv): string {
   ].join("\n");
 }
 
-function suggest(name: string): string | undefined {
-  const close = COMMANDS.find((c) => c.name.startsWith(name.slice(0, 2)) || name.startsWith(c.name));
-  return close?.name;
+/** The command called `name`, by its name or one of its aliases. */
+function commandNamed(name: string | undefined): Command | undefined {
+  return COMMANDS.find((c) => c.name === name || c.aliases?.includes(name ?? ""));
 }
 
 /** Runs the command line `argv` (without node and the script); resolves with the exit code. */
@@ -112,19 +123,22 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   const out = createStyle(colorEnabled(io.stdout, io.env, argv.includes("--no-color") ? false : undefined));
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    const target = name === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    const target = name === "help" ? commandNamed(rest[0]) : undefined;
     io.stdout.write(`${target ? helpText(target, out) : globalHelp(out, io.env)}\n`);
     return 0;
   }
-  if (name === "--version" || name === "-V" || name === "version") {
+  if (name === "--version" || name === "-v" || name === "-V" || name === "version") {
     io.stdout.write(`${version()}\n`);
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const command = commandNamed(name);
   if (!command) {
-    const hint = suggest(name);
+    const hint = closest(
+      name,
+      COMMANDS.flatMap((c) => [c.name, ...(c.aliases ?? [])]),
+    );
     io.stderr.write(
-      `${err.red("error:")} unknown command "${name}"${hint ? `; did you mean "${hint}"?` : ""}\n  see runtime-kernel --help\n`,
+      `${failureLine(err, `unknown command "${name}"${hint ? `; did you mean "${hint}"?` : ""}`)}\n  see runtime-kernel --help\n`,
     );
     return 2;
   }
@@ -139,15 +153,15 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     return await command.run(context);
   } catch (error) {
     if (error instanceof UsageError) {
-      io.stderr.write(`${err.red("error:")} ${error.message}\n  see runtime-kernel ${command.name} --help\n`);
+      io.stderr.write(`${failureLine(err, error.message)}\n  see runtime-kernel ${command.name} --help\n`);
       return 2;
     }
     if (isRuntimeKernelError(error, "INVALID_SPEC") && command.name === "serve") {
-      io.stderr.write(`${err.red("error:")} ${error.message}\n`);
+      io.stderr.write(`${failureLine(err, error.message)}\n`);
       return 2;
     }
     const address = context ? addressFrom(context) : "the server";
-    io.stderr.write(`${err.red("error:")} ${describeFailure(error, address)}\n`);
+    io.stderr.write(`${failureLine(err, describeFailure(error, address))}\n`);
     if (!isRuntimeKernelError(error) && io.env.RUNTIME_KERNEL_DEBUG && error instanceof Error) {
       io.stderr.write(`${error.stack}\n`);
     }

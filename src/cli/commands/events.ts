@@ -5,7 +5,7 @@
  */
 import { CLIENT_OPTIONS, type Command, stringOption, UsageError } from "../command.js";
 import { connect } from "../connect.js";
-import { eventLine } from "../format.js";
+import { eventColumns, eventLine } from "../format.js";
 
 /** `runtime-kernel events`. */
 export const eventsCommand: Command = {
@@ -41,13 +41,14 @@ export const eventsCommand: Command = {
     const client = connect(context);
     const stop = new AbortController();
     const remove = context.io.onSignal(() => stop.abort());
+    const columns = eventColumns();
     try {
       for await (const event of client.events({
         ...(workloadId !== undefined ? { workloadId } : {}),
         ...(since !== undefined ? { sinceSeq: Number(since) } : {}),
         signal: stop.signal,
       })) {
-        context.print(json ? JSON.stringify(event) : eventLine(event, context.out));
+        context.print(json ? JSON.stringify(event) : eventLine(event, context.out, columns));
       }
       return 0;
     } finally {

@@ -3,7 +3,7 @@
  * person or JSON for a script.
  * @module
  */
-import { WORKLOAD_STATES, type WorkloadState } from "../../index.js";
+import { WORKLOAD_STATES, WorkloadNotFoundError, type WorkloadState } from "../../index.js";
 import { CLIENT_OPTIONS, type Command, listOption, stringOption, UsageError } from "../command.js";
 import { connect } from "../connect.js";
 import { STATUS_HEADER, statusRows, table } from "../format.js";
@@ -11,9 +11,10 @@ import { STATUS_HEADER, statusRows, table } from "../format.js";
 /** `runtime-kernel ls`. */
 export const lsCommand: Command = {
   name: "ls",
+  aliases: ["ps"],
   summary: "list workloads",
   usage: "ls [options]",
-  description: "Lists the workloads the kernel knows (live and stopped, until they are destroyed).",
+  description: "Lists the workloads the kernel knows: live ones, and stopped ones until destroyed or reaped.",
   options: {
     owner: { type: "string", value: "OWNER", description: "only this owner's workloads" },
     profile: { type: "string", short: "p", value: "NAME", description: "only this profile's workloads" },
@@ -73,10 +74,8 @@ export const getCommand: Command = {
     const client = connect(context);
     try {
       const status = await client.get(id);
-      if (status === undefined) {
-        context.note(`${context.err.red("✖")} no workload "${id}"`);
-        return 1;
-      }
+      // Reported as every command reports it (the server answers Get for an unknown id with nothing).
+      if (status === undefined) throw new WorkloadNotFoundError(id);
       context.print(JSON.stringify(status, null, 2));
       return 0;
     } finally {

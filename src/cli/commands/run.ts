@@ -20,7 +20,7 @@ import {
   stringOption,
   UsageError,
 } from "../command.js";
-import { addressFrom, connect, describeFailure } from "../connect.js";
+import { addressFrom, connect, describeFailure, failureLine } from "../connect.js";
 import { describeExit, formatDuration, isFailure, parseDuration } from "../format.js";
 
 /** Exit code when the workload never ran or its end is unknown (as `docker run` uses 125). */
@@ -54,8 +54,9 @@ export const runCommand: Command = {
   description: [
     "Creates a workload running COMMAND, streams its output (stdout to stdout, stderr to stderr)",
     "and its transitions (on stderr), and exits with its exit code. Ctrl-C stops it gracefully",
-    "(SIGTERM, then SIGKILL after the grace); a second Ctrl-C kills it at once. The workload is",
-    "destroyed when it ends unless --keep is given. Exit code 125 means it never ran.",
+    "(SIGTERM, then SIGKILL after the grace); a second Ctrl-C kills it at once; a closed terminal",
+    "(SIGHUP) or SIGTERM stops it like Ctrl-C. The workload is destroyed when it ends unless --keep",
+    "is given. Exit code 125 means it never ran.",
   ].join("\n"),
   options: {
     profile: {
@@ -104,7 +105,11 @@ export const runCommand: Command = {
       description: "stop after this long without activity",
     },
     "max-lifetime": { type: "string", value: "DURATION", description: "stop this long after it started" },
-    keep: { type: "boolean", description: "keep the stopped workload (default: destroy it when it ends)" },
+    keep: {
+      type: "boolean",
+      description:
+        "keep the stopped workload for ls, logs and get until destroyed or reaped by the server (its reapAfterMs, 60s by default); default: destroy it when it ends",
+    },
     detach: { type: "boolean", short: "d", description: "create it, print its id, and return at once" },
     quiet: { type: "boolean", short: "q", description: "no transition lines, only the workload's output" },
     ...CLIENT_OPTIONS,
@@ -171,12 +176,14 @@ async function runInForeground(
     if (!quiet) note(`${err.cyan("›")} ${err.bold(id)} ${text}`);
   };
 
-  progress(err.dim(`starting (profile ${spec.profile})`));
   let status: WorkloadStatus;
   try {
+    // Reach the server first, so nothing says "starting" when there is no one to start it.
+    await client.health();
+    progress(err.dim(`starting (profile ${spec.profile})`));
     status = await client.create(spec);
   } catch (error) {
-    note(`${err.red("✖")} ${err.bold(id)} ${describeFailure(error, addressFrom(context))}`);
+    note(failureLine(err, describeFailure(error, addressFrom(context))));
     // A run that failed to start stays "stopped" on the server; don't leave it behind.
     if (isRuntimeKernelError(error, "START_FAILED") && context.values.keep !== true) {
       await client.destroy(id).catch(() => {});
@@ -191,11 +198,17 @@ async function runInForeground(
   const done = new AbortController();
   const ours = { runIds: new Set([status.runId]), firstSeq: undefined as number | undefined };
   let interrupts = 0;
-  const removeSignal = io.onSignal(() => {
+  const removeSignal = io.onSignal((signal) => {
     interrupts++;
     if (interrupts === 1) {
       const grace = graceMs === undefined ? "" : ` (grace ${formatDuration(graceMs)})`;
-      progress(err.yellow(`stopping${grace}; press Ctrl-C again to kill it`));
+      progress(
+        err.yellow(
+          signal === "SIGINT"
+            ? `stopping${grace}; press Ctrl-C again to kill it`
+            : `${signal}: stopping${grace}`,
+        ),
+      );
       client.stop(id, graceMs === undefined ? {} : { graceMs }).catch(() => {});
     } else if (interrupts === 2) {
       progress(err.red("killing"));
@@ -265,7 +278,10 @@ async function runInForeground(
 
   if (lostServer !== undefined || final === undefined) {
     note(
-      `${err.red("✖")} ${err.bold(id)} lost track of the workload: ${describeFailure(lostServer, addressFrom(context))}`,
+      failureLine(
+        err,
+        `lost track of workload "${id}": ${describeFailure(lostServer, addressFrom(context))}`,
+      ),
     );
     return EXIT_RUNTIME_FAILURE;
   }

@@ -19,7 +19,7 @@ import {
   type ServeConfig,
 } from "../config.js";
 import { TOKEN_ENV } from "../connect.js";
-import { eventLine } from "../format.js";
+import { eventColumns, eventLine } from "../format.js";
 
 /** The environment variable naming a config file when `--config` is absent. */
 export const CONFIG_ENV = "RUNTIME_KERNEL_CONFIG";
@@ -149,9 +149,10 @@ export const serveCommand: Command = {
 
     const quiet = context.values.quiet === true;
     const json = context.values.json === true;
+    const columns = eventColumns();
     kernel.on("transition", (event: TransitionEvent) => {
       if (json) context.print(JSON.stringify(event));
-      else if (!quiet) note(eventLine(event, err));
+      else if (!quiet) note(eventLine(event, err, columns));
     });
     kernel.on("error", (error: Error) => note(`${err.yellow("warning:")} ${error.message}`));
 

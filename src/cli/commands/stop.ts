@@ -4,7 +4,7 @@
  */
 import type { RequestedStopReason } from "../../index.js";
 import { CLIENT_OPTIONS, type Command, type CommandContext, stringOption, UsageError } from "../command.js";
-import { addressFrom, connect, describeFailure } from "../connect.js";
+import { addressFrom, connect, describeFailure, failureLine } from "../connect.js";
 import { describeExit, parseDuration } from "../format.js";
 
 const REASONS: readonly RequestedStopReason[] = ["requested", "idle_timeout", "max_lifetime", "shutdown"];
@@ -34,7 +34,7 @@ async function eachId(
     if (result.status === "fulfilled") context.print(`${out.green("✔")} ${out.bold(id)} ${result.value}`);
     else {
       failures++;
-      context.note(`${err.red("✖")} ${err.bold(id)} ${describeFailure(result.reason, addressFrom(context))}`);
+      context.note(failureLine(err, describeFailure(result.reason, addressFrom(context)), id));
     }
   });
   return failures > 0 ? 1 : 0;
@@ -46,7 +46,7 @@ export const stopCommand: Command = {
   summary: "stop workloads (SIGTERM, then SIGKILL after the grace)",
   usage: "stop [options] WORKLOAD...",
   description:
-    "Stops each workload and waits until it has stopped. Stopped workloads stay listed until destroyed.",
+    "Stops each workload and waits until it has stopped. Stopped workloads stay listed until destroyed, or\nuntil the server reaps them (its reapAfterMs: 60 s unless its config says otherwise).",
   options: {
     grace: {
       type: "string",
@@ -86,6 +86,7 @@ export const stopCommand: Command = {
 /** `runtime-kernel destroy`. */
 export const destroyCommand: Command = {
   name: "destroy",
+  aliases: ["rm"],
   summary: "stop (if live) and reclaim workloads",
   usage: "destroy [options] WORKLOAD...",
   description:

@@ -127,6 +127,22 @@ describe("runtime-kernel serve", () => {
     expect(result.stderr).toContain("profiles.agent.graceMs: must be >= 0");
   });
 
+  it("says that no kubeconfig was found, and where it looked, for --backend kubernetes", async () => {
+    const result = await cli([
+      "serve",
+      "--backend",
+      "kubernetes",
+      "--address",
+      `unix:${join(dir, "k8s.sock")}`,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `error: no kubeconfig found: KUBECONFIG is not set, ${join(dir, ".kube", "config")} does not exist, ` +
+        "and there is no in-cluster service account (/var/run/secrets/kubernetes.io/serviceaccount/token); " +
+        "set KUBECONFIG, or pass the kubeConfig option [BACKEND_UNAVAILABLE]\n",
+    );
+  });
+
   it("serves the profiles of a YAML config, and requires the token the config names", async () => {
     const config = join(dir, "rk.yaml");
     const address = `unix:${join(dir, "second.sock")}`;
@@ -215,6 +231,28 @@ describe("runtime-kernel run", () => {
     expect(result.stderr).toContain("✖ interrupted stopped · requested · exit 9");
   });
 
+  it("exits 143 after Ctrl-C stops a command that dies of the SIGTERM, as docs/cli.md says", async () => {
+    const run = start(["run", "--name", "ctrl-c", "--", "sleep", "60"]);
+    await run.seen(/ctrl-c running/);
+    run.child.kill("SIGINT");
+    const result = await run.wait;
+    expect(result.code).toBe(143);
+    expect(result.stderr).toContain("✖ ctrl-c stopped · requested · exit 143 (SIGTERM)");
+  });
+
+  it("stops and destroys the workload when its terminal closes (SIGHUP), leaving no orphan", async () => {
+    const run = start(["run", "--name", "hung-up", "--", "sleep", "60"]);
+    await run.seen(/hung-up running/);
+    // The terminal is gone: what the command writes from now on goes nowhere.
+    run.child.stdout!.destroy();
+    run.child.stderr!.destroy();
+    run.child.kill("SIGHUP");
+    const result = await run.wait;
+    expect(result).toMatchObject({ code: 143, signal: null });
+    const left = await cli(["get", "hung-up"]);
+    expect(left.stderr).toBe('error: No workload "hung-up" [WORKLOAD_NOT_FOUND]\n');
+  });
+
   it("exits 125 when the command cannot start, and 2 when asked wrongly", async () => {
     const [missing, noCommand, badFlag, badDuration] = await Promise.all([
       cli(["run", "--", "/nonexistent/program"]),
@@ -227,7 +265,7 @@ describe("runtime-kernel run", () => {
     expect(noCommand.code).toBe(2);
     expect(noCommand.stderr).toContain("give a command after --");
     expect(badFlag.code).toBe(2);
-    expect(badFlag.stderr).toContain("Unknown option '--frobnicate'");
+    expect(badFlag.stderr).toBe("error: Unknown option '--frobnicate'\n  see runtime-kernel run --help\n");
     expect(badFlag.stderr).toContain("see runtime-kernel run --help");
     expect(badDuration.code).toBe(2);
     expect(badDuration.stderr).toContain('--grace takes a duration such as 500ms, 10s or 5m (got "soon")');
@@ -280,7 +318,7 @@ describe("managing workloads", () => {
     const destroyed = await cli(["destroy", "sleeper", "ticker", "ghost"]);
     expect(destroyed.code).toBe(1);
     expect(destroyed.stdout).toBe("✔ sleeper destroyed\n✔ ticker destroyed\n");
-    expect(destroyed.stderr).toContain('✖ ghost No workload "ghost" [WORKLOAD_NOT_FOUND]');
+    expect(destroyed.stderr).toBe('error: No workload "ghost" [WORKLOAD_NOT_FOUND]\n');
   });
 
   it("follows a workload's output with logs -f until it ends", async () => {
@@ -305,7 +343,7 @@ describe("managing workloads", () => {
     const machine = start(["events", "--json", "--since", "0", "--workload", "watched"]);
     await cli(["run", "--name", "watched", "-q", "--", "true"]);
     await machine.seen(/"state":"destroyed"/);
-    await human.seen(/watched\s+stopped → destroyed/);
+    await human.seen(/watched\s+stopped\s+→ destroyed/);
     human.child.kill("SIGINT");
     machine.child.kill("SIGINT");
     const [h, m] = await Promise.all([human.wait, machine.wait]);
@@ -316,18 +354,49 @@ describe("managing workloads", () => {
       .map((line) => JSON.parse(line) as TransitionEvent);
     expect(events.map((e) => e.state)).toEqual(["starting", "running", "stopped", "destroyed"]);
     expect(events.at(2)).toMatchObject({ stopReason: "completed", exitCode: 0 });
-    expect(h.stdout).toMatch(/#\d+\s+watched\s+running → stopped\s+completed\s+exit 0/);
+    expect(h.stdout).toMatch(/#\d+\s+watched\s+running\s+→ stopped\s+completed\s+exit 0/);
+    // In columns: every arrow under the one above.
+    expect(
+      new Set(
+        h.stdout
+          .trim()
+          .split("\n")
+          .map((line) => line.indexOf("→")),
+      ).size,
+    ).toBe(1);
   });
 
-  it("says how to start a server when none answers", async () => {
+  it("says how to start a server when none answers, and run says nothing started", async () => {
+    const nobody = `unix:${join(dir, "nobody.sock")}`;
     const [ls, run] = await Promise.all([
-      cli(["ls", "--address", `unix:${join(dir, "nobody.sock")}`]),
-      cli(["run", "--", "true"], { RUNTIME_KERNEL_ADDRESS: `unix:${join(dir, "nobody.sock")}` }),
+      cli(["ls", "--address", nobody]),
+      cli(["run", "--name", "never", "--", "true"], { RUNTIME_KERNEL_ADDRESS: nobody }),
     ]);
-    expect(ls.code).toBe(1);
-    expect(ls.stderr).toContain(`cannot reach a runtime-kernel server at unix:${join(dir, "nobody.sock")}`);
-    expect(ls.stderr).toContain("start one with `runtime-kernel serve`");
-    expect(run.code).toBe(125);
+    const unreachable = `error: cannot reach a runtime-kernel server at ${nobody}\n  start one with \`runtime-kernel serve\`, or pass --address\n`;
+    expect(ls).toMatchObject({ code: 1, stderr: unreachable });
+    expect(run).toMatchObject({ code: 125, stdout: "", stderr: unreachable });
+  });
+
+  it("reports an unknown workload in one voice, whichever command met it", async () => {
+    const results = await Promise.all(["stop", "destroy", "logs", "get"].map((c) => cli([c, "nosuch"])));
+    for (const result of results) {
+      expect(result).toMatchObject({
+        code: 1,
+        stdout: "",
+        stderr: 'error: No workload "nosuch" [WORKLOAD_NOT_FOUND]\n',
+      });
+    }
+  });
+
+  it("answers to ps and rm as to ls and destroy", async () => {
+    await cli(["run", "-d", "--name", "aliased", "--", "sleep", "30"]);
+    const [ps, ls] = await Promise.all([cli(["ps", "-q"]), cli(["ls", "-q"])]);
+    expect(ps).toMatchObject({ code: 0, stdout: ls.stdout });
+    expect(ps.stdout).toContain("aliased\n");
+    expect(await cli(["rm", "--grace", "0", "aliased"])).toMatchObject({
+      code: 0,
+      stdout: "✔ aliased destroyed\n",
+    });
   });
 });
 
@@ -337,12 +406,23 @@ describe("help", () => {
     const results = await Promise.all([cli(["--help"]), ...commands.map((c) => cli([c, "--help"]))]);
     const [global, ...each] = results;
     expect(global!.code).toBe(0);
-    for (const c of commands) expect(global!.stdout).toMatch(new RegExp(`^  ${c}\\s+\\S`, "m"));
+    for (const c of commands) expect(global!.stdout).toMatch(new RegExp(`^  ${c}(, \\w+)?\\s+\\S`, "m"));
+    expect(global!.stdout).toMatch(/^ {2}ls, ps\s+list workloads$/m);
+    expect(global!.stdout).toMatch(/^ {2}destroy, rm\s+stop \(if live\) and reclaim workloads$/m);
     each.forEach((result, i) => {
       expect(result.code).toBe(0);
       expect(result.stdout).toContain(`Usage: runtime-kernel ${commands[i]}`);
       expect(result.stdout).toContain("-h, --help");
     });
+    expect(each[1]!.stdout).toContain("until destroyed or reaped by the server");
+    expect(each[6]!.stdout).toContain("or\nuntil the server reaps them");
+  });
+
+  it("prints its version for --version, -v and -V", async () => {
+    const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
+    for (const flag of ["--version", "-v", "-V"]) {
+      expect(await cli([flag])).toMatchObject({ code: 0, stdout: `${version}\n` });
+    }
   });
 
   it("runs through the package's bin launcher, as `npx runtime-kernel` does", async () => {
@@ -361,10 +441,19 @@ describe("help", () => {
     expect(launcher.stdout.trim()).toBe(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version);
   });
 
-  it("suggests a command for a typo and exits 2", async () => {
-    const result = await cli(["lss"]);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toContain('unknown command "lss"; did you mean "ls"?');
+  it("suggests a command or an option for a typo and exits 2", async () => {
+    const [command, option] = await Promise.all([
+      cli(["sotp", "x"]),
+      cli(["run", "--gracee", "5s", "--", "true"]),
+    ]);
+    expect(command).toMatchObject({
+      code: 2,
+      stderr: 'error: unknown command "sotp"; did you mean "stop"?\n  see runtime-kernel --help\n',
+    });
+    expect(option).toMatchObject({
+      code: 2,
+      stderr: "error: Unknown option '--gracee'; did you mean --grace?\n  see runtime-kernel run --help\n",
+    });
   });
 });
 
@@ -375,7 +464,7 @@ describe("stopping serve", () => {
     const code = await new Promise<number | null>((r) => serve.once("close", r));
     expect(code).toBe(0);
     expect(serveStderr).toContain("SIGINT: shutting down; stopping 1 workload(s)");
-    expect(serveStderr).toMatch(/left-running\s+stopping → stopped\s+shutdown/);
-    expect(serveStderr).toMatch(/left-running\s+stopped → destroyed/);
+    expect(serveStderr).toMatch(/left-running\s+stopping\s+→ stopped\s+shutdown/);
+    expect(serveStderr).toMatch(/left-running\s+stopped\s+→ destroyed/);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { formatDuration, parseDuration, table } from "../../../src/cli/format.js";
+import { eventColumns, eventLine, formatDuration, parseDuration, table } from "../../../src/cli/format.js";
 import { colorEnabled, createStyle, stripAnsi } from "../../../src/cli/style.js";
+import type { TransitionEvent } from "../../../src/index.js";
 
 describe("durations", () => {
   it.each([
@@ -56,5 +57,38 @@ describe("tables", () => {
       "a        running  1",
       "long-id  stopped  22",
     ]);
+  });
+});
+
+describe("event lines", () => {
+  const event = (
+    seq: number,
+    workloadId: string,
+    from: TransitionEvent["from"],
+    state: TransitionEvent["state"],
+  ) => ({ seq, workloadId, runId: "r", profile: "p", from, state, at: 0 }) as TransitionEvent;
+
+  it("keep their columns aligned along a stream, colors or not", () => {
+    for (const style of [createStyle(false), createStyle(true)]) {
+      const columns = eventColumns();
+      const lines = [
+        event(7, "job-1", null, "starting"),
+        event(8, "job-1", "starting", "running"),
+        event(10, "a-much-longer-workload", "running", "stopping"),
+        event(12, "job-1", "stopped", "destroyed"),
+      ].map((e) =>
+        stripAnsi(
+          eventLine({ ...e, stopReason: e.state === "stopping" ? "requested" : undefined }, style, columns),
+        ),
+      );
+      // Each column starts where it started on the line above, or further right once a wider value came.
+      const starts = (line: string) => [line.indexOf("#"), line.search(/ (job-1|a-much)/), line.indexOf("→")];
+      expect(starts(lines[0]!)).toEqual(starts(lines[1]!));
+      expect(lines[2]!.indexOf("→")).toBeGreaterThan(lines[1]!.indexOf("→"));
+      expect(starts(lines[3]!)).toEqual(starts(lines[2]!));
+      expect(lines[1]).toMatch(/ starting  → running$/);
+      expect(lines[2]).toMatch(/ running   → stopping   requested$/);
+      expect(lines[3]).toMatch(/ stopped   → destroyed$/);
+    }
   });
 });
