@@ -179,6 +179,13 @@ export interface Backend<H extends WorkloadHandle = WorkloadHandle> {
   /** Optional: streams the run's output, line by line. */
   logs?(handle: H, options: LogOptions): AsyncIterable<LogEntry>;
 
+  /**
+   * Optional: reports problems the backend finds by itself, outside any call (for example
+   * records on disk it skipped because it could not trust them). The kernel emits them on its
+   * `error` event. Returns an unsubscribe function.
+   */
+  watchFaults?(onFault: (error: Error) => void): () => void;
+
   /** Optional: releases connections, watches and timers the backend holds. */
   close?(): Promise<void>;
 }

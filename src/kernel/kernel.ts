@@ -61,6 +61,12 @@ const DEFAULT_GRACE_MS = 10_000;
 /** After a successful kill, probe the exit this often in case the backend's watch missed it. */
 const KILL_PROBE_MS = 5_000;
 const KILL_RETRY_MS = 1_000;
+/**
+ * After this many failed kills in a row, `stop()`, `destroy()` and `waitFor()` of the
+ * workload reject with the kill's error instead of waiting on (the backend cannot be
+ * reached, say); the kernel keeps retrying the kill.
+ */
+const KILL_FAILURES_BEFORE_REJECT = 3;
 /** Cleanup attempts per workload at shutdown (1 s, then 2 s apart) before leaving it behind. */
 const SHUTDOWN_CLEANUP_ATTEMPTS = 3;
 
@@ -100,6 +106,8 @@ interface WorkloadRecord {
   startError?: RuntimeKernelError;
   cleanupError?: SerializedError;
   cleanupAttempts: number;
+  /** Failed kills of the current run in a row. */
+  killFailures: number;
   /** What to do once the current run is destroyed: start a new run. */
   next?: { restart: boolean };
   restartAt?: number;
@@ -192,6 +200,7 @@ class Kernel implements RuntimeKernel {
   readonly #liveByOwner = new Map<string, number>();
   #closing = false;
   #closed: Promise<void> | undefined;
+  readonly #unwatchFaults: (() => void) | undefined;
 
   constructor(options: RuntimeKernelOptions) {
     parseKernelOptions(options);
@@ -205,6 +214,7 @@ class Kernel implements RuntimeKernel {
     this.#starts = new StartQueue(options.maxConcurrentStarts ?? 32);
     this.#poller = new ExitPoller(this.backend, this.#scheduler, options.pollIntervalMs ?? 1_000);
     this.#machine = this.#provideActions();
+    this.#unwatchFaults = this.backend.watchFaults?.((error) => this.#hub.fault(error));
   }
 
   // ── public API ────────────────────────────────────────────────────────────
@@ -259,8 +269,12 @@ class Kernel implements RuntimeKernel {
         }
         return this.waitFor(spec.workloadId, "running");
       }
-      // Stopping, or a new run is already being prepared: wait for that and look again.
-      await this.waitFor(spec.workloadId, state === "stopping" ? "stopped" : "running").catch(() => {});
+      // Stopping, or a new run is already being prepared: wait for that and look again
+      // (unless the stop cannot be done: its kill keeps failing).
+      await this.waitFor(spec.workloadId, state === "stopping" ? "stopped" : "running").catch((error) => {
+        if (existing.state === "stopping" && existing.killFailures >= KILL_FAILURES_BEFORE_REJECT)
+          throw error;
+      });
     }
   }
 
@@ -473,6 +487,7 @@ class Kernel implements RuntimeKernel {
       charged: true,
       recovered: false,
       cleanupAttempts: 0,
+      killFailures: 0,
     } satisfies WorkloadRecord;
     this.#records.set(spec.workloadId, record);
     return record;
@@ -495,6 +510,7 @@ class Kernel implements RuntimeKernel {
     record.createdAt = this.#clock.now();
     record.state = null;
     record.cleanupAttempts = 0;
+    record.killFailures = 0;
     record.startError = undefined;
     record.cleanupError = undefined;
     record.restartAt = undefined;
@@ -802,9 +818,17 @@ class Kernel implements RuntimeKernel {
     const handle = context.handle as WorkloadHandle;
     const { runId } = record;
     this.#serial(record, () => this.backend.kill(handle)).then(
-      () => this.#probeAfterKill(record, runId, handle),
+      () => {
+        record.killFailures = 0;
+        this.#probeAfterKill(record, runId, handle);
+      },
       (error) => {
         this.#hub.fault(asError(error));
+        if (record.runId === runId && ++record.killFailures >= KILL_FAILURES_BEFORE_REJECT) {
+          // Whoever waits for the stop learns why it does not come; the retries go on.
+          this.#rejectWaiters(record, "stopped", error);
+          this.#rejectWaiters(record, "destroyed", error);
+        }
         this.#sendTo(record, runId, { type: "KILL_FAILED", error: serializeError(error) });
       },
     );
@@ -1129,6 +1153,7 @@ class Kernel implements RuntimeKernel {
     this.#poller.close();
     this.#hub.endStreams();
     await this.backend.close?.();
+    this.#unwatchFaults?.();
   }
 }
 

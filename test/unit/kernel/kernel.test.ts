@@ -250,6 +250,31 @@ describe("createRuntimeKernel: stopping", () => {
     expect(errors.map(code)).toEqual(["BACKEND_ERROR", "BACKEND_ERROR"]);
   });
 
+  it("a kill that keeps failing rejects stop(), destroy() and a create() with its error after 3 attempts, and is retried on", async () => {
+    const { kernel, fake, clock, path } = setup();
+    const errors: Error[] = [];
+    kernel.on("error", (e) => errors.push(e));
+    fake.behave("w1", { ignoreTerminate: true, killFails: 5 });
+    await kernel.create({ workloadId: "w1", profile: "agent" });
+    const stopped = kernel.stop("w1", { graceMs: 0 }).catch((e: unknown) => e);
+    const destroyed = kernel.destroy("w1").catch((e: unknown) => e);
+    const recreated = kernel.create({ workloadId: "w1", profile: "agent" }).catch((e: unknown) => e);
+    await clock.advance(2_000); // kills at 0, 1 s and 2 s
+    expect(errors).toHaveLength(3);
+    for (const settled of [stopped, destroyed, recreated]) {
+      expect(await settled).toMatchObject({ code: "BACKEND_ERROR", message: "fake: kill of w1 failed" });
+    }
+    // Still stopping, and a later stop() does not wait beyond the next failed attempt.
+    expect(kernel.get("w1")?.state).toBe("stopping");
+    const again = kernel.stop("w1").catch((e: unknown) => e);
+    await clock.advance(1_000);
+    expect(code(await again)).toBe("BACKEND_ERROR");
+    // The sixth kill works: the workload stops and, as destroy() asked, is reclaimed.
+    await clock.advance(2_000);
+    expect(errors).toHaveLength(5);
+    expect(path("w1").slice(-2)).toEqual(["stopping>stopped", "stopped>destroyed"]);
+  });
+
   it("stop of a stopped workload resolves at once; stop of an unknown one is WORKLOAD_NOT_FOUND", async () => {
     const { kernel, fake } = setup();
     await kernel.create({ workloadId: "w1", profile: "agent" });
@@ -581,6 +606,26 @@ describe("createRuntimeKernel: observing", () => {
     expect(kernel.list({ state: "stopped" }).map((s) => s.workloadId)).toEqual(["b"]);
     expect(kernel.list({ state: ["running", "stopped"] })).toHaveLength(2);
     expect(kernel.list({ profile: "idle" }).map((s) => s.workloadId)).toEqual(["b"]);
+  });
+
+  it("emits on `error` what the backend reports by itself (watchFaults), until it shuts down", async () => {
+    const fake = new FakeBackend({ clock: new ManualClock() });
+    let report: ((error: Error) => void) | undefined;
+    const backend = Object.assign(fake, {
+      watchFaults: (onFault: (error: Error) => void) => {
+        report = onFault;
+        return () => {
+          report = undefined;
+        };
+      },
+    });
+    const kernel = createRuntimeKernel({ backend });
+    const errors: Error[] = [];
+    kernel.on("error", (e) => errors.push(e));
+    report?.(new Error("a journal line was skipped"));
+    expect(errors.map((e) => e.message)).toEqual(["a journal line was skipped"]);
+    await kernel.shutdown();
+    expect(report).toBeUndefined();
   });
 
   it("events() is an async iterator, filterable by workload, that can replay from a seq", async () => {
