@@ -25,7 +25,7 @@ export type {
   ProcessLimits,
   SupervisorStats,
 } from "./backends/process/index.js";
-export { DEFAULT_INHERITED_ENV, ProcessBackend } from "./backends/process/index.js";
+export { DEFAULT_INHERITED_ENV, ProcessBackend, UnsafeStateDirError } from "./backends/process/index.js";
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
 export * from "./errors.js";

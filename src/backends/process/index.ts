@@ -8,3 +8,4 @@
 export { DEFAULT_INHERITED_ENV, type ProcessLimits } from "./launch-spec.js";
 export { ProcessBackend, type ProcessBackendOptions, type ProcessHandle } from "./process-backend.js";
 export type { SupervisorStats } from "./protocol.js";
+export { UnsafeStateDirError } from "./state-dir.js";

@@ -18,6 +18,7 @@ import {
   InvalidSpecError,
   isRuntimeKernelError,
   ResourceExhaustedError,
+  RuntimeKernelError,
   StartAbortedError,
   StartFailedError,
   WorkloadLostError,
@@ -43,7 +44,12 @@ import {
 } from "./launch-spec.js";
 import { readLogs } from "./log-reader.js";
 import { PROTOCOL_VERSION, type RunRecord, type SupervisorStats, type WireExit } from "./protocol.js";
-import { ensureFileDescriptors, SupervisorClient, SupervisorError } from "./supervisor-client.js";
+import {
+  ConnectionClosedError,
+  ensureFileDescriptors,
+  SupervisorClient,
+  SupervisorError,
+} from "./supervisor-client.js";
 
 /** Options of {@link ProcessBackend}. */
 export interface ProcessBackendOptions {
@@ -151,6 +157,8 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   readonly #watchers = new Map<string, Set<Watch>>();
   /** Runs started through this instance and not yet cleaned up: their exits are always pushed here. */
   readonly #local = new Set<string>();
+  /** Who hears of problems found outside any call (see {@link ProcessBackend.watchFaults}). */
+  readonly #faultListeners = new Set<(error: Error) => void>();
 
   /** Creates the backend; nothing is launched until the first call that needs the supervisor. */
   constructor(options: ProcessBackendOptions) {
@@ -221,6 +229,13 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       launchTimeoutMs: options.launchTimeoutMs ?? 10_000,
       onExit: (runId, exit) => this.#onExit(runId, toExitStatus(exit)),
       onReconnect: () => this.#resync(),
+      onWarning: (message) => {
+        const error = new RuntimeKernelError(
+          "BACKEND_ERROR",
+          `Process supervisor of ${this.#stateDir}: ${message}`,
+        );
+        for (const listener of this.#faultListeners) listener(error);
+      },
     });
   }
 
@@ -259,6 +274,11 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       });
     } catch (error) {
       this.#local.delete(request.runId);
+      if (error instanceof ConnectionClosedError) {
+        // The supervisor died with the start in flight: it may have spawned and recorded the
+        // run, which its successor then adopts. Nobody was told of it: reclaim it.
+        await this.#client.request({ op: "cleanup", runId: request.runId, keepLogs: false }).catch(() => {});
+      }
       throw startError(request.workloadId, error);
     }
     const handle: ProcessHandle = {
@@ -379,6 +399,19 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     });
   }
 
+  /**
+   * Reports what the supervisor finds wrong outside any call: journal lines it skipped at
+   * start-up (not records, or not written by a supervisor of this state dir), a journal it
+   * cannot write (starts are refused meanwhile) and can again. The kernel emits them on its
+   * `error` event. Returns the unsubscribe function.
+   */
+  watchFaults(onFault: (error: Error) => void): () => void {
+    this.#faultListeners.add(onFault);
+    return () => {
+      this.#faultListeners.delete(onFault);
+    };
+  }
+
   /** Streams the run's output from its log files (see docs/process-backend.md for ordering). */
   logs(handle: ProcessHandle, options: LogOptions = {}): AsyncIterable<LogEntry> {
     ensureFileDescriptors(2, `read the logs of "${handle.workloadId}"`);
@@ -390,7 +423,11 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     return readLogs(files, options, end);
   }
 
-  /** Disconnects from the supervisor. The supervisor and the workloads keep running. */
+  /**
+   * Disconnects from the supervisor. Workloads keep running, and so does their supervisor;
+   * one left with no workload and no other kernel exits, and then this resolves once it
+   * has: nothing writes to the state and log dirs any more.
+   */
   async close(): Promise<void> {
     // Exit watches end here (their callbacks never fire): a kernel that comes back
     // re-watches what it recovers. The holds they kept on the connection go with them.
@@ -413,7 +450,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     // No socket: no supervisor to stop (and none to launch just for this).
     if (!existsSync(join(this.#stateDir, "supervisor.sock"))) return;
     await this.#call(() => this.#client.request({ op: "shutdown", force: options.force ?? false }));
-    await this.#client.waitClosed();
+    await this.#client.waitExited();
   }
 
   async #signal(handle: ProcessHandle, signal: "SIGTERM" | "SIGKILL"): Promise<void> {

@@ -8,7 +8,7 @@
  */
 
 /** Bumped on any incompatible change; a backend refuses a supervisor speaking another version. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** What the supervisor records in its journal for each run. Never holds env or argv. */
 export interface RunRecord {
@@ -39,6 +39,18 @@ export interface WireExit {
   at: number;
 }
 
+/**
+ * One line of the journal (`stateDir/journal.ndjson`), without its `mac`: every line also
+ * carries `"mac"`, an HMAC-SHA256 of the line without it under the state dir's
+ * `journal.key`, so that a line no supervisor wrote is never trusted.
+ */
+export type JournalEntry =
+  /** Written before the spawn: a run whose start line never follows is found by its log files. */
+  | { op: "spawn"; runId: string; stdoutPath: string; stderrPath: string }
+  | { op: "start"; run: RunRecord }
+  | { op: "exit"; runId: string; exit: WireExit }
+  | { op: "remove"; runId: string };
+
 /** Everything the supervisor needs to spawn one run. `env` and `command` are never persisted. */
 export interface StartSpec {
   runId: string;
@@ -62,6 +74,7 @@ export type Request =
   | { id: number; op: "list"; kernelId: string }
   | { id: number; op: "cleanup"; runId: string; keepLogs: boolean }
   | { id: number; op: "shutdown"; force: boolean }
+  | { id: number; op: "detach" }
   | { id: number; op: "stats" };
 
 /** A request without its id, as the client API takes it. */
@@ -79,13 +92,16 @@ export interface WireError {
 
 /** Replies, by operation. */
 export interface Replies {
-  hello: { version: number; pid: number };
+  /** `warnings`: what the supervisor found wrong at start-up (journal lines it skipped). */
+  hello: { version: number; pid: number; warnings: string[] };
   start: { pid: number; startTime: number };
   signal: { delivered: boolean };
   status: { found: boolean; exit: WireExit | null };
   list: { runs: Array<{ record: RunRecord; exit: WireExit | null }> };
   cleanup: Record<string, never>;
   shutdown: Record<string, never>;
+  /** Whether the supervisor exits now (no live workload and no other client): it then touches no file any more. */
+  detach: { exiting: boolean };
   stats: SupervisorStats;
 }
 
@@ -106,7 +122,9 @@ export interface SupervisorStats {
 export type ServerMessage =
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: WireError }
-  | { event: "exit"; runId: string; exit: WireExit };
+  | { event: "exit"; runId: string; exit: WireExit }
+  /** Something went wrong outside any request (the journal cannot be written, or can again). */
+  | { event: "warning"; message: string };
 
 /** What the supervisor prints on its stdout once, before the launcher lets it go. */
 export type ReadyLine = { ready: true; pid: number } | { ready: false; locked: true } | { error: string };

@@ -5,9 +5,17 @@
  * same tick leave in one write.
  * @module
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { connect, type Socket } from "node:net";
-import { dirname } from "node:path";
 import {
   BackendUnavailableError,
   ResourceExhaustedError,
@@ -23,7 +31,8 @@ import {
   type WireError,
   type WireExit,
 } from "./protocol.js";
-import { readLimits, type SupervisorConfig, supervisorSource } from "./supervisor.js";
+import { ensureStateDir } from "./state-dir.js";
+import { readLimits, readProcStat, type SupervisorConfig, supervisorSource } from "./supervisor.js";
 
 /** What the client needs to find, launch and talk to its supervisor. */
 export interface SupervisorClientOptions {
@@ -38,6 +47,8 @@ export interface SupervisorClientOptions {
   onExit: (runId: string, exit: WireExit) => void;
   /** Called after the connection was lost and is back (possibly to a new supervisor). */
   onReconnect: () => void;
+  /** Called for what a supervisor reports outside any request (journal lines it skipped, a journal it cannot write). */
+  onWarning: (message: string) => void;
 }
 
 interface Pending {
@@ -50,6 +61,12 @@ interface Pending {
  * many, so the supervisor works on the first while the kernel is still making the rest.
  */
 const FLUSH_AT = 32;
+
+/**
+ * What connecting says when no supervisor listens, or one is dying under the connection
+ * (it was killed with the connection in its backlog: ECONNRESET): launch, or try again.
+ */
+const NOBODY_LISTENS = new Set(["ENOENT", "ECONNREFUSED", "ECONNRESET"]);
 
 /** File descriptors the process must keep free beyond what a call needs: EMFILE is never reached. */
 const FD_RESERVE = 16;
@@ -98,7 +115,7 @@ export class SupervisorError extends RuntimeKernelError {
 }
 
 /** The supervisor closed the connection (it exited or died) before replying. */
-class ConnectionClosedError extends BackendUnavailableError {
+export class ConnectionClosedError extends BackendUnavailableError {
   constructor() {
     super("The connection to the process supervisor closed");
   }
@@ -118,6 +135,7 @@ export class SupervisorClient {
   #closing = false;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #supervisorPid: number | undefined;
+  #connectedBefore = false;
 
   constructor(options: SupervisorClientOptions) {
     this.#options = options;
@@ -136,8 +154,14 @@ export class SupervisorClient {
     } catch (error) {
       // The supervisor went away under this request. Every operation but start is
       // idempotent: ask again, which reaches (or launches) a live supervisor. A start is
-      // not retried (the lost supervisor may have spawned it), nor a shutdown (done).
-      if (!(error instanceof ConnectionClosedError) || body.op === "start" || body.op === "shutdown")
+      // not retried (the lost supervisor may have spawned it), nor a shutdown or a detach
+      // (the supervisor is gone, as they asked).
+      if (
+        !(error instanceof ConnectionClosedError) ||
+        body.op === "start" ||
+        body.op === "shutdown" ||
+        body.op === "detach"
+      )
         throw error;
       const again = this.#socket ?? (await this.#connect());
       return (await this.#send(again, body)) as Replies[B["op"]];
@@ -156,29 +180,49 @@ export class SupervisorClient {
     this.#updateRef();
   }
 
-  /** Closes the connection; pending requests reject. The next request connects again. */
+  /**
+   * Closes the connection; pending requests reject. The next request connects again. A
+   * supervisor left with no workload and no other client exits: then this resolves once it
+   * has, so that nothing writes to the state and log dirs any more.
+   */
   async close(): Promise<void> {
     this.#closing = true;
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     const socket = this.#socket ?? (await this.#connecting?.catch(() => undefined));
     if (socket && !socket.destroyed) {
-      await new Promise<void>((resolve) => {
-        socket.once("close", () => resolve());
-        // Keep the process alive until the supervisor has seen us go.
-        socket.ref();
-        socket.end();
-      });
+      const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+      // Keep the process alive until the supervisor has seen us go.
+      socket.ref();
+      const exiting = await this.#send(socket, { op: "detach" }).then(
+        (reply) => (reply as Replies["detach"]).exiting,
+        () => true, // it closed first: gone, or going
+      );
+      if (exiting) await this.waitExited();
+      else socket.end();
+      await closed;
     }
     this.#closing = false;
   }
 
-  /** Resolves once the supervisor has closed this connection (after a shutdown request). */
-  async waitClosed(): Promise<void> {
+  /**
+   * Resolves once the supervisor has closed this connection and its process is gone (after
+   * a shutdown or detach request), or after `launchTimeoutMs` if it lingers.
+   */
+  async waitExited(): Promise<void> {
     const socket = this.#socket;
-    if (!socket || socket.destroyed) return;
-    socket.ref();
-    await new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    if (socket && !socket.destroyed) {
+      socket.ref();
+      await new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    }
+    const pid = this.#supervisorPid;
+    const deadline = Date.now() + this.#options.launchTimeoutMs;
+    // It closes its connections last, after its files: its exit follows within moments.
+    while (pid !== undefined && Date.now() < deadline) {
+      const stat = readProcStat({ openSync, readSync, closeSync }, pid);
+      if (stat === undefined || stat.zombie) return;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
   }
 
   #send(socket: Socket, body: RequestBody): Promise<unknown> {
@@ -209,14 +253,24 @@ export class SupervisorClient {
   }
 
   #connect(): Promise<Socket> {
-    this.#connecting ??= this.#establish().finally(() => {
-      this.#connecting = undefined;
-    });
+    this.#connecting ??= this.#establish()
+      .then((socket) => {
+        // Back after a lost connection, whoever asked: exits pushed meanwhile were missed,
+        // and a new supervisor knows of ends it found at start-up without pushing them.
+        if (this.#connectedBefore) queueMicrotask(() => this.#options.onReconnect());
+        this.#connectedBefore = true;
+        return socket;
+      })
+      .finally(() => {
+        this.#connecting = undefined;
+      });
     return this.#connecting;
   }
 
   async #establish(): Promise<Socket> {
     const { config, launchTimeoutMs } = this.#options;
+    // Before anything is sent: a socket another user could have made gets no spec.
+    ensureStateDir(config.stateDir, config.logDir);
     const deadline = Date.now() + launchTimeoutMs;
     let lastLaunch = 0;
     for (;;) {
@@ -230,7 +284,7 @@ export class SupervisorClient {
             cause: error,
           });
         }
-        if ((code === "ENOENT" || code === "ECONNREFUSED") && Date.now() < deadline) {
+        if (NOBODY_LISTENS.has(code as string) && Date.now() < deadline) {
           // Launch when nothing answers. A launched supervisor that found the lock taken
           // (a dying one still holds it, or another is coming up) exits at once: try the
           // socket for a while, then launch again.
@@ -272,6 +326,9 @@ export class SupervisorClient {
             "stop it (stopSupervisor) once its workloads are done, or use another stateDir",
         );
       }
+      // Its start-up warnings once per supervisor, not at every reconnection.
+      if (hello.pid !== this.#supervisorPid)
+        for (const warning of hello.warnings) this.#options.onWarning(warning);
       this.#supervisorPid = hello.pid;
       return socket;
     }
@@ -302,7 +359,8 @@ export class SupervisorClient {
         continue;
       }
       if ("event" in message) {
-        this.#options.onExit(message.runId, message.exit);
+        if (message.event === "exit") this.#options.onExit(message.runId, message.exit);
+        else this.#options.onWarning(message.message);
         continue;
       }
       const pending = this.#pending.get(message.id);
@@ -330,10 +388,7 @@ export class SupervisorClient {
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
       if (this.#socket || this.#closing || this.#holds === 0) return;
-      this.#connect().then(
-        () => this.#options.onReconnect(),
-        () => this.#scheduleReconnect(Math.min(delayMs * 2, 5_000)),
-      );
+      this.#connect().catch(() => this.#scheduleReconnect(Math.min(delayMs * 2, 5_000)));
     }, delayMs);
   }
 
@@ -345,11 +400,7 @@ export class SupervisorClient {
   async #launch(): Promise<void> {
     const { config, scriptPath, nodePath, launchTimeoutMs } = this.#options;
     ensureFileDescriptors(8, "launch the process supervisor");
-    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-    mkdirSync(dirname(scriptPath), { recursive: true, mode: 0o700 });
-    const tmp = `${scriptPath}.${process.pid}.tmp`;
-    writeFileSync(tmp, supervisorSource(config), { mode: 0o600 });
-    renameSync(tmp, scriptPath);
+    writeScript(scriptPath, supervisorSource(config));
     const { execa } = await import("execa");
     const subprocess = execa(nodePath, [scriptPath], {
       stdin: "ignore",
@@ -401,6 +452,26 @@ export class SupervisorClient {
       throw new BackendUnavailableError(`The process supervisor could not start: ${line.error}`);
     }
     // {ready: false, locked: true}: another supervisor holds this state dir; connect to it.
+  }
+}
+
+/**
+ * Writes the supervisor's program, unless it is already there as it should be (so that a
+ * supervisor can be launched on a full disk), through a temporary file that never stays.
+ */
+function writeScript(path: string, source: string): void {
+  try {
+    if (readFileSync(path, "utf8") === source) return;
+  } catch {}
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, source, { mode: 0o600 });
+    renameSync(tmp, path);
+  } catch (error) {
+    try {
+      unlinkSync(tmp);
+    } catch {}
+    throw error;
   }
 }
 

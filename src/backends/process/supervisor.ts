@@ -23,6 +23,7 @@ import type * as NetModule from "node:net";
 import type * as OsModule from "node:os";
 import type * as PathModule from "node:path";
 import type {
+  JournalEntry,
   ReadyLine,
   Request,
   RunRecord,
@@ -67,17 +68,19 @@ interface Run {
   /** Started by a previous supervisor and still alive: only polling can see its end. */
   orphan: boolean;
   exitWaiters: Array<() => void>;
+  /** Its start line could not be written: killed, forgotten, and its start answered with this. */
+  refusal?: WireError;
 }
 
 /**
- * Field 22 (starttime) of /proc/<pid>/stat, and whether the process is a zombie; `undefined`
- * when there is no such process. Parsed after the last `)` because the command name may
- * contain spaces and parentheses.
+ * Field 22 (starttime) of /proc/<pid>/stat, whether the process is a zombie, and its process
+ * group; `undefined` when there is no such process. Parsed after the last `)` because the
+ * command name may contain spaces and parentheses.
  */
 export function readProcStat(
   fs: Pick<typeof FsModule, "openSync" | "readSync" | "closeSync">,
   pid: number,
-): { startTime: number; zombie: boolean } | undefined {
+): { startTime: number; zombie: boolean; pgid: number } | undefined {
   // open/read/close into a small buffer: a third of readFileSync's cost on /proc (whose
   // files report size 0), and this runs for every start and every liveness check.
   const buffer = Buffer.allocUnsafe(1024);
@@ -94,8 +97,8 @@ export function readProcStat(
   }
   const text = buffer.toString("latin1", 0, length);
   const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  // rest[0] is field 3 (state); field 22 is rest[19].
-  return { startTime: Number(rest[19]), zombie: rest[0] === "Z" || rest[0] === "X" };
+  // rest[0] is field 3 (state), rest[2] field 5 (process group); field 22 is rest[19].
+  return { startTime: Number(rest[19]), zombie: rest[0] === "Z" || rest[0] === "X", pgid: Number(rest[2]) };
 }
 
 /** The soft limits of /proc/self/limits that the budgets need (`Infinity` for unlimited). */
@@ -120,8 +123,98 @@ export function readLimits(fs: Pick<typeof FsModule, "readFileSync">): {
 }
 
 /**
+ * One journal line for `entry`: its JSON with a last field `mac`, `sign` of the JSON without
+ * it (an HMAC under the state dir's key), and a newline.
+ */
+export function signedLine(entry: JournalEntry, sign: (body: string) => string): string {
+  const body = JSON.stringify(entry);
+  return `${body.slice(0, -1)},"mac":"${sign(body)}"}\n`;
+}
+
+/**
+ * Reads one journal line (without its newline): the entry, or why it is not one. A line is
+ * trusted only when it is signed with the state dir's key (see {@link signedLine}) and has
+ * the shape of a record, so that no edit of the file can name a process for the supervisor
+ * to signal: a pid, a start time or a `killAt` only count if a supervisor wrote them.
+ */
+export function parseJournalLine(
+  line: string,
+  sign: (body: string) => string,
+): { entry: JournalEntry } | { problem: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return { problem: "not JSON (a torn or garbled line)" };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return {
+      problem: `not a record (${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value})`,
+    };
+  }
+  const record = value as Record<string, unknown>;
+  if (record.op !== "spawn" && record.op !== "start" && record.op !== "exit" && record.op !== "remove") {
+    return {
+      problem:
+        record.op === undefined
+          ? "a record without op"
+          : `an unknown op ${JSON.stringify(record.op).slice(0, 40)}`,
+    };
+  }
+  const marker = ',"mac":"';
+  const at = line.lastIndexOf(marker);
+  if (
+    at < 0 ||
+    !line.endsWith('"}') ||
+    sign(`${line.slice(0, at)}}`) !== line.slice(at + marker.length, -2)
+  ) {
+    return {
+      problem: "not signed with this state dir's journal.key (written by something else than its supervisor)",
+    };
+  }
+  const text = (v: unknown) => typeof v === "string" && v !== "";
+  const int = (v: unknown, min: number) => Number.isSafeInteger(v) && (v as number) >= min;
+  const finite = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+  const object = (v: unknown): v is Record<string, unknown> =>
+    typeof v === "object" && v !== null && !Array.isArray(v);
+  const invalid = (what: string) => ({ problem: `${String(record.op)} record with ${what}` });
+  if (record.op === "spawn") {
+    if (!text(record.runId) || !text(record.stdoutPath) || !text(record.stderrPath))
+      return invalid("bad fields");
+    return { entry: value as JournalEntry };
+  }
+  if (record.op === "start") {
+    const run = record.run;
+    if (!object(run)) return invalid("no run");
+    if (!text(run.runId) || !text(run.workloadId) || typeof run.kernelId !== "string")
+      return invalid("bad ids");
+    if (!object(run.labels) || !Object.values(run.labels).every((v) => typeof v === "string"))
+      return invalid("bad labels");
+    // pid 0 or 1 would make a group signal reach the supervisor's own group or every process.
+    if (!int(run.pid, 2) || !int(run.startTime, 0) || typeof run.bootId !== "string")
+      return invalid("a bad pid, start time or boot id");
+    if (!text(run.stdoutPath) || !text(run.stderrPath)) return invalid("bad log paths");
+    if (!finite(run.startedAt) || (run.killAt !== undefined && !finite(run.killAt)))
+      return invalid("bad times");
+    return { entry: value as JournalEntry };
+  }
+  if (record.op === "exit") {
+    const exit = record.exit;
+    if (!text(record.runId) || !object(exit)) return invalid("no run id or no exit");
+    if (!(exit.exitCode === null || int(exit.exitCode, 0)) || !finite(exit.at)) return invalid("a bad exit");
+    if (
+      (exit.signal !== undefined && typeof exit.signal !== "string") ||
+      (exit.lost !== undefined && typeof exit.lost !== "boolean")
+    )
+      return invalid("a bad exit");
+    return { entry: value as JournalEntry };
+  }
+  return text(record.runId) ? { entry: value as JournalEntry } : invalid("no run id");
+}
+
+/**
  * Runs the supervisor in the current process. Self-contained on purpose: its source text is
- * what the backend launches, together with {@link readProcStat} and {@link readLimits}.
+ * what the backend launches, together with the functions above.
  */
 export function supervisorMain(config: SupervisorConfig): void {
   const fs = process.getBuiltinModule("node:fs") as typeof FsModule;
@@ -153,7 +246,6 @@ export function supervisorMain(config: SupervisorConfig): void {
   let orphans = 0;
   let journalFd = -1;
   let journalLines = 0;
-  let journalBuffer: string[] = [];
   let baseFds = 0;
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
   let backstopTimer: ReturnType<typeof setTimeout> | undefined;
@@ -190,45 +282,178 @@ export function supervisorMain(config: SupervisorConfig): void {
   });
 
   // --- the journal -------------------------------------------------------------------
-  // Append-only NDJSON: {op:"start",run}, {op:"exit",runId,exit}, {op:"remove",runId}.
-  // Written with write(2) before any reply or push leaves, so what a kernel was told is
-  // on record. Not fsync'ed: it survives the death of any process, not a power loss.
+  // Append-only NDJSON: {op:"spawn",runId,stdoutPath,stderrPath} (before a spawn),
+  // {op:"start",run}, {op:"exit",runId,exit}, {op:"remove",runId}, each line signed (see
+  // signedLine). Written with write(2) before any reply or push leaves, so what a kernel
+  // was told is on record. Not fsync'ed: it survives the death of any process, not a power
+  // loss.
+  //
+  // A write can fail (ENOSPC, EIO) or be short. The supervisor then cuts the file back to
+  // its last whole line, refuses the starts whose line is not on record (it kills them: a
+  // kernel never hears of them) and refuses new starts while the journal cannot be written;
+  // exits and removals are kept and written again once it can, and exits are pushed anyway.
 
-  function journal(entry: unknown): void {
-    journalBuffer.push(`${JSON.stringify(entry)}\n`);
+  const keyPath = path.join(config.stateDir, "journal.key");
+  let journalKey = "";
+  const sign = (body: string): string =>
+    crypto.createHmac("sha256", journalKey).update(body).digest("base64url");
+  /** Lines waiting to be written; `run` marks the start line of a run not yet acknowledged. */
+  let journalBuffer: Array<{ text: string; run?: Run }> = [];
+  /** Where this supervisor's last write ended: a file that ends elsewhere was written by someone else. */
+  let journalEnd = 0;
+  /** Set while the journal cannot be written: why, as the error a refused start gets. */
+  let journalFailure: WireError | undefined;
+  let journalRetryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** What start-up found wrong (lines skipped), told to every kernel that connects. */
+  const warnings: string[] = [];
+
+  function journal(entry: JournalEntry, run?: Run): { text: string; run?: Run } {
+    const line = run ? { text: signedLine(entry, sign), run } : { text: signedLine(entry, sign) };
+    journalBuffer.push(line);
+    return line;
   }
 
-  function flushJournal(): void {
-    if (journalBuffer.length === 0) return;
-    const text = journalBuffer.join("");
+  /** Writes all of `bytes` at the end of `fd`, however short each write(2) is. */
+  function writeAll(fd: number, bytes: Buffer): void {
+    for (let written = 0; written < bytes.length; ) {
+      const n = fs.writeSync(fd, bytes, written, bytes.length - written);
+      if (n <= 0) throw Object.assign(new Error("write(2) wrote nothing"), { code: "EIO" });
+      written += n;
+    }
+  }
+
+  /** Writes what waits; false (and the failure handled) when the journal cannot be written. */
+  function flushJournal(): boolean {
+    if (journalBuffer.length === 0) return true;
+    let text = journalBuffer.map((line) => line.text).join("");
+    // Where the file ends before the write: a failed write is cut back to here. Something
+    // else may have appended to it (a person, a test): if that left a line unfinished, ours
+    // starts on a new one, so that it is not lost with it.
+    let end = -1;
+    try {
+      end = fs.fstatSync(journalFd).size;
+      if (end !== journalEnd && end > 0) {
+        const last = Buffer.alloc(1);
+        fs.readSync(journalFd, last, 0, 1, end - 1);
+        if (last[0] !== 0x0a) text = `\n${text}`;
+      }
+      const bytes = Buffer.from(text);
+      writeAll(journalFd, bytes);
+      journalEnd = end + bytes.length;
+    } catch (error) {
+      journalFailed(error as NodeJS.ErrnoException, end);
+      return false;
+    }
     journalLines += journalBuffer.length;
     journalBuffer = [];
-    fs.writeSync(journalFd, text);
+    if (journalFailure) {
+      journalFailure = undefined;
+      warn("the journal can be written again: starts are accepted");
+    }
+    return true;
   }
 
-  function replay(): void {
-    let text = "";
+  function journalFailed(error: NodeJS.ErrnoException, end: number): void {
+    // Part of the text may be in the file: cut it off. Should that fail too, the next write
+    // sees a file that does not end where it left it, and starts on a new line.
     try {
-      text = fs.readFileSync(journalPath, "utf8");
+      if (end >= 0) fs.ftruncateSync(journalFd, end);
+    } catch {}
+    const errno = error.code ?? "EIO";
+    const first = journalFailure === undefined;
+    journalFailure = {
+      code: errno === "ENOSPC" || errno === "EDQUOT" ? "RESOURCE_EXHAUSTED" : "BACKEND_UNAVAILABLE",
+      message: `the supervisor cannot write its journal ${journalPath} (${error.message})`,
+    };
+    if (first) warn(`${journalFailure.message}: starts are refused until it can`);
+    // A start whose line is not on record must not run: nobody could find it after a crash.
+    const kept: typeof journalBuffer = [];
+    for (const line of journalBuffer) {
+      if (line.run) refuse(line.run, journalFailure);
+      else kept.push(line);
+    }
+    journalBuffer = kept;
+    if (journalBuffer.length > 0 && !journalRetryTimer) {
+      journalRetryTimer = setTimeout(() => {
+        journalRetryTimer = undefined;
+        flushJournal();
+      }, 1_000);
+    }
+  }
+
+  /** Tells every kernel (and the diagnostics file) about a problem outside any request. */
+  function warn(message: string): void {
+    diag(message);
+    for (const socket of clients) {
+      if (socket.writable) socket.write(`${JSON.stringify({ event: "warning", message })}\n`);
+    }
+  }
+
+  function loadKey(): void {
+    try {
+      journalKey = fs.readFileSync(keyPath, "latin1");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      journalKey = crypto.randomBytes(32).toString("hex");
+      const tmp = `${keyPath}.${process.pid}.tmp`;
+      try {
+        fs.writeFileSync(tmp, journalKey, { mode: 0o600, flag: "wx" });
+        fs.renameSync(tmp, keyPath);
+      } catch (writeError) {
+        try {
+          fs.unlinkSync(tmp);
+        } catch {}
+        throw writeError;
+      }
+    }
+    if (!/^[0-9a-f]{64}$/.test(journalKey)) {
+      throw new Error(
+        `${keyPath} is not a journal key: remove it (the journal's records are then not trusted)`,
+      );
+    }
+  }
+
+  /** Reads the journal into `runs`: every line checked, what is not a record skipped and reported. */
+  function replay(): Buffer {
+    let bytes = Buffer.alloc(0);
+    try {
+      bytes = fs.readFileSync(journalPath);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
     }
-    for (const line of text.split("\n")) {
-      if (line === "") continue;
-      let entry: { op?: string; run?: RunRecord; runId?: string; exit?: WireExit };
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        continue; // a torn last line: its operation was never acknowledged
+    const lines = bytes.toString("utf8").split("\n");
+    const skipped: string[] = [];
+    /** Spawns with no start line after them (yet). */
+    const spawning = new Map<string, string[]>();
+    lines.forEach((line, index) => {
+      if (line === "") return;
+      const parsed = parseJournalLine(line, sign);
+      if ("problem" in parsed) {
+        skipped.push(`line ${index + 1}: ${parsed.problem}`);
+        return;
       }
-      if (entry.op === "start" && entry.run) {
+      const entry = parsed.entry;
+      if (entry.op === "spawn") {
+        spawning.set(entry.runId, [entry.stdoutPath, entry.stderrPath]);
+      } else if (entry.op === "start") {
+        spawning.delete(entry.run.runId);
         runs.set(entry.run.runId, { record: entry.run, exit: null, orphan: false, exitWaiters: [] });
-      } else if (entry.op === "exit" && entry.runId && entry.exit) {
+      } else if (entry.op === "exit") {
         const run = runs.get(entry.runId);
         if (run) run.exit = entry.exit;
-      } else if (entry.op === "remove" && entry.runId) {
+      } else {
+        spawning.delete(entry.runId);
         runs.delete(entry.runId);
       }
+    });
+    if (spawning.size > 0) killUnrecorded([...spawning.values()].flat());
+    for (const problem of skipped) diag(`journal ${problem}: skipped`);
+    if (skipped.length > 0) {
+      const shown = skipped.slice(0, 10).join("; ");
+      warnings.push(
+        `Skipped ${skipped.length} line(s) of ${journalPath} that are not records it trusts: ${shown}` +
+          (skipped.length > 10 ? `; and ${skipped.length - 10} more (see supervisor.log)` : ""),
+      );
     }
     for (const run of runs.values()) {
       if (run.exit) continue;
@@ -240,28 +465,101 @@ export function supervisorMain(config: SupervisorConfig): void {
         run.exit = { exitCode: null, lost: true, at: now() };
       }
     }
+    return bytes;
   }
 
-  function compact(): void {
+  /**
+   * Kills what a previous supervisor spawned but died before recording: the processes that
+   * hold one of the run's log files open for writing (the workload, and whatever it forked).
+   * No kernel was told of them. Their log files go too.
+   */
+  function killUnrecorded(logFiles: string[]): void {
+    const inodes = new Set<string>();
+    for (const file of logFiles) {
+      const stat = fs.statSync(file, { throwIfNoEntry: false });
+      if (stat) inodes.add(`${stat.dev}:${stat.ino}`);
+    }
+    for (const pid of inodes.size > 0 ? writersOf(inodes) : []) {
+      const group = readProcStat(fs, pid)?.pgid;
+      diag(`killing pid ${pid}: spawned by a supervisor that died before recording it`);
+      try {
+        process.kill(group === pid ? -pid : pid, "SIGKILL");
+      } catch {}
+    }
+    for (const file of logFiles) deleteLog(file, true);
+  }
+
+  /** The processes that hold one of `inodes` (`dev:ino`) open for writing. */
+  function writersOf(inodes: Set<string>): number[] {
+    const out: number[] = [];
+    for (const entry of fs.readdirSync("/proc")) {
+      const pid = Number(entry);
+      if (!Number.isInteger(pid) || pid === process.pid) continue;
+      let fds: string[];
+      try {
+        fds = fs.readdirSync(`/proc/${pid}/fd`);
+      } catch {
+        continue; // gone, or not ours to look at
+      }
+      for (const fd of fds) {
+        try {
+          const stat = fs.statSync(`/proc/${pid}/fd/${fd}`);
+          if (!inodes.has(`${stat.dev}:${stat.ino}`)) continue;
+          const flags = /flags:\s+([0-7]+)/.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "latin1"));
+          // O_WRONLY or O_RDWR: the workload's stdout or stderr, not a reader such as `tail -f`.
+          if (flags && (Number.parseInt(flags[1] as string, 8) & 3) !== 0) {
+            out.push(pid);
+            break;
+          }
+        } catch {}
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Rewrites the journal with only what `runs` holds, through a new file renamed over the
+   * old one. False (and the old journal kept, no temporary file left) when it cannot.
+   */
+  function compact(): boolean {
     const tmp = `${journalPath}.${process.pid}.tmp`;
     const lines: string[] = [];
     for (const run of runs.values()) {
-      lines.push(`${JSON.stringify({ op: "start", run: run.record })}\n`);
-      if (run.exit)
-        lines.push(`${JSON.stringify({ op: "exit", runId: run.record.runId, exit: run.exit })}\n`);
+      lines.push(signedLine({ op: "start", run: run.record }, sign));
+      if (run.exit) lines.push(signedLine({ op: "exit", runId: run.record.runId, exit: run.exit }, sign));
     }
-    fs.writeFileSync(tmp, lines.join(""), { mode: 0o600 });
-    fs.renameSync(tmp, journalPath);
+    const bytes = Buffer.from(lines.join(""));
+    let fd = -1;
+    try {
+      fd = fs.openSync(tmp, "ax+", 0o600);
+      writeAll(fd, bytes);
+      fs.renameSync(tmp, journalPath);
+    } catch (error) {
+      if (fd >= 0) fs.closeSync(fd);
+      try {
+        fs.unlinkSync(tmp);
+      } catch {}
+      diag(`journal compaction failed, the journal stays as it is: ${(error as Error).message}`);
+      return false;
+    }
     if (journalFd >= 0) fs.closeSync(journalFd);
-    journalFd = fs.openSync(journalPath, "a", 0o600);
+    journalFd = fd;
+    journalEnd = bytes.length;
     journalLines = lines.length;
+    return true;
+  }
+
+  /** Opens the journal as it is (compaction failed at start-up), without a torn last line. */
+  function openJournal(bytes: Buffer): void {
+    journalFd = fs.openSync(journalPath, "a+", 0o600);
+    const whole = bytes.lastIndexOf(0x0a) + 1;
+    if (whole < bytes.length) fs.ftruncateSync(journalFd, whole);
+    journalEnd = whole;
+    journalLines = bytes.subarray(0, whole).toString("latin1").split("\n").length - 1;
   }
 
   function maybeCompact(): void {
-    if (journalLines > 1024 && journalLines > 4 * runs.size) {
-      flushJournal();
-      compact();
-    }
+    if (journalLines > 1024 && journalLines > 4 * runs.size && !journalFailure && flushJournal()) compact();
   }
 
   // --- processes -----------------------------------------------------------------------
@@ -313,6 +611,7 @@ export function supervisorMain(config: SupervisorConfig): void {
   }
 
   function onChildExit(run: Run, code: number | null, signal: NodeJS.Signals | null): void {
+    if (run.refusal) return;
     const at = now();
     lastActivityAt = at;
     if (signal) {
@@ -327,6 +626,22 @@ export function supervisorMain(config: SupervisorConfig): void {
     run.orphan = false;
     orphans--;
     recordExit(run, { exitCode: null, lost: true, at: now() });
+  }
+
+  /** Undoes a start that cannot be recorded: no kernel hears of the run, and it does not run on. */
+  function refuse(run: Run, error: WireError): void {
+    run.refusal = {
+      code: error.code,
+      message: `Cannot start "${run.record.workloadId}": ${error.message}; nothing was started`,
+    };
+    runs.delete(run.record.runId);
+    live--;
+    try {
+      process.kill(-run.record.pid, "SIGKILL");
+    } catch {}
+    deleteLog(run.record.stdoutPath, false);
+    deleteLog(run.record.stderrPath, false);
+    noteIdle();
   }
 
   function pollOrphans(): void {
@@ -397,7 +712,13 @@ export function supervisorMain(config: SupervisorConfig): void {
     if (config.logPoolMin === 0) return;
     try {
       fs.mkdirSync(poolDir, { recursive: true, mode: 0o700 });
-      for (const name of fs.readdirSync(poolDir)) pool.push(path.join(poolDir, name));
+      const uid = process.geteuid?.();
+      for (const name of fs.readdirSync(poolDir)) {
+        // Only empty files of ours: a link planted here would become a workload's log.
+        const file = path.join(poolDir, name);
+        const stat = fs.lstatSync(file, { throwIfNoEntry: false });
+        if (stat?.isFile() && stat.size === 0 && stat.nlink === 1 && stat.uid === uid) pool.push(file);
+      }
     } catch (error) {
       diag(`log pool unavailable: ${(error as Error).message}`);
     }
@@ -433,21 +754,25 @@ export function supervisorMain(config: SupervisorConfig): void {
     scheduleRefill(0);
   }
 
+  /** Append, create, and never through a symbolic link. */
+  const logFlags =
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+
   function openLog(file: string): number {
     for (let spare = pool.pop(); spare !== undefined; spare = pool.pop()) {
       try {
         fs.renameSync(spare, file);
-        return fs.openSync(file, "a", 0o600);
+        return fs.openSync(file, logFlags, 0o600);
       } catch {
         // Gone, or another filesystem: try the next, then create.
       }
     }
     try {
-      return fs.openSync(file, "a", 0o600);
+      return fs.openSync(file, logFlags, 0o600);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
       fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-      return fs.openSync(file, "a", 0o600);
+      return fs.openSync(file, logFlags, 0o600);
     }
   }
 
@@ -504,6 +829,16 @@ export function supervisorMain(config: SupervisorConfig): void {
         `Cannot start "${spec.workloadId}": the supervisor is at its file descriptor limit (${limits.openFiles})`,
       );
     }
+    // On record before it exists: should this supervisor die between the spawn and the start
+    // line, its successor finds the process by its log files, and kills it (no kernel was
+    // told of it). A journal that cannot take this line refuses the start: nothing runs.
+    const { runId, stdoutPath, stderrPath } = spec;
+    const spawnLine = journal({ op: "spawn", runId, stdoutPath, stderrPath });
+    if (!flushJournal()) {
+      journalBuffer = journalBuffer.filter((line) => line !== spawnLine);
+      const why = journalFailure as WireError;
+      throw fail(why.code, `Cannot start "${spec.workloadId}": ${why.message}; nothing was started`);
+    }
     let out = -1;
     let err = -1;
     let child: ChildProcessModule.ChildProcess;
@@ -519,6 +854,7 @@ export function supervisorMain(config: SupervisorConfig): void {
     } catch (error) {
       deleteLog(spec.stdoutPath, false);
       deleteLog(spec.stderrPath, false);
+      journal({ op: "remove", runId });
       throw spawnError(error as NodeJS.ErrnoException, spec);
     } finally {
       if (out >= 0) fs.closeSync(out);
@@ -530,6 +866,7 @@ export function supervisorMain(config: SupervisorConfig): void {
         child.once("error", (error) => {
           deleteLog(spec.stdoutPath, false);
           deleteLog(spec.stderrPath, false);
+          journal({ op: "remove", runId });
           reject(spawnError(error, spec));
         });
       });
@@ -557,7 +894,7 @@ export function supervisorMain(config: SupervisorConfig): void {
     if (live > poolTarget) poolTarget = Math.min(config.logPoolMax, live);
     scheduleRefill(50);
     clearIdle();
-    journal({ op: "start", run: record });
+    journal({ op: "start", run: record }, run);
     child.once("exit", (code, signal) => onChildExit(run, code, signal));
     armBackstop(record.killAt);
     return { pid, startTime };
@@ -614,15 +951,41 @@ export function supervisorMain(config: SupervisorConfig): void {
     return {};
   }
 
+  /**
+   * A kernel leaves (its backend closes). With no live workload and no other kernel there is
+   * nothing to supervise: exit now rather than after the idle time, so that nothing touches
+   * the state and log dirs once the kernel's shutdown returns.
+   */
+  function detach(socket: NetModule.Socket): { exiting: boolean } {
+    const exiting = live === 0 && [...clients].every((client) => client === socket);
+    if (exiting) {
+      exitingDown = true;
+      diag("the last kernel left and no workload runs: exiting");
+      setImmediate(exitNow);
+    }
+    return { exiting };
+  }
+
+  /**
+   * Exits: every file written and closed and the socket removed first, the connections
+   * closed last, so that a kernel that sees its connection close knows the supervisor has
+   * stopped touching its files.
+   */
   function exitNow(): void {
+    if (refillTimer) clearTimeout(refillTimer);
+    if (journalRetryTimer) clearTimeout(journalRetryTimer);
+    const sockets = [...clients];
     try {
       for (const socket of [...outboxes.keys()]) flushOutbox(socket);
       pushExits();
       flushJournal();
       fs.closeSync(journalFd);
     } catch {}
-    for (const socket of clients) socket.destroy();
-    server?.close();
+    try {
+      server?.close();
+      fs.unlinkSync(config.socketPath);
+    } catch {}
+    for (const socket of sockets) socket.destroy();
     process.exit(0);
   }
 
@@ -645,6 +1008,9 @@ export function supervisorMain(config: SupervisorConfig): void {
           fs.truncateSync(file, 0);
           rotated.add(file);
         } catch (error) {
+          try {
+            fs.unlinkSync(`${file}.1.tmp`);
+          } catch {}
           diag(`log rotation of ${file} failed: ${(error as Error).message}`);
         }
       }
@@ -653,17 +1019,21 @@ export function supervisorMain(config: SupervisorConfig): void {
 
   // --- clients ---------------------------------------------------------------------------
 
-  /** Replies wait in an outbox per client, written at once after a chunk of requests. */
-  const outboxes = new Map<NetModule.Socket, string[]>();
+  /**
+   * Replies wait in an outbox per client, written at once after a chunk of requests. The
+   * reply to a start holds its run: if the start line could not be written, the run was
+   * refused and the reply says so instead.
+   */
+  const outboxes = new Map<NetModule.Socket, Array<{ message: ServerMessage; run?: Run | undefined }>>();
 
-  function send(socket: NetModule.Socket, message: ServerMessage): void {
+  function send(socket: NetModule.Socket, message: ServerMessage, run?: Run): void {
     let outbox = outboxes.get(socket);
     if (!outbox) {
       outbox = [];
       outboxes.set(socket, outbox);
       setImmediate(() => flushOutbox(socket));
     }
-    outbox.push(`${JSON.stringify(message)}\n`);
+    outbox.push({ message, run });
   }
 
   function flushOutbox(socket: NetModule.Socket): void {
@@ -672,11 +1042,19 @@ export function supervisorMain(config: SupervisorConfig): void {
     outboxes.delete(socket);
     // What a kernel is told must be on record first.
     flushJournal();
-    if (socket.writable) socket.write(outbox.join(""));
+    let text = "";
+    for (const { message, run } of outbox) {
+      const refused =
+        run?.refusal && "id" in message ? { id: message.id, ok: false, error: run.refusal } : undefined;
+      text += `${JSON.stringify(refused ?? message)}\n`;
+    }
+    if (socket.writable) socket.write(text);
   }
 
   function pushExits(): void {
     if (pendingExits.length === 0) return;
+    // On record first when the journal can be written; pushed anyway when it cannot (a
+    // stopped workload must not look alive to its kernel): the journal gets it later.
     flushJournal();
     const text = pendingExits
       .map((e) => JSON.stringify({ event: "exit", runId: e.runId, exit: e.exit }))
@@ -698,10 +1076,10 @@ export function supervisorMain(config: SupervisorConfig): void {
     };
   }
 
-  function handle(request: Request): unknown {
+  function handle(socket: NetModule.Socket, request: Request): unknown {
     switch (request.op) {
       case "hello":
-        return { version: config.version, pid: process.pid };
+        return { version: config.version, pid: process.pid, warnings };
       case "start":
         if (exitingDown) throw fail("BACKEND_UNAVAILABLE", "The supervisor is shutting down");
         return start(request.spec);
@@ -727,6 +1105,8 @@ export function supervisorMain(config: SupervisorConfig): void {
       }
       case "shutdown":
         return shutdown(request.force);
+      case "detach":
+        return detach(socket);
       case "stats":
         return stats();
       default:
@@ -749,9 +1129,13 @@ export function supervisorMain(config: SupervisorConfig): void {
       diag("dropped a line that is not JSON");
       return;
     }
+    if (typeof request !== "object" || request === null || typeof request.id !== "number") {
+      diag("dropped a line that is not a request");
+      return;
+    }
     let result: unknown;
     try {
-      result = handle(request);
+      result = handle(socket, request);
     } catch (error) {
       send(socket, { id: request.id, ok: false, error: toWireError(error) });
       return;
@@ -762,7 +1146,11 @@ export function supervisorMain(config: SupervisorConfig): void {
         (error) => send(socket, { id: request.id, ok: false, error: toWireError(error) }),
       );
     } else {
-      send(socket, { id: request.id, ok: true, result });
+      send(
+        socket,
+        { id: request.id, ok: true, result },
+        request.op === "start" ? runs.get(request.spec.runId) : undefined,
+      );
     }
   }
 
@@ -849,8 +1237,10 @@ export function supervisorMain(config: SupervisorConfig): void {
     .slice(0, 40)}`;
   lock.listen({ path: `\0${lockName}` }, () => {
     try {
-      replay();
-      compact();
+      loadKey();
+      const bytes = replay();
+      // On a full disk the journal stays as it is (compaction needs room for a copy).
+      if (!compact()) openJournal(bytes);
       if (orphans > 0) orphanTimer = setInterval(pollOrphans, config.orphanPollMs);
       for (const run of runs.values()) armBackstop(run.exit ? undefined : run.record.killAt);
       try {
@@ -897,6 +1287,8 @@ export function supervisorSource(config: SupervisorConfig): string {
     "var __name = (target) => target;",
     readProcStat.toString(),
     readLimits.toString(),
+    signedLine.toString(),
+    parseJournalLine.toString(),
     supervisorMain.toString(),
     `${supervisorMain.name}(${JSON.stringify(config)});`,
     "",

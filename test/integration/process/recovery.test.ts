@@ -4,11 +4,12 @@
  * from reused pids and from a previous supervisor's orphans.
  */
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ProcessBackend, ProcessHandle } from "../../../src/backends/process/index.js";
+import type { JournalEntry } from "../../../src/backends/process/protocol.js";
 import { createRuntimeKernel, type ExitStatus, LABELS, type StartRequest } from "../../../src/index.js";
 import { crashProfiles } from "./fixtures/crash-profiles.js";
 import {
@@ -17,6 +18,7 @@ import {
   livingInGroups,
   newBackend,
   recordEvents,
+  signedJournal,
   teardown,
   tempStateDir,
 } from "./helpers.js";
@@ -140,13 +142,17 @@ describe("a kernel killed with SIGKILL", () => {
 describe("the supervisor's record", () => {
   it("never mistakes a reused pid, or a pid from before a reboot, for the workload", async () => {
     const stateDir = tempStateDir();
+    // A supervisor made the state dir's journal key, and went.
+    const first = newBackend({ stateDir });
+    await first.supervisorStats();
+    await first.stopSupervisor();
     // An unrelated process, and records that name its pid with another start time, or another boot.
     const stranger = spawn("sleep", ["600"], { stdio: "ignore", detached: true });
     const pid = stranger.pid as number;
     const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
     const startTime = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
     const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
-    const record = (runId: string, fields: object) => ({
+    const record = (runId: string, fields: object): JournalEntry => ({
       op: "start",
       run: {
         runId,
@@ -162,11 +168,13 @@ describe("the supervisor's record", () => {
         ...fields,
       },
     });
+    // Records as a supervisor writes them (signed), naming the stranger's pid.
     writeFileSync(
       join(stateDir, "journal.ndjson"),
-      [record("reused", { startTime: startTime - 1 }), record("rebooted", { bootId: "another-boot" }), ""]
-        .map((e) => (e === "" ? "" : JSON.stringify(e)))
-        .join("\n"),
+      signedJournal(stateDir, [
+        record("reused", { startTime: startTime - 1 }),
+        record("rebooted", { bootId: "another-boot" }),
+      ]),
     );
     const backend = track(newBackend({ stateDir }));
     const found = await backend.discover({ kernelId: "recovery" });
@@ -224,13 +232,15 @@ describe("the supervisor's record", () => {
 
   it("exits by itself once it has no workload and no client for its idle time", async () => {
     const backend = newBackend({ supervisorIdleMs: 100 });
-    const handle = await backend.start(request("brief", ["true"]), { signal: never });
-    await exitOf(backend, handle);
+    const handle = await backend.start(request("brief", ["sleep", "600"]), { signal: never });
     const { pid } = await backend.supervisorStats();
+    // The kernel leaves while a workload runs: the supervisor stays for it.
     await backend.close();
+    expect(isRunning(pid)).toBe(true);
+    process.kill(-handle.pid, "SIGKILL");
     await eventually(() => !isRunning(pid), 5_000, "the idle supervisor to exit");
     // Its record outlives it: a later supervisor still knows the exit.
-    expect(await backend.exitCode(handle)).toBe(0);
+    expect(await backend.exitCode(handle)).toBe(137);
     await teardown(backend);
   });
 });
@@ -238,12 +248,31 @@ describe("the supervisor's record", () => {
 describe("the supervisor's lifetime", () => {
   it("ends at once, not after its idle time, when its state dir is removed", async () => {
     const backend = newBackend({ supervisorIdleMs: 600_000 });
-    const handle = await backend.start(request("brief", ["true"]), { signal: never });
-    await exitOf(backend, handle);
+    const handle = await backend.start(request("brief", ["sleep", "600"]), { signal: never });
     const { pid } = await backend.supervisorStats();
     await backend.close();
     rmSync(backend.stateDir, { recursive: true, force: true });
+    process.kill(-handle.pid, "SIGKILL");
     await eventually(() => !isRunning(pid), 5_000, "the supervisor to notice");
+  });
+
+  it("is gone when a kernel's shutdown that stopped every workload returns: both dirs can be removed at once", async () => {
+    const stateDir = tempStateDir();
+    const logDir = tempStateDir("rk-logs-");
+    const backend = newBackend({ stateDir, logDir, supervisorIdleMs: 600_000 });
+    const kernel = createRuntimeKernel({
+      backend,
+      kernelId: "quiet",
+      profiles: { p: { runnable: { command: ["sleep", "600"] }, graceMs: 0 } },
+    });
+    // Enough starts that the supervisor has log files to make for its pool afterwards.
+    await Promise.all(range(20).map((i) => kernel.create({ workloadId: `w${i}`, profile: "p" })));
+    const { pid } = await backend.supervisorStats();
+    await kernel.shutdown();
+    expect(isRunning(pid)).toBe(false);
+    rmSync(stateDir, { recursive: true });
+    rmSync(logDir, { recursive: true });
+    expect(existsSync(stateDir) || existsSync(logDir)).toBe(false);
   });
 });
 

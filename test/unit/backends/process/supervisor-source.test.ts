@@ -31,10 +31,10 @@ const fakeFs = (files: Record<string, string>) => {
 };
 
 describe("reading /proc", () => {
-  it("takes the start time (field 22) after the command name, whatever the name holds", () => {
+  it("takes the start time (field 22) and the process group (field 5) after the command name, whatever the name holds", () => {
     const fields = ["S", "1", "42", "42", ...Array.from({ length: 15 }, () => "0"), "987654", "0"];
     const fs = fakeFs({ "/proc/42/stat": `42 (evil) (name 1 2) ${fields.join(" ")}` });
-    expect(readProcStat(fs, 42)).toEqual({ startTime: 987654, zombie: false });
+    expect(readProcStat(fs, 42)).toEqual({ startTime: 987654, zombie: false, pgid: 42 });
   });
 
   it("sees a zombie, and no process at all", () => {
@@ -42,6 +42,7 @@ describe("reading /proc", () => {
     expect(readProcStat(fakeFs({ "/proc/7/stat": `7 (x) ${fields.join(" ")}` }), 7)).toEqual({
       startTime: 5,
       zombie: true,
+      pgid: 0,
     });
     expect(readProcStat(fakeFs({}), 8)).toBeUndefined();
   });
