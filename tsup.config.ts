@@ -10,6 +10,7 @@ export default defineConfig({
     "gestalt/index": "src/gestalt/index.ts",
     "server/index": "src/server/index.ts",
     "http/index": "src/http/index.ts",
+    "schedule/index": "src/schedule/index.ts",
     cli: "src/cli.ts",
   },
   format: ["esm", "cjs"],

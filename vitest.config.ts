@@ -63,6 +63,22 @@ export default defineConfig({
       },
       {
         test: {
+          name: "schedule",
+          include: ["test/integration/schedule/**/*.test.ts"],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: "redis",
+          include: ["test/integration/redis/**/*.test.ts"],
+          globalSetup: ["test/setup/redis.global.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 900_000,
+        },
+      },
+      {
+        test: {
           name: "server",
           include: [
             "test/integration/server/**/*.test.ts",

@@ -21,7 +21,9 @@ export type RuntimeKernelErrorCode =
   | "KERNEL_SHUT_DOWN"
   | "EVENTS_OVERFLOW"
   | "CALLBACK_DROPPED"
-  | "UNSUPPORTED";
+  | "UNSUPPORTED"
+  | "DISPATCH_FAILED"
+  | "STORE_UNAVAILABLE";
 
 /** Options accepted by every {@link RuntimeKernelError} constructor. */
 export interface RuntimeKernelErrorOptions {

@@ -100,6 +100,8 @@ const STATUS_BY_CODE: Record<
   // Reported to the HTTP surface's listeners, never the answer to a call.
   CALLBACK_DROPPED: GrpcStatus.INTERNAL,
   UNSUPPORTED: GrpcStatus.UNIMPLEMENTED,
+  DISPATCH_FAILED: { retryable: GrpcStatus.UNAVAILABLE, permanent: GrpcStatus.FAILED_PRECONDITION },
+  STORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
 };
 
 /** The gRPC status code for a kernel error code (and its `retryable` flag, for the two codes that depend on it). */

@@ -179,6 +179,8 @@ const STATUS_BY_CODE: Record<RuntimeKernelErrorCode, number> = {
   KERNEL_SHUT_DOWN: 503,
   EVENTS_OVERFLOW: 503,
   CALLBACK_DROPPED: 500,
+  DISPATCH_FAILED: 502,
+  STORE_UNAVAILABLE: 503,
 };
 
 /** Past this much discarded body, the connection is cut rather than drained. */
