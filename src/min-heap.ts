@@ -54,6 +54,11 @@ export class MinHeap<T> {
     return top;
   }
 
+  /** Every item, in no particular order. */
+  values(): IterableIterator<T> {
+    return this.#items.values();
+  }
+
   /** Removes every item. */
   clear(): void {
     this.#items.length = 0;

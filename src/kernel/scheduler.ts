@@ -6,6 +6,7 @@
  */
 import type { Clock } from "../clock.js";
 import { InvalidSpecError } from "../errors.js";
+import { MinHeap } from "../min-heap.js";
 
 /** The latest deadline the scheduler takes, in epoch ms: the end of JavaScript's Date range. */
 export const MAX_DEADLINE = 8.64e15;
@@ -33,7 +34,7 @@ export interface ScheduledTask {
 /** A min-heap of due times driving a single clock timer. */
 export class Scheduler {
   readonly #clock: Clock;
-  readonly #heap: Entry[] = [];
+  readonly #heap = new MinHeap<Entry>((a, b) => a.at < b.at || (a.at === b.at && a.order < b.order));
   #order = 0;
   #timer: unknown = undefined;
   #armedAt = Number.POSITIVE_INFINITY;
@@ -68,7 +69,7 @@ export class Scheduler {
       );
     }
     const entry: Entry = { at, order: this.#order++, fire, cancelled: false };
-    this.#push(entry);
+    this.#heap.push(entry);
     this.#live++;
     if (at < this.#armedAt) this.#arm();
     return {
@@ -90,9 +91,9 @@ export class Scheduler {
 
   /** Cancels everything. */
   clear(): void {
-    for (const entry of this.#heap) entry.cancelled = true;
+    for (const entry of this.#heap.values()) entry.cancelled = true;
     for (const entry of this.#due) entry.cancelled = true;
-    this.#heap.length = 0;
+    this.#heap.clear();
     this.#live = 0;
     this.#disarm();
   }
@@ -101,14 +102,14 @@ export class Scheduler {
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
-    if (this.#live === 0) this.#heap.length = 0;
+    if (this.#live === 0) this.#heap.clear();
   }
 
   #arm(): void {
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     // A cancelled entry on top would arm a timer for nothing, and keep an idle process awake.
-    while (this.#heap.length > 0 && (this.#heap[0] as Entry).cancelled) this.#pop();
-    const top = this.#heap[0];
+    while (this.#heap.peek()?.cancelled) this.#heap.pop();
+    const top = this.#heap.peek();
     if (!top) {
       this.#timer = undefined;
       this.#armedAt = Number.POSITIVE_INFINITY;
@@ -125,9 +126,9 @@ export class Scheduler {
     const now = this.#clock.now();
     const due: Entry[] = [];
     this.#due = due;
-    while (this.#heap.length > 0 && (this.#heap[0] as Entry).at <= now) {
-      const entry = this.#pop();
-      if (!entry.cancelled) due.push(entry);
+    for (let top = this.#heap.peek(); top && top.at <= now; top = this.#heap.peek()) {
+      this.#heap.pop();
+      if (!top.cancelled) due.push(top);
     }
     this.#arm();
     for (const entry of due) {
@@ -138,43 +139,5 @@ export class Scheduler {
       entry.fire();
     }
     this.#due = [];
-  }
-
-  #less(a: Entry, b: Entry): boolean {
-    return a.at < b.at || (a.at === b.at && a.order < b.order);
-  }
-
-  #push(entry: Entry): void {
-    const heap = this.#heap;
-    heap.push(entry);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.#less(entry, heap[parent] as Entry)) break;
-      heap[i] = heap[parent] as Entry;
-      i = parent;
-    }
-    heap[i] = entry;
-  }
-
-  #pop(): Entry {
-    const heap = this.#heap;
-    const top = heap[0] as Entry;
-    const last = heap.pop() as Entry;
-    if (heap.length > 0) {
-      let i = 0;
-      const n = heap.length;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= n) break;
-        const r = l + 1;
-        const child = r < n && this.#less(heap[r] as Entry, heap[l] as Entry) ? r : l;
-        if (!this.#less(heap[child] as Entry, last)) break;
-        heap[i] = heap[child] as Entry;
-        i = child;
-      }
-      heap[i] = last;
-    }
-    return top;
   }
 }

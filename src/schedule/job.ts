@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { InvalidSpecError, type ValidationIssue, type WorkloadSpec, workloadSpecSchema } from "../index.js";
 import { validateCron } from "./cron.js";
+import { issuesOf } from "./validate.js";
 
 /** The states of a job, in the order a one-shot job passes through them. */
 export const JOB_STATUSES = ["pending", "executing", "completed", "failed", "cancelled"] as const;
@@ -216,18 +217,6 @@ function urlProblem(url: string): string | undefined {
   return undefined;
 }
 
-function issuesOf(error: z.ZodError): ValidationIssue[] {
-  return error.issues.flatMap((issue) => {
-    const path = issue.path.map(String);
-    if (issue.code === "unrecognized_keys") {
-      return issue.keys.map((key) => ({ path: [...path, key].join("."), message: "is not a known field" }));
-    }
-    const message =
-      issue.code === "invalid_key" ? (issue.issues[0]?.message ?? issue.message) : issue.message;
-    return [{ path: path.join("."), message }];
-  });
-}
-
 function refuse(issues: ValidationIssue[]): never {
   throw new InvalidSpecError(issues, { subject: "schedule job" });
 }
@@ -264,6 +253,33 @@ function bodyProblem(body: unknown, method: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The first firing (epoch seconds) of a raw input, from its `execute_at` or `cron`, or the
+ * problems with them. Values of the wrong type are left to the schema, which names them.
+ */
+function firstFiring(input: unknown, context: BuildContext): { at?: number; issues: ValidationIssue[] } {
+  if (typeof input !== "object" || input === null) return { issues: [] };
+  const { execute_at: executeAt, cron } = input as Record<string, unknown>;
+  if ((executeAt === undefined) === (cron === undefined)) {
+    const message = cron === undefined ? "is required (or cron)" : "give execute_at or cron, not both";
+    return { issues: [{ path: "execute_at", message }] };
+  }
+  if (typeof cron === "string") {
+    const next = validateCron(cron, context.timeZone, context.now);
+    return typeof next === "string"
+      ? { issues: [{ path: "cron", message: next }] }
+      : { at: next / 1000, issues: [] };
+  }
+  if (typeof executeAt !== "number" && typeof executeAt !== "string") return { issues: [] };
+  const at = epochSeconds(executeAt);
+  if (typeof at === "string") return { issues: [{ path: "execute_at", message: at }] };
+  if (at * 1000 < context.now - PAST_TOLERANCE_MS) {
+    const message = `is in the past (${new Date(at * 1000).toISOString()}, now ${new Date(context.now).toISOString()})`;
+    return { issues: [{ path: "execute_at", message }] };
+  }
+  return { at, issues: [] };
+}
+
 /** What {@link buildJob} needs besides the input. */
 export interface BuildContext {
   /** Epoch ms. */
@@ -285,7 +301,9 @@ export function newJobId(): string {
  */
 export function buildJob(input: unknown, context: BuildContext): ScheduleJob {
   const parsed = inputSchema.safeParse(input);
-  if (!parsed.success) refuse(issuesOf(parsed.error));
+  // Checked even when the rest is malformed, so that one refusal names every problem.
+  const firing = firstFiring(input, context);
+  if (!parsed.success) refuse([...issuesOf(parsed.error), ...firing.issues]);
   const spec = parsed.data;
   const issues: ValidationIssue[] = [];
 
@@ -308,26 +326,8 @@ export function buildJob(input: unknown, context: BuildContext): ScheduleJob {
     });
   }
 
-  let executeAt: number | undefined;
-  if ((spec.execute_at === undefined) === (spec.cron === undefined)) {
-    issues.push({
-      path: "execute_at",
-      message: spec.cron === undefined ? "is required (or cron)" : "give execute_at or cron, not both",
-    });
-  } else if (spec.cron !== undefined) {
-    const next = validateCron(spec.cron, context.timeZone, context.now);
-    if (typeof next === "string") issues.push({ path: "cron", message: next });
-    else executeAt = next / 1000;
-  } else {
-    const at = epochSeconds(spec.execute_at as number | string);
-    if (typeof at === "string") issues.push({ path: "execute_at", message: at });
-    else if (at * 1000 < context.now - PAST_TOLERANCE_MS) {
-      issues.push({
-        path: "execute_at",
-        message: `is in the past (${new Date(at * 1000).toISOString()}, now ${new Date(context.now).toISOString()})`,
-      });
-    } else executeAt = at;
-  }
+  issues.push(...firing.issues);
+  const executeAt = firing.at;
   if (issues.length > 0 || executeAt === undefined) refuse(issues);
 
   const job: ScheduleJob = {

@@ -25,11 +25,12 @@ import {
 } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import { type Clock, InvalidSpecError, systemClock } from "../index.js";
+import { type Clock, systemClock } from "../index.js";
 import { StoreUnavailableError } from "./errors.js";
 import { JOB_STATUSES, type ScheduleJob } from "./job.js";
 import { JobTable } from "./job-table.js";
 import type { JobClaim, JobFilter, ScheduleStore } from "./store.js";
+import { parseOrRefuse } from "./validate.js";
 
 /** Options of {@link openJournalStore}. */
 export interface JournalStoreOptions {
@@ -366,15 +367,6 @@ class JournalStore implements ScheduleStore {
  * process holds the journal, the file is not this user's own, or a line is damaged.
  */
 export async function openJournalStore(options: JournalStoreOptions): Promise<ScheduleStore> {
-  const parsed = optionsSchema.safeParse(options);
-  if (!parsed.success) {
-    throw new InvalidSpecError(
-      parsed.error.issues.map((issue) => ({
-        path: issue.path.map(String).join("."),
-        message: issue.message,
-      })),
-      { subject: "journal store options" },
-    );
-  }
+  parseOrRefuse(optionsSchema, options, "journal store options");
   return new JournalStore(options);
 }

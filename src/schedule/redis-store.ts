@@ -17,10 +17,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
-import { InvalidSpecError } from "../index.js";
 import { StoreUnavailableError } from "./errors.js";
 import type { JobStatus, ScheduleJob } from "./job.js";
 import type { JobClaim, JobFilter, ScheduleStore } from "./store.js";
+import { parseOrRefuse } from "./validate.js";
 
 /** What the store needs of a Redis client: an ioredis `Redis` has it. */
 export interface RedisClient {
@@ -368,16 +368,7 @@ async function loadIoredis(): Promise<Pick<typeof import("ioredis"), "Redis">> {
  * when the server does not answer. Needs the `ioredis` package unless you pass a `client`.
  */
 export async function openRedisStore(options: RedisStoreOptions): Promise<ScheduleStore> {
-  const parsed = optionsSchema.safeParse(options);
-  if (!parsed.success) {
-    throw new InvalidSpecError(
-      parsed.error.issues.map((issue) => ({
-        path: issue.path.map(String).join("."),
-        message: issue.message,
-      })),
-      { subject: "Redis store options" },
-    );
-  }
+  parseOrRefuse(optionsSchema, options, "Redis store options");
   const prefix = options.prefix ?? "rk:schedule:";
   const historyMs = options.historyMs ?? 7 * DAY_MS;
   if (options.client) return new RedisStore(options.client, undefined, prefix, historyMs, "the given client");

@@ -27,6 +27,7 @@ import {
   type ScheduleJobInput,
 } from "./job.js";
 import type { JobClaim, ScheduleStore } from "./store.js";
+import { parseOrRefuse } from "./validate.js";
 
 /** Options of {@link createScheduler}. */
 export interface SchedulerOptions {
@@ -133,13 +134,6 @@ const listSchema = z.strictObject({
     .optional(),
 });
 
-function invalid(error: z.ZodError, subject: string): InvalidSpecError {
-  return new InvalidSpecError(
-    error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message })),
-    { subject },
-  );
-}
-
 /** The job after a successful firing: completed, or (cron) pending for its next slot. */
 function afterSuccess(job: ScheduleJob, result: FiringResult, now: number, timeZone: string): ScheduleJob {
   const { error: _, ...rest } = job;
@@ -212,8 +206,7 @@ class JobScheduler extends EventEmitter<SchedulerEventMap> implements Scheduler 
 
   constructor(options: SchedulerOptions) {
     super();
-    const parsed = optionsSchema.safeParse(options);
-    if (!parsed.success) throw invalid(parsed.error, "scheduler options");
+    parseOrRefuse(optionsSchema, options, "scheduler options");
     this.store = options.store;
     this.#clock = options.clock ?? systemClock;
     this.#dispatch = options.dispatch ?? httpDispatch;
@@ -269,12 +262,8 @@ class JobScheduler extends EventEmitter<SchedulerEventMap> implements Scheduler 
   }
 
   async list(options: ListJobsOptions = {}): Promise<ScheduleJob[]> {
-    const parsed = listSchema.safeParse(options);
-    if (!parsed.success) throw invalid(parsed.error, "job listing");
-    const jobs = await this.store.list({
-      limit: parsed.data.limit ?? 50,
-      ...(parsed.data.status ? { status: parsed.data.status } : {}),
-    });
+    const { status, limit = 50 } = parseOrRefuse(listSchema, options, "job listing");
+    const jobs = await this.store.list({ limit, ...(status ? { status } : {}) });
     return jobs.map(redact);
   }
 

@@ -48,6 +48,20 @@ describe("runnable examples", () => {
     ]);
   });
 
+  it("examples/schedule.ts fires, retries, cancels and refuses scheduled calls", async () => {
+    const out = await run("examples/schedule.ts");
+    expect(out).toContain('headers as stored: {"Authorization":"[redacted]"}');
+    expect(out).toContain("same idempotency key, same job: true");
+    expect(out).toMatch(
+      /refused: .*request\.url: must be an http\(s\) URL \(got ftp\); cron: is not a valid/,
+    );
+    expect(out).toMatch(/\/digest: completed/);
+    expect(out).toMatch(/\/flaky: completed after 1 failed attempt\(s\)/);
+    expect(out).toMatch(/\/never: cancelled/);
+    expect(out).toMatch(/\/weekly: pending/);
+    expect(out).not.toContain("/never (Idempotency-Key");
+  });
+
   it("examples/custom-backend.ts drives a hand-written backend through the kernel", async () => {
     expect(await run("examples/custom-backend.ts")).toContain("exit 4 (failed)");
   });

@@ -21,6 +21,7 @@ import { promisify } from "node:util";
 import Dockerode from "dockerode";
 import type { TestProject } from "vitest/node";
 import { LABELS } from "../../src/backends/backend.js";
+import { alive } from "./processes.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -58,15 +59,6 @@ function parseEnv(text: string): Record<string, string> {
     if (m) env[m[1]!] = m[2]!;
   }
   return env;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Stops the engines of earlier runs whose vitest process is gone (killed before its teardown). */

@@ -189,6 +189,7 @@ describe("buildJob: bad input is refused, naming the field", () => {
 
   it("names every problem at once", () => {
     expect(paths({ cron: "nope", request: { url: "gopher://x", timeout: 0 }, extra: 1 }).sort()).toEqual([
+      "cron",
       "extra",
       "request.timeout",
       "request.url",
