@@ -12,11 +12,14 @@
  * and their keys expire after the history time. One Redis server (or a primary), not Cluster:
  * the scripts build key names themselves.
  *
- * `ioredis` is loaded only here, when {@link openRedisStore} runs without a client of yours.
+ * `ioredis`, an optional peer dependency, is loaded only here, when {@link openRedisStore}
+ * runs without a client of yours.
  * @module
  */
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
+import { requirePeer } from "../backends/optional-peer.js";
+import { isRuntimeKernelError } from "../index.js";
 import { StoreUnavailableError } from "./errors.js";
 import type { JobStatus, ScheduleJob } from "./job.js";
 import type { JobClaim, JobFilter, ScheduleStore } from "./store.js";
@@ -345,19 +348,13 @@ class RedisStore implements ScheduleStore {
   }
 }
 
-/** Loads ioredis, or says plainly that it is missing. */
-async function loadIoredis(): Promise<Pick<typeof import("ioredis"), "Redis">> {
+/** Loads ioredis, the optional peer, or says plainly that it is missing. */
+function loadIoredis(): typeof import("ioredis") {
   try {
-    return await import("ioredis");
+    return requirePeer<typeof import("ioredis")>("ioredis", "openRedisStore (runtime-kernel/schedule)");
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") {
-      throw new StoreUnavailableError(
-        "The Redis schedule store needs the ioredis package, an optional peer dependency: npm install ioredis",
-        { cause: error, retryable: false },
-      );
-    }
-    throw error;
+    if (!isRuntimeKernelError(error, "BACKEND_UNAVAILABLE")) throw error;
+    throw new StoreUnavailableError(error.message, { cause: error, retryable: false });
   }
 }
 
@@ -375,7 +372,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Schedu
 
   const url = options.url as string;
   const where = safeUrl(url);
-  const { Redis } = await loadIoredis();
+  const { Redis } = loadIoredis();
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: 5_000,

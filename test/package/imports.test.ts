@@ -86,13 +86,14 @@ describe("the packed package", () => {
     }
   });
 
-  it("loads the main, testing, server, http and gestalt entries with nothing but its dependencies", async () => {
+  it("loads the main, testing, server, http, gestalt and schedule entries with nothing but its dependencies", async () => {
     const light = [
       "runtime-kernel",
       "runtime-kernel/testing",
       "runtime-kernel/server",
       "runtime-kernel/http",
       "runtime-kernel/gestalt",
+      "runtime-kernel/schedule",
     ];
     for (const kind of ["esm", "cjs"] as const) {
       const loaded = await loadAll(bare, kind, light);
@@ -131,6 +132,43 @@ describe("the packed package", () => {
     ]);
     expect(esm).toMatchObject({ code: 0, stdout: "idle_timeout\n", stderr: "" });
     expect(cjs).toMatchObject({ code: 0, stdout: "idle_timeout\n", stderr: "" });
+  });
+
+  it("fires a scheduled job on the journal store with no optional peer installed", async () => {
+    const body = (load: string) => `
+      ${load}
+      const { mkdtempSync } = require("node:fs");
+      const { join } = require("node:path");
+      const { tmpdir } = require("node:os");
+      (async () => {
+        const clock = new ManualClock();
+        const store = await openJournalStore({ path: join(mkdtempSync(join(tmpdir(), "rk-")), "j"), clock });
+        const scheduler = createScheduler({ store, clock, dispatch: async () => ({ status_code: 204 }) });
+        const job = await scheduler.schedule({ cron: "*/5 * * * *", request: { url: "http://svc.test/" } });
+        await clock.advance(300000);
+        const fired = await scheduler.get(job.job_id);
+        console.log(fired.result.status_code, fired.status);
+        await scheduler.close();
+        await openRedisStore({ url: "redis://127.0.0.1:1" }).catch((e) => console.log(e.code, e.message));
+      })();`;
+    const esmLoad = `import { createRequire } from "node:module";
+      const require = createRequire(import.meta.url);
+      import { createScheduler, openJournalStore, openRedisStore } from "runtime-kernel/schedule";
+      import { ManualClock } from "runtime-kernel/testing";`;
+    const cjsLoad = `const { createScheduler, openJournalStore, openRedisStore } = require("runtime-kernel/schedule");
+      const { ManualClock } = require("runtime-kernel/testing");`;
+    const expected = {
+      code: 0,
+      stdout:
+        "204 pending\nSTORE_UNAVAILABLE openRedisStore (runtime-kernel/schedule) needs the package ioredis, which is not installed (it is an optional peer dependency): npm install ioredis\n",
+      stderr: "",
+    };
+    const [esm, cjs] = await Promise.all([
+      script(bare, "esm", body(esmLoad)),
+      script(bare, "cjs", body(cjsLoad)),
+    ]);
+    expect(esm).toMatchObject(expected);
+    expect(cjs).toMatchObject(expected);
   });
 
   it("says which package to install when an optional peer is missing", async () => {

@@ -32,7 +32,13 @@ describe("the packed package's types", () => {
           namespace: "agents",
           profiles: { agent: { tolerations: [{ key: "pool", operator: "Exists" }], securityContext: { runAsUser: 0 } } },
         });
-      export const exitOf = (s: WorkloadStatus): number | undefined => s.exitCode;`;
+      export const exitOf = (s: WorkloadStatus): number | undefined => s.exitCode;
+      import { createScheduler, openJournalStore, type ScheduleJob } from "runtime-kernel/schedule";
+      export const schedule = async () => {
+        const scheduler = createScheduler({ store: await openJournalStore({ path: "/tmp/j" }), kernel, timeZone: "UTC" });
+        const job: ScheduleJob = await scheduler.schedule({ cron: "0 9 * * 1", workload: { profile: "agent" } });
+        return job.execute_at;
+      };`;
     writeFileSync(join(dir, "every.mts"), `${imports}\n${every}\n`);
     writeFileSync(join(dir, "every.cts"), `${imports}\n${every}\n`);
     writeFileSync(join(dir, "uses.mts"), uses);
