@@ -4,6 +4,8 @@
  * drop the duplicates that at-least-once delivery brings.
  * @module
  */
+import http from "node:http";
+import https from "node:https";
 import { isRuntimeKernelError, type RuntimeKernel } from "../index.js";
 import { DispatchFailedError } from "./errors.js";
 import type { FiringResult, HttpCall, ScheduleJob } from "./job.js";
@@ -42,49 +44,71 @@ function target(request: HttpCall): string {
   return `${request.method} ${url.origin}${url.pathname}`;
 }
 
+/** Keep-alive pools for the calls: a receiver called at 1,000 jobs/s is not reconnected each time. */
+const agents = {
+  "http:": new http.Agent({ keepAlive: true }),
+  "https:": new https.Agent({ keepAlive: true }),
+};
+
 /**
  * The default dispatch, with the rules of Vexa's runtime: a 2xx completes the job; a 3xx or
  * 4xx completes it too, with the status and reason in its result (a malformed call does not
  * mend itself; redirects are not followed); a 5xx, a transport error or no answer within
  * `timeout` seconds is retried. The body is sent as JSON (a string as it is) with
  * `Content-Type: application/json` unless the job's headers say otherwise, and
- * {@link IDEMPOTENCY_HEADER} is set unless the job sets its own.
+ * {@link IDEMPOTENCY_HEADER} is set unless the job sets its own. Built on `node:http` with
+ * keep-alive connections (a third of `fetch`'s CPU per call, measured in bench/schedule.bench.ts).
  */
-export const httpDispatch: Dispatch = async (request, context) => {
-  const headers = new Headers(request.headers);
-  if (!headers.has(IDEMPOTENCY_HEADER)) headers.set(IDEMPOTENCY_HEADER, context.idempotencyKey);
-  let body: string | undefined;
+export const httpDispatch: Dispatch = (request, context) => {
+  const url = new URL(request.url);
+  const headers: Record<string, string> = { ...request.headers };
+  const names = new Set(Object.keys(headers).map((name) => name.toLowerCase()));
+  if (!names.has(IDEMPOTENCY_HEADER.toLowerCase())) headers[IDEMPOTENCY_HEADER] = context.idempotencyKey;
+  let body: Buffer | undefined;
   if (request.body !== null && request.body !== undefined) {
-    body = typeof request.body === "string" ? request.body : JSON.stringify(request.body);
-    if (!headers.has("content-type")) headers.set("content-type", "application/json");
+    body = Buffer.from(
+      typeof request.body === "string" ? request.body : JSON.stringify(request.body),
+      "utf8",
+    );
+    if (!names.has("content-type")) headers["Content-Type"] = "application/json";
   }
-  const signal = AbortSignal.any([context.signal, AbortSignal.timeout(request.timeout * 1000)]);
-  let response: Response;
-  try {
-    response = await fetch(request.url, {
-      method: request.method,
-      headers,
-      body,
-      redirect: "manual",
-      signal,
+  if (body || !["GET", "HEAD", "DELETE", "OPTIONS"].includes(request.method)) {
+    headers["Content-Length"] = String(body?.length ?? 0);
+  }
+  const client = url.protocol === "https:" ? https : http;
+  return new Promise<FiringResult>((resolve, reject) => {
+    const fail = (message: string) => reject(new DispatchFailedError(`${target(request)}${message}`));
+    const req = client.request(
+      url,
+      {
+        method: request.method,
+        headers,
+        agent: agents[url.protocol as "http:" | "https:"],
+        signal: context.signal,
+      },
+      (res) => {
+        clearTimeout(timer);
+        // The answer's body is not kept: drained, so that the connection serves the next call.
+        res.resume();
+        res.on("error", () => {});
+        const status = res.statusCode ?? 0;
+        if (status >= 500) fail(` answered ${status}`);
+        else if (status >= 300)
+          resolve({ status_code: status, error: res.statusMessage || `HTTP ${status}` });
+        else resolve({ status_code: status });
+      },
+    );
+    const timer = setTimeout(() => {
+      req.destroy();
+      fail(`: no answer within ${request.timeout} s`);
+    }, request.timeout * 1000);
+    req.on("error", (error) => {
+      clearTimeout(timer);
+      if (context.signal.aborted) reject(context.signal.reason);
+      else fail(`: ${error.message}`);
     });
-  } catch (error) {
-    if (context.signal.aborted) throw error;
-    if (signal.aborted) {
-      throw new DispatchFailedError(`${target(request)}: no answer within ${request.timeout} s`);
-    }
-    const cause = (error as { cause?: { message?: string } }).cause?.message;
-    throw new DispatchFailedError(`${target(request)}: ${cause ?? (error as Error).message}`);
-  }
-  // The answer's body is not kept: release the connection for the next call.
-  await response.body?.cancel().catch(() => {});
-  if (response.status >= 500) {
-    throw new DispatchFailedError(`${target(request)} answered ${response.status}`);
-  }
-  if (response.status >= 300) {
-    return { status_code: response.status, error: response.statusText || `HTTP ${response.status}` };
-  }
-  return { status_code: response.status };
+    req.end(body);
+  });
 };
 
 /** The workload id of a job's current firing: the job id and the firing's epoch second, DNS-1123 safe. */

@@ -5,7 +5,6 @@
  * its state here and writes each change to its file.
  * @module
  */
-import { randomBytes } from "node:crypto";
 import { MinHeap } from "../min-heap.js";
 import type { JobStatus, ScheduleJob } from "./job.js";
 import type { JobClaim, JobFilter } from "./store.js";
@@ -39,6 +38,7 @@ export class JobTable {
   readonly #executing = new Set<string>();
   readonly #heap = new MinHeap<HeapNode>((a, b) => a.due < b.due || (a.due === b.due && a.order < b.order));
   #order = 0;
+  #claims = 0;
 
   /** How many jobs are held, final ones included. */
   get size(): number {
@@ -91,7 +91,8 @@ export class JobTable {
       if (!top || top.due > now) break;
       this.#heap.pop();
       const entry = this.#entries.get(top.id) as Entry;
-      const token = randomBytes(8).toString("hex");
+      // Only this process's table sees the token: a counter is as good as a random one.
+      const token = String(++this.#claims);
       entry.job = { ...entry.job, status: "executing" };
       entry.version++;
       entry.token = token;
