@@ -128,6 +128,20 @@ describe("createEgressProxy", () => {
     expect(connections).toBe(0);
   });
 
+  it("refuses timeouts and caps no timer can hold or that make no sense, naming the field", async () => {
+    for (const [options, field] of [
+      [{ idleTimeoutMs: Number.NaN }, "idleTimeoutMs"],
+      [{ headersTimeoutMs: 2 ** 40 }, "headersTimeoutMs"],
+      [{ requestTimeoutMs: 0 }, "requestTimeoutMs"],
+      [{ maxConnectionsPerClient: 1.5 }, "maxConnectionsPerClient"],
+      [{ headersTimeoutMs: 5_000, requestTimeoutMs: 1_000 }, "headersTimeoutMs"],
+    ] as const) {
+      const error = await createEgressProxy(options).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: "INVALID_SPEC" });
+      expect((error as { issues: { path: string }[] }).issues.map((i) => i.path)).toContain(field);
+    }
+  });
+
   it("refuses origin-form requests: it is a proxy, not a server", async () => {
     proxy = await createEgressProxy({});
     expect((await viaProxy("/relative")).status).toBe(400);
