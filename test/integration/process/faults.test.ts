@@ -12,7 +12,7 @@
  * Seeded: `RK_FAULT_SEED` replays a run (the seed is printed when it fails), `RK_FAULT_STEPS`
  * makes it longer.
  */
-import { appendFileSync, closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, expect, it, onTestFailed } from "vitest";
 import type { ProcessBackend } from "../../../src/backends/process/index.js";
@@ -89,8 +89,6 @@ it(`keeps every acknowledged workload accounted for, and nothing untracked, thro
   cleanups.push(() => disk.unmount());
   const stateDir = join(disk.dir, "state");
   const journal = join(stateDir, "journal.ndjson");
-  const filler = join(disk.dir, "filler");
-  let full = false;
 
   const backends: ProcessBackend[] = [];
   // They share the state dir: the last one stops its supervisor, after the others let go.
@@ -169,24 +167,14 @@ it(`keeps every acknowledged workload accounted for, and nothing untracked, thro
       process.kill(pid, "SIGKILL");
     },
     fill() {
-      if (full) return;
+      if (disk.full) return;
       log.push("fill the disk");
-      const fd = openSync(filler, "a");
-      const chunk = Buffer.alloc(64 * 1024, 1);
-      try {
-        for (;;) writeSync(fd, chunk);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
-      } finally {
-        closeSync(fd);
-      }
-      full = true;
+      disk.fill();
     },
     free() {
-      if (!full) return;
+      if (!disk.full) return;
       log.push("free the disk");
-      rmSync(filler);
-      full = false;
+      disk.free();
     },
     corrupt() {
       const junk = pick([

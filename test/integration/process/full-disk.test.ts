@@ -3,7 +3,7 @@
  * never dies of it, a start it cannot record is refused and does not run, stops and exits
  * go on, and once there is room again every acknowledged start is on record.
  */
-import { closeSync, openSync, readdirSync, rmSync, writeSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ProcessBackend } from "../../../src/backends/process/index.js";
@@ -31,12 +31,11 @@ afterEach(async () => {
 
 beforeAll(() => requireRoot("mounting a small tmpfs"));
 
-/** A 2 MiB tmpfs with a state dir on it, a kernel over it, and a way to fill it up. */
+/** A 2 MiB tmpfs with a state dir on it, kernels over it, and a way to fill it up. */
 function fixture() {
   const disk = mountTmpfs(2048);
   cleanups.push(() => disk.unmount());
   const stateDir = join(disk.dir, "state");
-  const filler = join(disk.dir, "filler");
   const open = (): { backend: ProcessBackend; kernel: RuntimeKernel } => {
     const backend = newBackend({ stateDir, supervisorIdleMs: 60_000 });
     const kernel = createRuntimeKernel({ backend, kernelId: "disk", profiles, reapAfterMs: 600_000 });
@@ -46,21 +45,8 @@ function fixture() {
   return {
     stateDir,
     open,
-    /** Writes until the file system has no page left. */
-    fill() {
-      const fd = openSync(filler, "w");
-      const chunk = Buffer.alloc(64 * 1024, 1);
-      try {
-        for (;;) writeSync(fd, chunk);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
-      } finally {
-        closeSync(fd);
-      }
-    },
-    free() {
-      rmSync(filler);
-    },
+    fill: disk.fill,
+    free: disk.free,
     /** Files no step should leave behind, anywhere on the disk. */
     leftovers: () =>
       readdirSync(disk.dir, { recursive: true }).filter((name) => String(name).endsWith(".tmp")),

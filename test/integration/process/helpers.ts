@@ -4,7 +4,17 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessBackendOptions } from "../../../src/backends/process/index.js";
@@ -48,10 +58,25 @@ export function unusedUid(): number {
   return uid;
 }
 
-/** A tmpfs of `sizeKiB` mounted on a fresh directory (root only); `unmount()` removes both. */
-export function mountTmpfs(sizeKiB: number): { dir: string; unmount(): Promise<void> } {
+/** A small disk: a tmpfs mounted on a fresh directory, which a test can fill up and empty again. */
+export interface SmallDisk {
+  dir: string;
+  /** Whether `fill()` filled it (and `free()` did not empty it since). */
+  readonly full: boolean;
+  /** Writes a file until the file system has no page left. */
+  fill(): void;
+  /** Removes that file. */
+  free(): void;
+  /** Unmounts it and removes its directory, once nothing works in it any more. */
+  unmount(): Promise<void>;
+}
+
+/** A tmpfs of `sizeKiB` (root only). */
+export function mountTmpfs(sizeKiB: number): SmallDisk {
   const dir = mkdtempSync(join(tmpdir(), "rk-tmpfs-"));
   execFileSync("mount", ["-t", "tmpfs", "-o", `size=${sizeKiB}k,mode=0700`, "tmpfs", dir]);
+  const filler = join(dir, "filler");
+  let full = false;
   const inside = (link: string) => {
     try {
       return readlinkSync(link).startsWith(dir);
@@ -71,6 +96,25 @@ export function mountTmpfs(sizeKiB: number): { dir: string; unmount(): Promise<v
     });
   return {
     dir,
+    get full() {
+      return full;
+    },
+    fill() {
+      const fd = openSync(filler, "a");
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      try {
+        for (;;) writeSync(fd, chunk);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+      } finally {
+        closeSync(fd);
+      }
+      full = true;
+    },
+    free() {
+      rmSync(filler, { force: true });
+      full = false;
+    },
     async unmount() {
       try {
         // A supervisor that was launched and found the state dir taken may still be exiting in it.
