@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import {
   closeSync,
+  existsSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -240,8 +241,11 @@ export function statesOf(events: TransitionEvent[], workloadId: string): string[
 export async function teardown(backend: ProcessBackend): Promise<void> {
   let pid: number | undefined;
   try {
-    pid = (await backend.supervisorStats()).pid;
-    await backend.stopSupervisor({ force: true });
+    // No socket: the supervisor exited by itself (it removes its socket), with nothing running.
+    if (existsSync(join(backend.stateDir, "supervisor.sock"))) {
+      pid = (await backend.supervisorStats()).pid;
+      await backend.stopSupervisor({ force: true });
+    }
   } finally {
     rmSync(backend.stateDir, { recursive: true, force: true });
   }
