@@ -11,7 +11,8 @@ import {
   type HealthServer,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/grpc/health/v1/health.js";
-import { GrpcStatus } from "./errors.js";
+import { decodeFailureOf } from "../grpc/decode.js";
+import { boundText, GrpcStatus, toServiceStatus } from "../grpc/status.js";
 
 /** Serving statuses by service name (`""` is the server as a whole), with watchers told of each change. */
 export class HealthRegistry {
@@ -46,14 +47,19 @@ export class HealthRegistry {
         call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
         callback: sendUnaryData<HealthCheckResponse>,
       ) => {
+        const undecodable = decodeFailureOf(call.request);
+        if (undecodable) return callback(toServiceStatus(undecodable));
         const status = this.#statuses.get(call.request.service);
         if (status === undefined) {
-          callback({ code: GrpcStatus.NOT_FOUND, details: `unknown service "${call.request.service}"` });
+          const name = boundText(call.request.service, 256);
+          callback({ code: GrpcStatus.NOT_FOUND, details: `unknown service "${name}"` });
           return;
         }
         callback(null, { status });
       },
       watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {
+        const undecodable = decodeFailureOf(call.request);
+        if (undecodable) return void call.emit("error", toServiceStatus(undecodable));
         const watcher = { service: call.request.service, call };
         call.write({ status: this.#statuses.get(watcher.service) ?? ServingStatus.SERVICE_UNKNOWN });
         this.#watchers.add(watcher);

@@ -356,7 +356,7 @@ export async function serveRuntimeKernel(
   // Channelz only feeds a debugging service this server does not expose; its per-call bookkeeping is pure cost.
   const server = new Server({ "grpc.enable_channelz": 0, ...options.serverOptions });
   server.addService(checkedDecoding(wire.RuntimeService, UINT64_FIELDS), runtime);
-  server.addService(HealthService, health.implementation());
+  server.addService(checkedDecoding(HealthService, {}), health.implementation());
   let listener: GrpcListener;
   try {
     listener = await listenGrpc(server, parsed, credentials, {

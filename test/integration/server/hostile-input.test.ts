@@ -1,9 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { statSync } from "node:fs";
 import { Client, credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HealthClient } from "../../../src/gen/grpc/health/v1/health.js";
 import * as wire from "../../../src/gen/runtime/v1/runtime.js";
 import {
   createRuntimeClient,
@@ -11,36 +9,20 @@ import {
   type RuntimeClient,
   type RuntimeServiceError,
 } from "../../../src/server/index.js";
+import { type ServeProcess, startServeProcess } from "./serve-process.js";
 
 /**
  * A real `runtime-kernel serve` subprocess (fake backend, a socket path of the test's
  * choosing, started under umask 000) against hostile input: no call may take it down, and
  * its socket is private whatever the umask.
  */
-const ROOT = resolve(import.meta.dirname, "../../..");
-const CLI = [process.execPath, "--import", import.meta.resolve("tsx"), join(ROOT, "src/cli.ts")];
 
 /** Ids that once crashed `serve` (grpc-js refused them in a trailer) or were echoed whole. */
 const HOSTILE_IDS = ["wörk", "é", "line\nbreak", "\u{1F4A5}", "x".repeat(1 << 20)];
 
-let dir: string;
+let serve: ServeProcess;
 let socket: string;
-let serve: ChildProcess;
-let serveOutput = "";
 let client: RuntimeClient;
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(CLI[0]!, [...CLI.slice(1), ...args, "--address", `unix:${socket}`], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, HOME: dir, NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (c: Buffer) => (stdout += c));
-  child.stderr!.on("data", (c: Buffer) => (stderr += c));
-  return new Promise((done) => child.on("close", (code) => done({ code, stdout, stderr })));
-}
 
 /** Opens WatchEvents for `id` and resolves "opened" once the server answered with the stream's headers. */
 function watchOpened(id: string): Promise<string> {
@@ -57,37 +39,18 @@ function watchOpened(id: string): Promise<string> {
   }).finally(() => raw.close());
 }
 
-const alive = () => serve.exitCode === null && serve.signalCode === null;
+const alive = () => serve.alive();
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "rk-hostile-"));
-  socket = join(dir, "shared", "rk.sock");
   // umask 000: were the socket to follow it, every local user could drive this kernel.
-  const command = [...CLI, "serve", "--backend", "fake", "--address", `unix:${socket}`]
-    .map((a) => `'${a.replaceAll("'", "'\\''")}'`)
-    .join(" ");
-  serve = spawn("sh", ["-c", `umask 000 && exec ${command}`], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, HOME: dir, NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  serve.stdout!.on("data", (c: Buffer) => (serveOutput += c));
-  serve.stderr!.on("data", (c: Buffer) => (serveOutput += c));
-  await new Promise<void>((ready, fail) => {
-    serve.stderr!.on("data", () => serveOutput.includes("serving runtime.v1 on") && ready());
-    serve.on("close", (code) => fail(new Error(`serve exited with ${code}:\n${serveOutput}`)));
-  });
+  serve = await startServeProcess({ umask: "000", socketName: "shared/rk.sock" });
+  socket = serve.socket;
   client = createRuntimeClient(`unix:${socket}`);
 }, 60_000);
 
 afterAll(async () => {
   client?.close();
-  if (serve && alive()) {
-    const closed = new Promise((r) => serve.once("close", r));
-    serve.kill("SIGTERM");
-    await closed;
-  }
-  rmSync(dir, { recursive: true, force: true });
+  await serve?.stop();
 }, 60_000);
 
 describe("runtime-kernel serve under hostile input", () => {
@@ -100,13 +63,13 @@ describe("runtime-kernel serve under hostile input", () => {
   it("answers get, stop, destroy and logs of non-ASCII and multi-line ids from the CLI, and keeps serving", async () => {
     for (const id of ["wörk", "é", "line\nbreak"]) {
       for (const command of [["get"], ["stop"], ["destroy"], ["logs"]]) {
-        const result = await run([...command, id]);
+        const result = await serve.run([...command, id]);
         expect(result.code, `${command} ${JSON.stringify(id)}: ${result.stderr}`).toBe(1);
         expect(result.stderr).toMatch(/no workload/i);
-        expect(alive(), serveOutput).toBe(true);
+        expect(alive(), serve.output()).toBe(true);
       }
     }
-    const listed = await run(["ls"]);
+    const listed = await serve.run(["ls"]);
     expect(listed.code).toBe(0);
   }, 120_000);
 
@@ -143,9 +106,17 @@ describe("runtime-kernel serve under hostile input", () => {
             name === "Get" ? ["Get", undefined] : ["WatchEvents", "opened"],
           );
         }
-        expect(alive(), `${label}\n${serveOutput}`).toBe(true);
+        expect(alive(), `${label}\n${serve.output()}`).toBe(true);
       }
     }
+    // The health service echoes a service name it does not know: bounded too.
+    const health = new HealthClient(`unix:${socket}`, credentials.createInsecure());
+    for (const service of HOSTILE_IDS) {
+      const error = await new Promise<ServiceError | null>((r) => health.check({ service }, (e) => r(e)));
+      expect(error?.code).toBe(status.NOT_FOUND);
+      expect(error?.details.length).toBeLessThan(4_096);
+    }
+    health.close();
     expect(await client.health()).toBe("SERVING");
     expect(await client.list()).toEqual([]);
     // A fresh client is served at once: nothing above poisoned the server.
@@ -155,7 +126,7 @@ describe("runtime-kernel serve under hostile input", () => {
     } finally {
       fresh.close();
     }
-    expect(serveOutput).not.toMatch(/illegal characters|Unhandled|TypeError/);
+    expect(serve.output()).not.toMatch(/illegal characters|Unhandled|TypeError/);
   }, 120_000);
 
   describe("numbers the kernel cannot take", () => {
