@@ -19,6 +19,7 @@ import { chmodSync, linkSync, lstatSync, mkdirSync, mkdtempSync, rmSync, unlinkS
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { InvalidSpecError } from "../errors.js";
+import { ensurePrivateDir } from "../private-path.js";
 import { isLoopbackHost } from "../server/address.js";
 
 function refuse(path: string, message: string): InvalidSpecError {
@@ -67,19 +68,19 @@ export function bearerChecker(token: string | undefined): (authorization: string
 }
 
 /**
- * Creates the directory of a unix socket. A `private` one is made private to this user, and
- * refused if others could write to it: a socket in a directory that other users control
- * could be swapped for theirs.
+ * Creates the directory of a unix socket. A `private` one must be private to this user by the
+ * rules of `private-path.ts` (this user's, writable by nobody else, no directory above that
+ * another user could rename it in), and is refused otherwise: a socket in a directory that
+ * other users control could be swapped for theirs.
  */
 export function ensureSocketDir(dir: string, options: { private: boolean }): void {
-  mkdirSync(dir, { recursive: true, ...(options.private ? { mode: 0o700 } : {}) });
-  const stat = lstatSync(dir);
-  if (!stat.isDirectory()) throw refuse(dir, "socket directory is not a directory");
-  if (!options.private) return;
-  if (stat.uid !== myUid(stat.uid))
-    throw refuse(dir, `socket directory belongs to uid ${stat.uid}, not to this user`);
-  if ((stat.mode & 0o077) !== 0)
-    throw refuse(dir, "socket directory is accessible to other users (want mode 0700)");
+  if (options.private) {
+    const problem = ensurePrivateDir(dir);
+    if (problem) throw refuse(problem.path, `socket directory ${problem.problem}`);
+    return;
+  }
+  mkdirSync(dir, { recursive: true });
+  if (!lstatSync(dir).isDirectory()) throw refuse(dir, "socket directory is not a directory");
 }
 
 /** Whether something accepts connections on the unix socket at `path`. */

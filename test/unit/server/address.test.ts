@@ -76,12 +76,24 @@ describe("server addresses", () => {
       expect(() => ensureSocketDir(dir, { private: true })).not.toThrow();
     });
 
-    it("is refused as the private default when others can enter it", () => {
+    it("is refused as the private default when others can write to it", () => {
       const dir = join(root, "shared");
       mkdirSync(dir);
       chmodSync(dir, 0o777);
-      expect(() => ensureSocketDir(dir, { private: true })).toThrow("accessible to other users");
+      expect(() => ensureSocketDir(dir, { private: true })).toThrow(
+        "socket directory is writable by other users",
+      );
       expect(() => ensureSocketDir(dir, { private: false })).not.toThrow();
+    });
+
+    it("is refused as the private default when another user could rename it away from a directory above", () => {
+      const open = join(root, "open");
+      mkdirSync(open);
+      chmodSync(open, 0o777);
+      // The socket's own directory would be 0700, but anyone may replace it inside `open`.
+      expect(() => ensureSocketDir(join(open, "runtime-kernel"), { private: true })).toThrow(
+        "is writable by other users and not sticky",
+      );
     });
   });
 });
