@@ -6,10 +6,10 @@
  * `QUOTA_EXCEEDED` on the other, with the same retryable flag and workload.
  *
  * Why `src/grpc/`: the two surfaces sit side by side on the kernel and neither may import
- * the other. This folder sits below both and above nothing but `src/errors.ts` (and
- * grpc-js, which both surfaces load anyway): the kernel and the main entry never import it,
- * so `import "runtime-kernel"` stays free of gRPC. It is no subpath of its own; each surface
- * re-exports what it makes public.
+ * the other. This folder sits below both, and imports only the library's leaf modules
+ * (`src/errors.ts`, the listening rules of `src/net/`) and grpc-js, which both surfaces load
+ * anyway: the kernel and the main entry never import it, so `import "runtime-kernel"` stays
+ * free of gRPC. It is no subpath of its own; each surface re-exports what it makes public.
  *
  * What is sent is always sendable and always small, whatever the error holds: details are
  * made well-formed and cut to {@link MAX_DETAILS_BYTES}, trailer values are ASCII by

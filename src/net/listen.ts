@@ -20,7 +20,6 @@ import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { InvalidSpecError } from "../errors.js";
 import { ensurePrivateDir } from "../private-path.js";
-import { isLoopbackHost } from "../server/address.js";
 
 function refuse(path: string, message: string): InvalidSpecError {
   return new InvalidSpecError([{ path: "address", message: `${message} (${path})` }], {
@@ -30,6 +29,12 @@ function refuse(path: string, message: string): InvalidSpecError {
 
 const myUid = (fallback: number): number =>
   typeof process.getuid === "function" ? process.getuid() : fallback;
+
+/** Whether a TCP host can only be reached from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
 
 /**
  * Refuses a plaintext TCP listener on an address other machines can reach, unless

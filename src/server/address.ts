@@ -39,9 +39,3 @@ export function parseAddress(input: string): ServiceAddress {
 }
 
 export { grpcTarget };
-
-/** Whether a TCP host can only be reached from this machine. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  return h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1" || /^127\.\d+\.\d+\.\d+$/.test(h);
-}

@@ -2,13 +2,12 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensureSocketDir } from "../../../src/net/listen.js";
+import { ensureSocketDir, isLoopbackHost } from "../../../src/net/listen.js";
 import {
   ADDRESS_ENV,
   defaultAddress,
   defaultSocketPath,
   grpcTarget,
-  isLoopbackHost,
   parseAddress,
 } from "../../../src/server/address.js";
 
