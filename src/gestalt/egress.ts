@@ -170,7 +170,8 @@ export async function createEgressProxy(options: EgressProxyOptions = {}): Promi
     defaultAction: options.defaultAction ?? "allow",
   };
   const listenHost = options.host ?? "127.0.0.1";
-  let port = 0;
+  /** The port the proxy listens on, once it does. */
+  let proxyPort = 0;
   const sockets = new Set<Duplex>();
   const track = (s: Duplex) => {
     sockets.add(s);
@@ -190,7 +191,7 @@ export async function createEgressProxy(options: EgressProxyOptions = {}): Promi
     if (value === undefined) return undefined;
     const named = splitHostPort(value.trim(), defaultPort);
     if (!named) return "egress proxy: malformed Host header\n";
-    if (named.port === port && normaliseHost(named.host) === normaliseHost(listenHost)) return undefined;
+    if (named.port === proxyPort && normaliseHost(named.host) === normaliseHost(listenHost)) return undefined;
     if (isHostAllowed(named.host, policy)) return undefined;
     options.onDecision?.({ host: normaliseHost(named.host), port: named.port, method, allowed: false });
     return `egress proxy: Host header ${normaliseHost(named.host)} is not allowed\n`;
@@ -333,12 +334,12 @@ export async function createEgressProxy(options: EgressProxyOptions = {}): Promi
     });
   });
   const address = server.address();
-  port = typeof address === "object" && address ? address.port : 0;
-  const url = `http://${listenHost.includes(":") ? `[${listenHost}]` : listenHost}:${port}`;
+  proxyPort = typeof address === "object" && address ? address.port : 0;
+  const url = `http://${listenHost.includes(":") ? `[${listenHost}]` : listenHost}:${proxyPort}`;
   let closed: Promise<void> | undefined;
   return {
     url,
-    port,
+    port: proxyPort,
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
