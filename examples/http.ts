@@ -10,6 +10,7 @@
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createRuntimeKernel } from "runtime-kernel";
 // In an application: `from "runtime-kernel"`, `"runtime-kernel/http"` and `"runtime-kernel/testing"`.
 import {
   CALLBACK_HEADERS,
@@ -17,9 +18,8 @@ import {
   verifyCallbackSignature,
   type WireError,
   type WireWorkloadStatus,
-} from "../src/http/index.js";
-import { createRuntimeKernel } from "../src/index.js";
-import { FakeBackend } from "../src/testing/index.js";
+} from "runtime-kernel/http";
+import { FakeBackend } from "runtime-kernel/testing";
 
 const secret = "read-me-from-a-file";
 

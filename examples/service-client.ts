@@ -10,10 +10,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-// In an application: `from "runtime-kernel"` and `from "runtime-kernel/server"`.
-import { ProcessBackend } from "../src/backends/process/index.js";
-import { createRuntimeKernel, isRuntimeKernelError } from "../src/index.js";
-import { createRuntimeClient, serveRuntimeKernel } from "../src/server/index.js";
+import { createRuntimeKernel, isRuntimeKernelError, ProcessBackend } from "runtime-kernel";
+import { createRuntimeClient, serveRuntimeKernel } from "runtime-kernel/server";
 
 const dir = mkdtempSync(join(tmpdir(), "rk-example-"));
 

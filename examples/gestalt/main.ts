@@ -10,11 +10,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ProcessBackend } from "../../src/backends/process/index.js";
-import { HealthClient } from "../../src/gen/grpc/health/v1/health.js";
-import { createPluginHost, GESTALT_PLUGIN_PROFILE, loadGestaltConfig } from "../../src/gestalt/index.js";
-import { createRuntimeKernel } from "../../src/index.js";
+import { createRuntimeKernel, ProcessBackend } from "runtime-kernel";
+import { createPluginHost, GESTALT_PLUGIN_PROFILE, loadGestaltConfig } from "runtime-kernel/gestalt";
 import { GreeterClient } from "./greeter.js";
+import { HealthClient } from "./health.js";
 
 // 1. A kernel on the process backend, with the profile plugin workloads use.
 const stateDir = mkdtempSync(join(tmpdir(), "gestalt-example-"));
@@ -48,10 +47,10 @@ try {
   console.log(`started "${started.name}" on provider "${started.provider}" at ${started.dialTarget}`);
 
   const health = started.client(HealthClient);
-  const status = await new Promise<number>((resolve, reject) =>
+  const status = await new Promise<string>((resolve, reject) =>
     health.check({ service: "" }, (error, response) => (error ? reject(error) : resolve(response.status))),
   );
-  console.log(`health: ${status === 1 ? "SERVING" : status}`);
+  console.log(`health: ${status}`);
 
   const greeter = started.client(GreeterClient);
   const reply = await new Promise<{ message: string }>((resolve, reject) =>

@@ -4,8 +4,8 @@
  * It stops cleanly on SIGTERM (the runtime's stop signal).
  */
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { HealthCheckResponse_ServingStatus, HealthService } from "../../src/gen/grpc/health/v1/health.js";
 import { GreeterService } from "./greeter.js";
+import { HealthService } from "./health.js";
 
 const socket = process.env.GESTALT_PLUGIN_SOCKET;
 const name = process.env.GESTALT_PLUGIN_NAME ?? "plugin";
@@ -13,8 +13,8 @@ if (!socket) throw new Error("GESTALT_PLUGIN_SOCKET is not set: start me through
 
 const server = new Server();
 server.addService(HealthService, {
-  check: (_call: unknown, callback: (e: null, r: { status: number }) => void) =>
-    callback(null, { status: HealthCheckResponse_ServingStatus.SERVING }),
+  check: (_call: unknown, callback: (e: null, r: { status: string }) => void) =>
+    callback(null, { status: "SERVING" }),
   watch: () => {},
 });
 server.addService(GreeterService, {
