@@ -39,11 +39,16 @@ const TYPE_CHECK_ONLY: Record<string, string> = {
   "docs/gestalt.md#1":
     "needs the reader's kernel, config and plugin; examples/gestalt/main.ts runs the same steps (process tier)",
   "docs/gestalt.md#2": "needs a runtime provider process to dial",
-  "docs/gestalt.md#3": "needs a plugin host",
+  "docs/gestalt.md#3": "a proxy server that runs until closed",
+  "docs/gestalt.md#4": "needs a plugin host",
   "docs/http.md#1": "a server, around the reader's kernel",
   "docs/kubernetes-backend.md#1": "needs a Kubernetes cluster",
   "docs/process-backend.md#1":
     "a service's paths (/var/lib, /srv) and an agent that runs until stopped; examples/process.ts runs the same (process tier)",
+  "docs/schedule.md#1": "calls the reader's services over HTTP, at times to come",
+  "docs/schedule.md#2": "needs the reader's kernel and store",
+  "docs/schedule.md#3": "a fragment: the store the scheduler above is given",
+  "docs/schedule.md#4": "needs a Redis server",
   "docs/service.md#1": "a server that runs until SIGTERM",
   "docs/service.md#2": "needs a runtime.v1 server",
   "docs/service.md#3": "needs a runtime.v1 server",
