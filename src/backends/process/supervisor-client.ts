@@ -192,8 +192,7 @@ export class SupervisorClient {
     const socket = this.#socket ?? (await this.#connecting?.catch(() => undefined));
     if (socket && !socket.destroyed) {
       const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-      // Keep the process alive until the supervisor has seen us go.
-      socket.ref();
+      this.#updateRef();
       const exiting = await this.#send(socket, { op: "detach" }).then(
         (reply) => (reply as Replies["detach"]).exiting,
         () => true, // it closed first: gone, or going
@@ -248,7 +247,8 @@ export class SupervisorClient {
   #updateRef(): void {
     const socket = this.#socket;
     if (!socket) return;
-    if (this.#pending.size > 0 || this.#holds > 0) socket.ref();
+    // While closing, the process waits for the supervisor to see it go (or to exit).
+    if (this.#pending.size > 0 || this.#holds > 0 || this.#closing) socket.ref();
     else socket.unref();
   }
 

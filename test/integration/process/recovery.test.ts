@@ -256,6 +256,25 @@ describe("the supervisor's lifetime", () => {
     await eventually(() => !isRunning(pid), 5_000, "the supervisor to notice");
   });
 
+  it("stays for the workloads a kernel's shutdown leaves running, and the host's shutdown completes", async () => {
+    const stateDir = tempStateDir();
+    const backend = track(newBackend({ stateDir }));
+    const host = spawn(
+      process.execPath,
+      ["--import", "tsx", join(import.meta.dirname, "fixtures", "leave-running.ts"), stateDir],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let out = "";
+    host.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    const code = await new Promise((resolve) => host.once("exit", resolve));
+    expect([code, out]).toEqual([0, "shut down, w1 left running\n"]);
+    const [left] = await backend.discover({ kernelId: "leave" });
+    expect(left?.exit).toBeNull();
+    expect(isRunning(left?.handle.pid as number)).toBe(true);
+  });
+
   it("is gone when a kernel's shutdown that stopped every workload returns: both dirs can be removed at once", async () => {
     const stateDir = tempStateDir();
     const logDir = tempStateDir("rk-logs-");
