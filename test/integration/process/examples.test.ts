@@ -11,6 +11,13 @@ const run = async (file: string) =>
   (await promisify(execFile)(process.execPath, ["--import", "tsx", file], { timeout: 120_000 })).stdout;
 
 describe("runnable examples on real processes", () => {
+  it("examples/process.ts recovers a workload after its kernel is gone", async () => {
+    const out = await run("examples/process.ts");
+    expect(out).toContain("recovered: adopted worker");
+    expect(out).toContain("batch ended meanwhile with exit code 3 (failed)");
+    expect(out).toContain("worker stopped: exit 143 (SIGTERM)");
+  });
+
   it("examples/service-client.ts drives a served kernel through the runtime.v1 client", async () => {
     const out = await run("examples/service-client.ts");
     expect(out).toContain("stdout: hello runtime.v1 (3)");
