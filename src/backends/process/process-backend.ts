@@ -157,6 +157,8 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   readonly #watchers = new Map<string, Set<Watch>>();
   /** Runs started through this instance and not yet cleaned up: their exits are always pushed here. */
   readonly #local = new Set<string>();
+  /** The most runs of this instance alive at once, for the log file pool of a supervisor that starts later. */
+  #peakRuns = 0;
   /** Who hears of problems found outside any call (see {@link ProcessBackend.watchFaults}). */
   readonly #faultListeners = new Set<(error: Error) => void>();
 
@@ -229,6 +231,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       launchTimeoutMs: options.launchTimeoutMs ?? 10_000,
       onExit: (runId, exit) => this.#onExit(runId, toExitStatus(exit)),
       onReconnect: () => this.#resync(),
+      poolHint: () => this.#peakRuns,
       onWarning: (message) => {
         const error = new RuntimeKernelError(
           "BACKEND_ERROR",
@@ -253,6 +256,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     const logs = logPathsOf(this.#logDir, request.workloadId, request.runId);
     const maxLifetimeAt = Number(request.labels[LABELS.maxLifetimeAt]);
     this.#local.add(request.runId);
+    this.#peakRuns = Math.max(this.#peakRuns, this.#local.size);
     let started: { pid: number; startTime: number };
     try {
       started = await this.#client.request({

@@ -67,7 +67,8 @@ export interface StartSpec {
 
 /** Requests a client sends. */
 export type Request =
-  | { id: number; op: "hello"; version: number }
+  /** `poolHint`: the most live workloads this client has had, for a supervisor that started since to size its log file pool. */
+  | { id: number; op: "hello"; version: number; poolHint: number }
   | { id: number; op: "start"; spec: StartSpec }
   | { id: number; op: "signal"; runId: string; signal: "SIGTERM" | "SIGKILL" }
   | { id: number; op: "status"; runId: string }

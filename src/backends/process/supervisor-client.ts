@@ -49,6 +49,8 @@ export interface SupervisorClientOptions {
   onReconnect: () => void;
   /** Called for what a supervisor reports outside any request (journal lines it skipped, a journal it cannot write). */
   onWarning: (message: string) => void;
+  /** The most live workloads this client has had (sizes the log file pool of a supervisor that starts later). */
+  poolHint: () => number;
 }
 
 interface Pending {
@@ -310,7 +312,11 @@ export class SupervisorClient {
       this.#attach(socket);
       let hello: Replies["hello"];
       try {
-        hello = (await this.#send(socket, { op: "hello", version: PROTOCOL_VERSION })) as Replies["hello"];
+        hello = (await this.#send(socket, {
+          op: "hello",
+          version: PROTOCOL_VERSION,
+          poolHint: this.#options.poolHint(),
+        })) as Replies["hello"];
       } catch (error) {
         // Connected to a dying supervisor's listener (the kernel still queued us): try again.
         if (error instanceof ConnectionClosedError && Date.now() < deadline) {

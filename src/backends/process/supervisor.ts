@@ -719,9 +719,20 @@ export function supervisorMain(config: SupervisorConfig): void {
         const stat = fs.lstatSync(file, { throwIfNoEntry: false });
         if (stat?.isFile() && stat.size === 0 && stat.nlink === 1 && stat.uid === uid) pool.push(file);
       }
+      growPool(pool.length / 2);
     } catch (error) {
       diag(`log pool unavailable: ${(error as Error).message}`);
     }
+  }
+
+  /**
+   * The pool grows to the most live workloads seen: here, in a kernel's hint (a supervisor
+   * that exited with its kernel's shutdown forgets), or in the files an earlier one left.
+   */
+  function growPool(workloads: unknown): void {
+    if (typeof workloads !== "number" || !(workloads > poolTarget)) return;
+    poolTarget = Math.min(config.logPoolMax, Math.ceil(workloads));
+    scheduleRefill(50);
   }
 
   function scheduleRefill(delayMs: number): void {
@@ -891,7 +902,7 @@ export function supervisorMain(config: SupervisorConfig): void {
     const run: Run = { record, exit: null, child, orphan: false, exitWaiters: [] };
     runs.set(spec.runId, run);
     live++;
-    if (live > poolTarget) poolTarget = Math.min(config.logPoolMax, live);
+    growPool(live);
     scheduleRefill(50);
     clearIdle();
     journal({ op: "start", run: record }, run);
@@ -1079,6 +1090,7 @@ export function supervisorMain(config: SupervisorConfig): void {
   function handle(socket: NetModule.Socket, request: Request): unknown {
     switch (request.op) {
       case "hello":
+        growPool(request.poolHint);
         return { version: config.version, pid: process.pid, warnings };
       case "start":
         if (exitingDown) throw fail("BACKEND_UNAVAILABLE", "The supervisor is shutting down");

@@ -103,6 +103,26 @@ describe("ProcessBackend", () => {
     );
   });
 
+  it("sizes the log file pool of a supervisor started after the last one exited to the most workloads seen", async () => {
+    const backend = backendWith();
+    const handles = await Promise.all(
+      Array.from({ length: 100 }, () => backend.start(request(["sleep", "600"]), { signal: never })),
+    );
+    await Promise.all(handles.map((h) => backend.kill(h).then(() => backend.cleanup(h))));
+    // Nothing left to supervise and no other client: the supervisor exits with the close.
+    const { pid } = await backend.supervisorStats();
+    await backend.close();
+    expect(isRunning(pid)).toBe(false);
+    // The next one makes files for 100 runs again (2 each), not for its default 64: asked
+    // rarely, as it makes them only while no request comes.
+    let pooled = 0;
+    for (const deadline = Date.now() + 20_000; pooled < 200 && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      pooled = (await backend.supervisorStats()).pooledLogFiles;
+    }
+    expect(pooled).toBeGreaterThanOrEqual(200);
+  });
+
   it("keeps logs after cleanup when asked to", async () => {
     const backend = backendWith({ keepLogs: true });
     const handle = await backend.start(request(["echo", "kept"]), { signal: never });
