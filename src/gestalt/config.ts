@@ -19,15 +19,19 @@ export interface RuntimeProviderConfig {
   /** A driver the host knows (`local` is built in; others come from `createPluginHost({ drivers })`). */
   driver?: string;
   /**
-   * Where the provider comes from when it is not a built-in driver: a gRPC address
-   * (`unix:///run/provider.sock`, `dns:host:port`, ...) or an object that the host's
-   * `resolveSource` understands (for example gestaltd's `{ path }` or `{ ref }`).
+   * Where the provider comes from when it is not a built-in driver:
+   * - a gRPC address of a running provider (`unix:///run/provider.sock`, `dns:host:port`, or `{ address }`);
+   * - an executable to launch as gestaltd does: `{ command, args? }`, or `{ path }` of a
+   *   provider manifest (`kind: runtime`, `entrypoint.artifactPath`, `entrypoint.args`);
+   * - any other object, for the host's `resolveSource` (for example gestaltd's `{ ref }`).
    */
   source?: string | Record<string, unknown>;
   /** The provider hosted plugins use when they name none and no default is configured. */
   default: boolean;
-  /** Provider-specific settings, passed to its driver. */
+  /** Provider-specific settings: passed to its driver, or sent in ConfigureProvider. */
   config: Record<string, unknown>;
+  /** Added to a launched provider's environment. */
+  env: Record<string, string>;
 }
 
 /** `execution.runtime`: where and how a hosted plugin runs. */
@@ -64,6 +68,8 @@ export interface PluginConfig {
    */
   hostServices: string[];
   execution?: ExecutionConfig;
+  /** The plugin's own settings, sent in StartProvider when it is an integration provider. */
+  config: Record<string, unknown>;
   [key: string]: unknown;
 }
 
@@ -185,6 +191,7 @@ const pluginSchema = z
     hostBinary: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
     hostServices: z.array(z.string().min(1, "must not be empty")).default([]),
     execution: executionSchema.optional(),
+    config: z.record(z.string(), z.unknown(), { error: "must be a mapping" }).default({}),
     runtime: z.unknown().optional(),
   })
   .superRefine((plugin, ctx) => {
@@ -203,6 +210,17 @@ const pluginSchema = z
   })
   .transform(({ runtime: _legacy, ...plugin }) => plugin as PluginConfig);
 
+/** `source: { command, args? }`: an executable provider to launch. */
+const commandSourceSchema = z.strictObject({
+  command: z.string({ error: "must be a string" }).min(1, "must not be empty"),
+  args: z.array(z.string({ error: "must be a string" }), { error: "must be a list of strings" }).optional(),
+});
+
+/** `source: { path }`: a provider manifest (`kind: runtime`) whose entrypoint to launch. */
+const manifestSourceSchema = z.strictObject({
+  path: z.string({ error: "must be a string" }).min(1, "must not be empty"),
+});
+
 const providerEntrySchema = z
   .strictObject({
     driver: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
@@ -213,8 +231,28 @@ const providerEntrySchema = z
       .optional(),
     default: z.boolean({ error: "must be true or false" }).default(false),
     config: z.record(z.string(), z.unknown(), { error: "must be a mapping" }).default({}),
+    env: z.record(z.string(), z.string({ error: "must be a string" })).default({}),
   })
   .superRefine((entry, ctx) => {
+    for (const key of Object.keys(entry.env)) {
+      if (!ENV_KEY.test(key)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["env", key],
+          message: "must be a valid environment variable name",
+        });
+      }
+    }
+    const source = entry.source;
+    if (typeof source === "object") {
+      // The launchable forms are checked here; any other object is the host's resolveSource's.
+      const schema =
+        "command" in source ? commandSourceSchema : "path" in source ? manifestSourceSchema : undefined;
+      const parsed = schema?.safeParse(source);
+      for (const issue of parsed && !parsed.success ? parsed.error.issues : []) {
+        ctx.addIssue({ code: "custom", path: ["source", ...issue.path.map(String)], message: issue.message });
+      }
+    }
     if (entry.driver === undefined && entry.source === undefined) {
       ctx.addIssue({ code: "custom", message: "needs a driver (for example driver: local) or a source" });
     }

@@ -14,7 +14,8 @@ export type BootstrapStep =
   | "wait-ready"
   | "bind"
   | "start-plugin"
-  | "dial";
+  | "dial"
+  | "start-provider";
 
 /** What a {@link HostedPluginError} tells about where it happened. */
 export interface HostedPluginErrorContext {

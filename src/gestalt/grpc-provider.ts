@@ -1,10 +1,12 @@
 /**
  * The client adapter: any process that speaks `gestalt.provider.v1.PluginRuntimeProvider`
- * over gRPC, driven through the {@link RuntimeProvider} port (and the log host's client).
+ * (and `ProviderLifecycle`) over gRPC, driven through the {@link RuntimeProvider} port (and
+ * the log host's client).
  * @module
  */
 import {
   type CallOptions,
+  Channel,
   type ChannelCredentials,
   type ChannelOptions,
   type Client,
@@ -14,8 +16,10 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import * as pb from "../gen/gestalt/provider/v1/provider.js";
+import { ProviderLifecycleClient } from "../gen/gestalt/provider/v1/runtime.js";
 import type { Empty } from "../gen/google/protobuf/empty.js";
 import { channelSettings, parseDialTarget } from "./dial.js";
+import { lifecycleClient, type ProviderLifecycle, type UnaryCaller } from "./lifecycle.js";
 import type { ProviderCallOptions, RuntimeLogHost, RuntimeProvider, RuntimeSupport } from "./provider.js";
 import { RuntimeProviderError } from "./provider.js";
 import {
@@ -24,6 +28,8 @@ import {
   errorFromStatus,
   hostedPluginFromWire,
   logEntryToWire,
+  preparedWorkspaceFromWire,
+  prepareWorkspaceToWire,
   sessionFromWire,
   startPluginToWire,
   startSessionToWire,
@@ -37,17 +43,29 @@ export interface GrpcClientOptions {
   /** Per-call deadline. Default 60,000 ms (StartPlugin may wait for a plugin to listen, or an image to pull). */
   callTimeoutMs?: number;
   channelOptions?: ChannelOptions;
+  /** A channel to use instead of one made from the address (it is closed with the provider). */
+  channel?: Channel;
+}
+
+/** A runtime provider reached over gRPC, with its lifecycle on the same channel. */
+export interface GrpcRuntimeProvider extends RuntimeProvider {
+  /** `ProviderLifecycle` on the same channel (see `handshakeRuntimeProvider`). */
+  readonly lifecycle: ProviderLifecycle;
+  /** Closes the channel. */
+  close(): Promise<void>;
 }
 
 /**
  * The gRPC target and credentials of a provider address: `unix:///path`, `tcp://host:port`,
- * `tls://host:port`, or any target gRPC understands (`dns:host:port`, `127.0.0.1:5000`).
+ * `tls://host:port`, an absolute socket path, or any target gRPC understands (`dns:host:port`,
+ * `127.0.0.1:5000`).
  */
 export function resolveGrpcAddress(
   address: string,
   options: GrpcClientOptions = {},
 ): { target: string; credentials: ChannelCredentials; channelOptions: ChannelOptions } {
-  if (/^(unix|tcp|tls):/i.test(address)) {
+  // A bare absolute path is a unix socket, as gestaltd writes them (GESTALT_RUNTIME_LOG_SOCKET).
+  if (/^(unix|tcp|tls):/i.test(address) || address.startsWith("/")) {
     const target = parseDialTarget(address);
     const settings = channelSettings(
       target,
@@ -107,29 +125,42 @@ function unary<Req, Res>(
   });
 }
 
+/** A {@link UnaryCaller} on `client`, each call bounded by `timeoutMs`. */
+export function caller(client: Client, timeoutMs: number): UnaryCaller {
+  const methods = client as unknown as Record<string, UnaryMethod<unknown, unknown>>;
+  return <Req, Res>(name: string, method: string, request: Req, o?: ProviderCallOptions) =>
+    unary<Req, Res>(client, method, methods[name] as UnaryMethod<Req, Res>, request, timeoutMs, o);
+}
+
 /**
- * A {@link RuntimeProvider} that drives a provider process over gRPC.
+ * A {@link RuntimeProvider} that drives a provider process over gRPC; its `lifecycle`
+ * drives `ProviderLifecycle` on the same channel.
  *
  * @example
  * ```ts
  * const provider = grpcRuntimeProvider("unix:///run/gestalt/provider.sock");
  * console.log(await provider.getSupport());
- * await provider.close?.();
+ * await provider.close();
  * ```
  */
-export function grpcRuntimeProvider(address: string, options: GrpcClientOptions = {}): RuntimeProvider {
+export function grpcRuntimeProvider(address: string, options: GrpcClientOptions = {}): GrpcRuntimeProvider {
   const resolved = resolveGrpcAddress(address, options);
-  const client = new pb.PluginRuntimeProviderClient(
-    resolved.target,
-    resolved.credentials,
-    resolved.channelOptions,
-  );
+  const channel =
+    options.channel ?? new Channel(resolved.target, resolved.credentials, resolved.channelOptions);
+  const client = new pb.PluginRuntimeProviderClient(resolved.target, resolved.credentials, {
+    channelOverride: channel,
+  });
   const timeout = options.callTimeoutMs ?? 60_000;
-  const c = client as unknown as Record<string, UnaryMethod<unknown, unknown>>;
-  const call = <Req, Res>(name: string, method: string, request: Req, o?: ProviderCallOptions) =>
-    unary<Req, Res>(client, method, c[name] as UnaryMethod<Req, Res>, request, timeout, o);
+  const call = caller(client, timeout);
+  const lifecycle = lifecycleClient(
+    caller(
+      new ProviderLifecycleClient(resolved.target, resolved.credentials, { channelOverride: channel }),
+      timeout,
+    ),
+  );
 
   return {
+    lifecycle,
     async getSupport(o): Promise<RuntimeSupport> {
       return supportFromWire(await call<Empty, pb.PluginRuntimeSupport>("getSupport", "GetSupport", {}, o));
     },
@@ -155,11 +186,19 @@ export function grpcRuntimeProvider(address: string, options: GrpcClientOptions 
     async bindHostService(request, o) {
       return bindingFromWire(await call("bindHostService", "BindHostService", bindToWire(request), o));
     },
+    async prepareWorkspace(request, o) {
+      return preparedWorkspaceFromWire(
+        await call("prepareWorkspace", "PrepareWorkspace", prepareWorkspaceToWire(request), o),
+      );
+    },
+    async removeWorkspace(request, o) {
+      await call("removeWorkspace", "RemoveWorkspace", { ...request }, o);
+    },
     async startPlugin(request, o) {
       return hostedPluginFromWire(await call("startPlugin", "StartPlugin", startPluginToWire(request), o));
     },
     async close() {
-      client.close();
+      channel.close();
     },
   };
 }

@@ -35,10 +35,26 @@ export type { EgressDecision, EgressPolicy, EgressProxy, EgressProxyOptions } fr
 export { createEgressProxy, isHostAllowed } from "./egress.js";
 export type { BootstrapStep, HostedPluginErrorContext, ProfileGap } from "./errors.js";
 export { HostedPluginError, ProfileRefusedError } from "./errors.js";
-export type { GrpcClientOptions } from "./grpc-provider.js";
+export type { GrpcClientOptions, GrpcRuntimeProvider } from "./grpc-provider.js";
 export { grpcRuntimeLogHost, grpcRuntimeProvider, resolveGrpcAddress } from "./grpc-provider.js";
-export type { KernelRuntimeProviderOptions, PluginSocketMode, ProviderKernel } from "./kernel-provider.js";
+export type { IntegrationMetadata, StartIntegrationOptions } from "./integration.js";
+export { startIntegrationProvider } from "./integration.js";
+export type {
+  KernelRuntimeProvider,
+  KernelRuntimeProviderOptions,
+  PluginSocketMode,
+  ProviderKernel,
+} from "./kernel-provider.js";
 export { GESTALT_PLUGIN_PROFILE, kernelRuntimeProvider, sessionStateOf } from "./kernel-provider.js";
+export type {
+  ConfigureProviderRequest,
+  HandshakeOptions,
+  ProviderIdentity,
+  ProviderKind,
+  ProviderLifecycle,
+  ProviderLifecycleHooks,
+} from "./lifecycle.js";
+export { GESTALT_PROTOCOL_VERSION, handshakeRuntimeProvider, providerKindName } from "./lifecycle.js";
 export type { LocalRuntimeProviderOptions } from "./local-provider.js";
 export { localRuntimeProvider, SAFE_BASE_ENV_KEYS, safeBaseEnv } from "./local-provider.js";
 export { SessionLogBuffer } from "./log-buffer.js";
@@ -64,12 +80,16 @@ export { createPluginHost } from "./plugin-host.js";
 export type { EgressDelivery, HostCapabilities, ProfilePair, SupportProfile } from "./profile.js";
 export { advertisedProfile, effectiveProfile, egressDelivery, hostCanRelay, profilePair } from "./profile.js";
 export type {
+  AgentWorkspace,
   BindHostServiceRequest,
   EgressMode,
   HostedPluginInfo,
   HostServiceAccess,
   HostServiceBinding,
+  PreparedWorkspace,
+  PrepareWorkspaceRequest,
   ProviderCallOptions,
+  RemoveWorkspaceRequest,
   RuntimeLogEntry,
   RuntimeLogHost,
   RuntimeLogStream,
@@ -80,7 +100,10 @@ export type {
   RuntimeSupport,
   StartPluginRequest,
   StartSessionRequest,
+  WorkspaceCheckout,
 } from "./provider.js";
 export { RuntimeProviderError } from "./provider.js";
-export type { ServedEndpoint, ServeOptions } from "./serve-provider.js";
+export type { LaunchedRuntimeProvider, LaunchRuntimeProviderOptions } from "./provider-process.js";
+export { launchRuntimeProvider, PROVIDER_ENV, readRuntimeManifest } from "./provider-process.js";
+export type { ServedEndpoint, ServeOptions, ServeRuntimeProviderOptions } from "./serve-provider.js";
 export { serveRuntimeLogHost, serveRuntimeProvider } from "./serve-provider.js";

@@ -10,11 +10,17 @@
  *   host folder on the same kernel (the process backend, Docker).
  * - `port`: the plugin listens on TCP `GESTALT_PLUGIN_PORT` and the host dials
  *   `tcp://<the port the backend published>` (`WorkloadStatus.ports[name]`).
+ *
+ * Agent workspaces (`prepareWorkspace`) live in the session folder too, so the plugin sees
+ * them through the same mount. `GESTALT_PLUGIN_PARENT_PID` is set only to the pid the plugin
+ * really sees as its parent (upstream SDK plugins stop serving when `getppid()` differs):
+ * on the process backend that is the backend's supervisor, elsewhere it is left unset unless
+ * `pluginParentPid` says otherwise.
  * @module
  */
 import { randomBytes } from "node:crypto";
 import { watch } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +30,7 @@ import { createEgressProxy, type EgressProxy } from "./egress.js";
 import {
   type HostedPluginInfo,
   type HostServiceBinding,
+  type PreparedWorkspace,
   type ProviderCallOptions,
   type RuntimeLogEntry,
   type RuntimeLogHost,
@@ -35,6 +42,7 @@ import {
   type StartSessionRequest,
   sessionNotFound,
 } from "./provider.js";
+import { gitAvailable, prepareWorkspace, removeWorkspace } from "./workspace.js";
 
 /** The kernel methods a kernel-backed provider uses (a `RuntimeKernel` has them all). */
 export type ProviderKernel = Pick<RuntimeKernel, "create" | "get" | "destroy" | "waitFor" | "logs">;
@@ -73,8 +81,27 @@ export interface KernelRuntimeProviderOptions {
   runnable?: Partial<Runnable>;
   /** Owner of the plugin workloads (kernel quotas count per owner). */
   owner?: string;
-  /** Where session folders are created. Default: the OS temp dir. */
+  /** Where session folders are created (made, mode 0700, if missing). Default: the OS temp dir. */
   sessionRoot?: string;
+  /**
+   * Where the session folder appears inside the workload, for the paths the plugin is told
+   * (its socket, its agent workspaces). Default: `socket.mountPath`, else the same path as
+   * on the host (the process backend).
+   */
+  mountPath?: string;
+  /**
+   * Whether `prepareWorkspace` is offered (and `supportsPrepareWorkspace` advertised).
+   * Default: when the system `git` runs. The workload must see the session folder (it is
+   * its workspace on every backend) and be able to write what this process creates there.
+   */
+  prepareWorkspace?: boolean;
+  /**
+   * What `GESTALT_PLUGIN_PARENT_PID` says: the pid the plugin sees as its parent (`getppid()`),
+   * or `false` to leave it unset. Default: the supervisor's pid on the process backend (the
+   * parent of every workload there), unset on any other backend. A Docker container with
+   * an init (the Docker backend's default) sees the init as its parent: pass `1`.
+   */
+  pluginParentPid?: number | false | (() => Promise<number | undefined>);
   /** How long `startPlugin` waits for the plugin to listen. Default 30,000 ms. */
   readyTimeoutMs?: number;
   /** Grace between SIGTERM and SIGKILL when a session stops. Default 2,000 ms. */
@@ -97,6 +124,18 @@ export interface KernelRuntimeProviderOptions {
   sessionRunnable?(session: StartSessionRequest): Partial<Runnable>;
 }
 
+/** A provider over a kernel: a {@link RuntimeProvider} that can also stop everything it runs. */
+export interface KernelRuntimeProvider extends RuntimeProvider {
+  prepareWorkspace: NonNullable<RuntimeProvider["prepareWorkspace"]>;
+  removeWorkspace: NonNullable<RuntimeProvider["removeWorkspace"]>;
+  bindHostService: NonNullable<RuntimeProvider["bindHostService"]>;
+  /**
+   * Stops every session (a provider shutting down). `graceMs` (default: the provider's)
+   * bounds each plugin's SIGTERM before SIGKILL.
+   */
+  stopAllSessions(options?: { graceMs?: number }): Promise<void>;
+}
+
 interface SessionRecord {
   id: string;
   pluginName: string;
@@ -116,6 +155,8 @@ interface SessionRecord {
   proxy?: EgressProxy;
   logs: string[];
   pump?: AbortController;
+  /** Where this session's lines go, when the provider has a log host. */
+  forward?: LogForwarder;
   stopped?: Promise<void>;
 }
 
@@ -227,6 +268,21 @@ function waitForTcp(address: string, signal: AbortSignal): Promise<void> {
   return waitForListener({ host, port: Number(m?.[2] ?? 0) }, signal);
 }
 
+/**
+ * The default of `pluginParentPid`: on the process backend, whose supervisor spawns (and so
+ * parents) every workload, the supervisor's pid; elsewhere nothing the provider can know.
+ */
+function defaultParentPid(kernel: ProviderKernel): () => Promise<number | undefined> {
+  const backend = (
+    kernel as { backend?: { name?: string; supervisorStats?: () => Promise<{ pid: number }> } }
+  ).backend;
+  if (backend?.name === "process" && typeof backend.supervisorStats === "function") {
+    const stats = backend.supervisorStats.bind(backend);
+    return async () => (await stats()).pid;
+  }
+  return async () => undefined;
+}
+
 /** Appends lines to a log host in order, batching whatever arrives while a call is in flight. */
 class LogForwarder {
   #queue: RuntimeLogEntry[] = [];
@@ -269,7 +325,7 @@ class LogForwarder {
 export function kernelRuntimeProvider(
   kernel: ProviderKernel,
   options: KernelRuntimeProviderOptions = {},
-): RuntimeProvider {
+): KernelRuntimeProvider {
   const kernelName = (kernel as { backend?: { name?: string } }).backend?.name;
   const name = options.name ?? kernelName ?? "kernel";
   const support: RuntimeSupport = {
@@ -279,6 +335,18 @@ export function kernelRuntimeProvider(
     ...options.support,
   };
   const socketMode: PluginSocketMode = options.socket ?? { kind: "shared-folder" };
+  const mountPath = (
+    options.mountPath ?? (socketMode.kind === "shared-folder" ? socketMode.mountPath : undefined)
+  )?.replace(/\/+$/, "");
+  const insideDir = (s: SessionRecord) => mountPath ?? s.dir;
+  const workspaces = (): Promise<boolean> =>
+    options.prepareWorkspace === undefined ? gitAvailable() : Promise.resolve(options.prepareWorkspace);
+  const parentPid =
+    options.pluginParentPid === false
+      ? async () => undefined
+      : typeof options.pluginParentPid === "number"
+        ? async () => options.pluginParentPid as number
+        : (options.pluginParentPid ?? defaultParentPid(kernel));
   const graceMs = options.graceMs ?? 2_000;
   const readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
   const tailLines = options.logTailLines ?? 20;
@@ -329,7 +397,7 @@ export function kernelRuntimeProvider(
   const pumpLogs = (s: SessionRecord, workloadId: string) => {
     const controller = new AbortController();
     s.pump = controller;
-    const forward = options.logHost ? new LogForwarder(options.logHost, s.id) : undefined;
+    const forward = s.forward;
     void (async () => {
       try {
         for await (const entry of kernel.logs(workloadId, {
@@ -373,21 +441,23 @@ export function kernelRuntimeProvider(
       ? `\n--- last ${tail.length} line(s) of the plugin's log ---\n${tail.join("\n")}`
       : "";
     s.failure = message;
+    s.forward?.push("runtime", message);
     return new RuntimeProviderError("START_FAILED", "StartPlugin", `${message}${quoted}`, { cause });
   };
 
-  const stop = async (s: SessionRecord): Promise<void> => {
+  const stop = async (s: SessionRecord, grace = graceMs): Promise<void> => {
     s.state = "stopping";
     s.pump?.abort();
     const errors: unknown[] = [];
     if (s.workloadId) {
-      await kernel.destroy(s.workloadId, { graceMs }).catch((error: unknown) => {
+      await kernel.destroy(s.workloadId, { graceMs: grace }).catch((error: unknown) => {
         if (!isRuntimeKernelError(error, "WORKLOAD_NOT_FOUND")) errors.push(error);
       });
     }
     await s.proxy?.close();
     await rm(s.dir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
     s.state = "stopped";
+    s.forward?.push("runtime", `session ${s.id} stopped`);
     // Bound the memory of stopped sessions: GetSession of a recent one still says "stopped".
     const stopped = [...sessions.values()].filter((x) => x.state === "stopped");
     for (const old of stopped.slice(0, Math.max(0, stopped.length - MAX_STOPPED_SESSIONS)))
@@ -402,9 +472,28 @@ export function kernelRuntimeProvider(
     }
   };
 
+  const sessionDir = async (): Promise<string> => {
+    const root = options.sessionRoot ?? tmpdir();
+    try {
+      await mkdir(root, { recursive: true, mode: 0o700 });
+      // A private folder (0700) per session: the plugin's socket and scratch files live here.
+      return await mkdtemp(join(root, "gestalt-"));
+    } catch (error) {
+      throw new RuntimeProviderError(
+        "START_FAILED",
+        "StartSession",
+        `runtime provider "${name}" cannot create a session folder in ${root}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  };
+
   return {
     async getSupport() {
-      return { ...support };
+      return {
+        ...support,
+        supportsPrepareWorkspace: support.supportsPrepareWorkspace ?? (await workspaces()),
+      };
     },
 
     async startSession(request: StartSessionRequest) {
@@ -412,8 +501,7 @@ export function kernelRuntimeProvider(
         throw new RuntimeProviderError("INVALID_SPEC", "StartSession", "plugin_name is required");
       }
       const id = `${slug(request.pluginName, 40)}-${randomBytes(6).toString("hex")}`;
-      // A private folder (0700) per session: the plugin's socket and scratch files live here.
-      const dir = await mkdtemp(join(options.sessionRoot ?? tmpdir(), "gestalt-"));
+      const dir = await sessionDir();
       const session: SessionRecord = {
         id,
         pluginName: request.pluginName,
@@ -427,7 +515,12 @@ export function kernelRuntimeProvider(
         request,
       };
       if (request.image) session.image = request.image;
+      if (options.logHost) session.forward = new LogForwarder(options.logHost, id);
       sessions.set(id, session);
+      session.forward?.push(
+        "runtime",
+        `session ${id} started for plugin "${request.pluginName}" (profile ${session.profile})`,
+      );
       return view(session);
     },
 
@@ -471,6 +564,36 @@ export function kernelRuntimeProvider(
       };
       session.bindings.push(binding);
       return binding;
+    },
+
+    async prepareWorkspace(request, callOptions = {}): Promise<PreparedWorkspace> {
+      if (!(await workspaces())) {
+        throw new RuntimeProviderError(
+          "UNSUPPORTED",
+          "PrepareWorkspace",
+          `runtime provider "${name}" does not prepare workspaces (no git, or prepareWorkspace: false)`,
+        );
+      }
+      const session = find("PrepareWorkspace", request.sessionId);
+      if (session.state === "stopping" || session.state === "stopped") {
+        throw new RuntimeProviderError(
+          "WORKLOAD_CONFLICT",
+          "PrepareWorkspace",
+          `session "${session.id}" is ${session.state}`,
+        );
+      }
+      const prepared = await prepareWorkspace(session.dir, insideDir(session), request, callOptions.signal);
+      session.forward?.push(
+        "runtime",
+        `workspace of agent session ${request.agentSessionId} prepared at ${prepared.root}`,
+      );
+      return prepared;
+    },
+
+    async removeWorkspace(request) {
+      const session = find("RemoveWorkspace", request.sessionId);
+      await removeWorkspace(session.dir, request.agentSessionId);
+      session.forward?.push("runtime", `workspace of agent session ${request.agentSessionId} removed`);
     },
 
     async startPlugin(
@@ -524,14 +647,14 @@ export function kernelRuntimeProvider(
       }
 
       if (socketMode.kind === "shared-folder") {
-        const inside = socketMode.mountPath
-          ? `${socketMode.mountPath.replace(/\/+$/, "")}/${SOCKET_NAME}`
-          : hostSocket;
-        env.GESTALT_PLUGIN_SOCKET = inside;
+        env.GESTALT_PLUGIN_SOCKET = `${insideDir(session)}/${SOCKET_NAME}`;
       } else {
         env.GESTALT_PLUGIN_PORT = String(socketMode.port);
       }
-      env.GESTALT_PLUGIN_PARENT_PID = String(process.pid);
+      // The request may not choose the plugin's parent: only this provider knows it.
+      delete env.GESTALT_PLUGIN_PARENT_PID;
+      const ppid = await parentPid().catch(() => undefined);
+      if (ppid !== undefined && ppid > 0) env.GESTALT_PLUGIN_PARENT_PID = String(ppid);
       env.GESTALT_PLUGIN_NAME = request.pluginName;
 
       const workloadId = `gp-${slug(request.pluginName, 40)}-${randomBytes(4).toString("hex")}`;
@@ -622,7 +745,19 @@ export function kernelRuntimeProvider(
         outer?.removeEventListener("abort", onOuterAbort);
       }
       session.state = "started";
+      session.forward?.push("runtime", `plugin "${request.pluginName}" serving at ${dialTarget}`);
       return { id: workloadId, sessionId: session.id, pluginName: request.pluginName, dialTarget };
+    },
+
+    async stopAllSessions(stopOptions = {}) {
+      const results = await Promise.allSettled(
+        [...sessions.values()].map((session) => {
+          session.stopped ??= stop(session, stopOptions.graceMs);
+          return session.stopped;
+        }),
+      );
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
     },
 
     async close() {

@@ -1,13 +1,23 @@
 /**
- * The plugin host: starts hosted plugins through runtime providers and dials them back.
+ * The plugin host: starts hosted plugins through runtime providers and dials them back,
+ * driving providers the way gestaltd does.
+ *
+ * A provider is loaded once, on first use: a built-in driver, a running provider dialled at
+ * its address, or an executable launched as gestaltd launches one (see
+ * `launchRuntimeProvider`), then handshaken (`ProviderLifecycle`: kind RUNTIME, protocol 3,
+ * ConfigureProvider with `runtime.providers.<name>.config`).
  *
  * Bootstrap of a hosted plugin, in order: select its provider (its own
  * `execution.runtime.provider`, else `server.runtime.defaultHostedProvider`, else the single
  * `default: true` provider) → GetSupport → plan (refuse what the effective profile cannot
- * meet; nothing has started yet) → StartSession → poll GetSession every 25 ms until ready or
- * running → BindHostService per host service → egress settings → StartPlugin → dial the
- * target and wait for a Ready channel (30 s). Any failure after StartSession stops the
- * session (bounded, 3 s); errors name the step. `close()` stops every session it started.
+ * meet; nothing has started yet) → StartSession (metadata `provider_kind` and
+ * `provider_name`) → poll GetSession every 25 ms until ready or running → BindHostService
+ * per host service, for providers of the specified revision → egress settings →
+ * StartPlugin (with `GESTALT_RUNTIME_SESSION_ID` and every binding in its env) → dial the
+ * target and wait for a Ready channel (30 s) → for a plugin (not an agent): GetMetadata and
+ * StartProvider on it. Any failure after StartSession stops the session (bounded, 3 s);
+ * errors name the step. `close()` stops every session it started, then the providers it
+ * launched (SIGTERM, SIGKILL after 2 s).
  * @module
  */
 import { type Channel, type ChannelCredentials, type ClientOptions, credentials } from "@grpc/grpc-js";
@@ -23,12 +33,21 @@ import {
 import { type DialTlsOptions, dialHostedPlugin } from "./dial.js";
 import { type BootstrapStep, HostedPluginError } from "./errors.js";
 import { grpcRuntimeProvider } from "./grpc-provider.js";
+import { type IntegrationMetadata, startIntegrationProvider } from "./integration.js";
 import type { ProviderKernel } from "./kernel-provider.js";
+import { handshakeRuntimeProvider, type ProviderIdentity } from "./lifecycle.js";
 import { type LocalRuntimeProviderOptions, localRuntimeProvider } from "./local-provider.js";
 import { SessionLogBuffer } from "./log-buffer.js";
 import { type HostedPluginPlan, type HostServiceDefinition, planHostedPlugin, pluginEntry } from "./plan.js";
 import { type HostCapabilities, type ProfilePair, profilePair } from "./profile.js";
 import type { RuntimeLogHost, RuntimeProvider, RuntimeSession, RuntimeSupport } from "./provider.js";
+import {
+  type LaunchedRuntimeProvider,
+  type LaunchRuntimeProviderOptions,
+  launchRuntimeProvider,
+  PROVIDER_ENV,
+  readRuntimeManifest,
+} from "./provider-process.js";
 import { type ServedEndpoint, serveRuntimeLogHost } from "./serve-provider.js";
 
 /** What a driver factory receives. */
@@ -61,13 +80,19 @@ export interface PluginHostOptions {
   /** Driver factories by driver name; `local` is built in. */
   drivers?: Record<string, RuntimeProviderDriver>;
   /**
-   * Makes a provider for a `source` entry. Default: a string source (or `{ address }`) is the
-   * gRPC address of a running provider process (`unix:///run/p.sock`, `dns:host:port`, ...).
+   * Makes a provider for a `source` entry, or returns `undefined` to leave it to the
+   * built-in forms: a string (or `{ address }`) is the gRPC address of a running provider
+   * (`unix:///run/p.sock`, `dns:host:port`, ...); `{ command, args }` and `{ path }` (a
+   * `kind: runtime` manifest) are executables to launch.
    */
   resolveSource?(
     source: string | Record<string, unknown>,
     context: DriverContext,
-  ): RuntimeProvider | Promise<RuntimeProvider>;
+  ): RuntimeProvider | undefined | Promise<RuntimeProvider | undefined>;
+  /** What becomes of launched providers' own stdout and stderr. Default: this process's stderr. */
+  providerOutput?: LaunchRuntimeProviderOptions["output"];
+  /** Bound on a launched provider's start (socket and Ready). Default 45,000 ms. */
+  providerStartupTimeoutMs?: number;
   /** Options of the built-in `local` driver (its entry's `config` may also set `profile`, `sessionRoot`, `readyTimeoutMs`, `graceMs`). */
   local?: Omit<LocalRuntimeProviderOptions, "kernel" | "logHost">;
   /** How long to wait for a session to become ready. Default 30,000 ms. */
@@ -111,6 +136,8 @@ export interface HostedPlugin {
   readonly channel: Channel;
   readonly profile: ProfilePair;
   readonly plan: HostedPluginPlan;
+  /** What the plugin said in GetMetadata, when it is an integration provider that implements it. */
+  readonly metadata?: IntegrationMetadata;
   /**
    * A generated gRPC client over the plugin's channel.
    * @example `const health = plugin.client(HealthClient);`
@@ -133,6 +160,8 @@ export interface ProviderView {
   loaded: boolean;
   sessionCount?: number;
   profile?: ProfilePair;
+  /** What the provider said in the lifecycle handshake, for providers that speak it. */
+  identity?: ProviderIdentity;
   error?: string;
 }
 
@@ -141,6 +170,8 @@ export interface SessionView {
   id: string;
   state: string;
   plugin: string;
+  /** The last lines the provider appended for this session (the plugin's output and the runtime's messages). */
+  logs: string[];
 }
 
 /** The host. */
@@ -213,6 +244,7 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
   const tailLines = options.logTailLines ?? 20;
   const callTimeout = options.callTimeoutMs ?? 30_000;
   const loaded = new Map<string, Promise<RuntimeProvider>>();
+  const identities = new Map<string, ProviderIdentity>();
   const created = new Set<RuntimeProvider>();
   const live = new Set<HostedPluginImpl>();
   /** Sessions this host started, by provider: the fallback when ListSessions is unimplemented. */
@@ -281,26 +313,70 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
         );
       }
     } else {
-      const source = entry.source!;
-      if (options.resolveSource) provider = await options.resolveSource(source, context);
-      else {
-        const address = typeof source === "string" ? source : source.address;
-        if (typeof address !== "string" || address === "") {
-          throw new InvalidSpecError(
-            [
-              {
-                path: `runtime.providers.${name}.source`,
-                message: "is not a provider address; pass createPluginHost({ resolveSource }) to load it",
-              },
-            ],
-            { subject: "gestalt config" },
-          );
-        }
-        provider = grpcRuntimeProvider(address);
-      }
+      provider = (await options.resolveSource?.(entry.source!, context)) ?? (await fromSource(name, entry));
     }
     created.add(provider);
     return provider;
+  };
+
+  const launch = async (name: string, entry: RuntimeProviderConfig, command: string, args: string[]) => {
+    const launched: LaunchedRuntimeProvider = await launchRuntimeProvider({
+      name,
+      command,
+      args,
+      env: entry.env,
+      config: entry.config,
+      logHost,
+      ...(options.providerOutput !== undefined ? { output: options.providerOutput } : {}),
+      ...(options.providerStartupTimeoutMs !== undefined
+        ? { startupTimeoutMs: options.providerStartupTimeoutMs }
+        : {}),
+    });
+    identities.set(name, launched.identity);
+    return launched;
+  };
+
+  /** The built-in source forms: an executable to launch, a manifest of one, or an address to dial. */
+  const fromSource = async (name: string, entry: RuntimeProviderConfig): Promise<RuntimeProvider> => {
+    const source = entry.source!;
+    const at = `runtime.providers.${name}.source`;
+    if (typeof source === "object" && typeof source.command === "string") {
+      return launch(name, entry, source.command, (source.args as string[] | undefined) ?? []);
+    }
+    if (typeof source === "object" && typeof source.path === "string") {
+      const { command, args } = await readRuntimeManifest(source.path, `${at}.path`);
+      return launch(name, entry, command, args);
+    }
+    const address = typeof source === "string" ? source : source.address;
+    if (typeof address !== "string" || address === "") {
+      throw new InvalidSpecError(
+        [
+          {
+            path: at,
+            message:
+              "is not a provider address, { command } or { path }; pass createPluginHost({ resolveSource }) to load it",
+          },
+        ],
+        { subject: "gestalt config" },
+      );
+    }
+    const dialled = grpcRuntimeProvider(address);
+    try {
+      const identity = await handshakeRuntimeProvider(dialled.lifecycle, {
+        name,
+        config: entry.config,
+        callTimeoutMs: callTimeout,
+      }).catch((error: unknown) => {
+        // A provider of the specified revision predates ProviderLifecycle: it has no identity to check.
+        if ((error as { unimplemented?: boolean }).unimplemented) return undefined;
+        throw error;
+      });
+      if (identity) identities.set(name, identity);
+    } catch (error) {
+      await dialled.close();
+      throw error;
+    }
+    return dialled;
   };
 
   const provider = (name: string): Promise<RuntimeProvider> => {
@@ -402,13 +478,8 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
           pluginName: name,
           ...(runtime?.template ? { template: runtime.template } : {}),
           ...(runtime?.image ? { image: runtime.image } : {}),
-          metadata: {
-            ...runtime?.metadata,
-            provider_kind: hosted
-              ? (config.runtime.providers[providerName]?.driver ?? "source")
-              : BUILTIN_LOCAL,
-            provider_name: providerName,
-          },
+          // As gestaltd: the kind of the placed provider (plugin or agent) and its name.
+          metadata: { ...runtime?.metadata, provider_kind: kind, provider_name: name },
           ...(runtime?.imagePullAuth ? { imagePullAuth: runtime.imagePullAuth } : {}),
         },
         { signal: withTimeout(callTimeout, start.signal) },
@@ -467,18 +538,27 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
       }
     }
 
-    for (const binding of plan.bindings) {
+    // A provider of the specified revision binds host services; a current one has no
+    // BindHostService (it answers UNIMPLEMENTED) and gets the bindings in StartPlugin's env.
+    for (const binding of p.bindHostService ? plan.bindings : []) {
       try {
-        await p.bindHostService(
+        await p.bindHostService!(
           { sessionId, envVar: binding.envVar, relay: { dialTarget: binding.dialTarget } },
           { signal: withTimeout(callTimeout, start.signal) },
         );
       } catch (error) {
+        if ((error as { unimplemented?: boolean }).unimplemented && binding === plan.bindings[0]) break;
         await abandon("bind", `bind host service ${JSON.stringify(binding.service)}`, error);
       }
     }
 
-    const env = { ...entry.env, ...start.env, ...plan.egressEnv };
+    const env: Record<string, string> = {
+      ...entry.env,
+      ...start.env,
+      ...Object.fromEntries(plan.bindings.map((b) => [b.envVar, b.dialTarget])),
+      ...plan.egressEnv,
+      [PROVIDER_ENV.sessionId]: sessionId,
+    };
     let started: { id: string; dialTarget: string };
     try {
       started = await p.startPlugin(
@@ -530,6 +610,22 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
       return abandon("dial", "dial hosted plugin", died ?? error);
     }
 
+    // A plugin (not an agent) is an integration provider to gestaltd: tell it to start.
+    let metadata: IntegrationMetadata | undefined;
+    if (kind === "plugin") {
+      try {
+        metadata = await startIntegrationProvider(channel, {
+          name,
+          config: entry.config,
+          timeoutMs: callTimeout,
+          ...(start.signal ? { signal: start.signal } : {}),
+        });
+      } catch (error) {
+        channel.close();
+        return abandon("start-provider", "start integration provider", error);
+      }
+    }
+
     const plugin = new HostedPluginImpl({
       name,
       kind,
@@ -540,6 +636,7 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
       channel,
       profile: plan.profile,
       plan,
+      ...(metadata ? { metadata } : {}),
       logs: (n) => logHost.tail(sessionId, n).map((e) => e.message),
       stop: async () => {
         channel.close();
@@ -608,6 +705,8 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
           try {
             const p = await provider(name);
             view.loaded = true;
+            const identity = identities.get(name);
+            if (identity) view.identity = identity;
             const support = await p.getSupport({ signal: AbortSignal.timeout(10_000) });
             view.profile = profilePair(support, hostCapabilities);
             view.sessionCount = (await sessionsOf(name, p)).filter((s) => s.state !== "stopped").length;
@@ -627,7 +726,8 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
       return (await sessionsOf(name, p)).map((s) => ({
         id: s.id,
         state: s.state,
-        plugin: plugins?.get(s.id) ?? s.metadata.plugin_name ?? "",
+        plugin: plugins?.get(s.id) ?? s.metadata.provider_name ?? "",
+        logs: logHost.tail(s.id, tailLines).map((e) => e.message),
       }));
     },
     serveLogHost(address) {
@@ -674,6 +774,7 @@ interface HostedPluginInit {
   channel: Channel;
   profile: ProfilePair;
   plan: HostedPluginPlan;
+  metadata?: IntegrationMetadata;
   logs(n?: number): string[];
   stop(): Promise<void>;
 }
@@ -688,6 +789,7 @@ class HostedPluginImpl implements HostedPlugin {
   readonly channel: Channel;
   readonly profile: ProfilePair;
   readonly plan: HostedPluginPlan;
+  readonly metadata?: IntegrationMetadata;
   readonly #init: HostedPluginInit;
   #stopped: Promise<void> | undefined;
 
@@ -702,6 +804,7 @@ class HostedPluginImpl implements HostedPlugin {
     this.channel = init.channel;
     this.profile = init.profile;
     this.plan = init.plan;
+    if (init.metadata) this.metadata = init.metadata;
   }
 
   client<T>(

@@ -19,6 +19,8 @@ export interface SupportProfile {
   canHostPlugins: boolean;
   hostServiceAccess: HostServiceAccess;
   egressMode: EgressMode;
+  /** Whether the provider prepares agent workspaces (shown when the provider says). */
+  supportsPrepareWorkspace?: boolean;
 }
 
 /** The advertised profile beside the effective one. */
@@ -69,7 +71,15 @@ export function advertisedProfile(support: RuntimeSupport): SupportProfile {
     canHostPlugins: support.canHostPlugins,
     hostServiceAccess: support.hostServiceAccess,
     egressMode: support.egressMode,
+    ...workspaces(support),
   };
+}
+
+/** The workspace support, as the provider says it (the host adds nothing to it). */
+function workspaces(support: RuntimeSupport): Pick<SupportProfile, "supportsPrepareWorkspace"> {
+  return support.supportsPrepareWorkspace === undefined
+    ? {}
+    : { supportsPrepareWorkspace: support.supportsPrepareWorkspace };
 }
 
 /**
@@ -83,7 +93,7 @@ export function effectiveProfile(support: RuntimeSupport, host: HostCapabilities
     support.hostServiceAccess === "direct" ? "direct" : canRelay ? "relay" : "none";
   let egressMode = support.egressMode;
   if (egressMode === "hostname" && hostServiceAccess !== "direct" && !canRelay) egressMode = "none";
-  return { canHostPlugins: support.canHostPlugins, hostServiceAccess, egressMode };
+  return { canHostPlugins: support.canHostPlugins, hostServiceAccess, egressMode, ...workspaces(support) };
 }
 
 /** Both profiles of a provider. */

@@ -2,11 +2,16 @@
  * The runtime-provider port: the TypeScript face of `gestalt.provider.v1.PluginRuntimeProvider`.
  *
  * A runtime provider is a control-plane backend. It creates a plugin runtime session,
- * binds host services into it, starts one plugin process there, and returns a
- * host-reachable dial target that the host dials back over gRPC. Every method mirrors one
- * RPC of the service, with the same fields in camelCase and the enums as string literals,
- * so a provider written in TypeScript and one reached over gRPC are interchangeable
- * (see `grpcRuntimeProvider` and `serveRuntimeProvider`).
+ * starts one plugin process there, and returns a host-reachable dial target that the host
+ * dials back over gRPC. Every method mirrors one RPC of the service, with the same fields
+ * in camelCase and the enums as string literals, so a provider written in TypeScript and
+ * one reached over gRPC are interchangeable (see `grpcRuntimeProvider` and
+ * `serveRuntimeProvider`).
+ *
+ * Two protocol revisions meet here: the current upstream one (`prepareWorkspace`,
+ * `removeWorkspace`, `supportsPrepareWorkspace`) and the specified one (`bindHostService`,
+ * `hostServiceAccess`). A provider implements what its revision has; the host uses what
+ * the provider has.
  * @module
  */
 import {
@@ -30,9 +35,17 @@ export type RuntimeLogStream = "unspecified" | "stdout" | "stderr" | "runtime";
 /** What a provider says it can do (`GetSupport`). */
 export interface RuntimeSupport {
   canHostPlugins: boolean;
-  /** Never `relay` on the wire. */
+  /**
+   * Specified revision only; a current provider leaves it `unspecified` and the host decides
+   * from its own relay configuration. Never `relay` on the wire.
+   */
   hostServiceAccess: Exclude<HostServiceAccess, "relay">;
   egressMode: EgressMode;
+  /**
+   * `prepareWorkspace` creates the requested git checkouts inside the session that runs the
+   * plugin, and `removeWorkspace` removes them. Current revision; absent means false.
+   */
+  supportsPrepareWorkspace?: boolean;
 }
 
 /** The session states a provider reports. Other strings may appear from other providers. */
@@ -105,6 +118,43 @@ export interface StartPluginRequest {
   hostBinary?: string;
 }
 
+/** One git checkout of an agent workspace. */
+export interface WorkspaceCheckout {
+  /** The repository (`https://`, `ssh://`, `git://`, `file://` or `user@host:path`). */
+  url: string;
+  /** A branch, tag or commit; empty or absent: the repository's default branch. */
+  ref?: string;
+  /** Where the checkout goes, relative to the workspace root. */
+  path: string;
+}
+
+/** What an agent session's workspace holds (`AgentWorkspace`). */
+export interface AgentWorkspace {
+  /** Git checkouts; none: a plain folder. */
+  checkouts: WorkspaceCheckout[];
+  /** The folder to start in, relative to the workspace root (inside one checkout when there are any). */
+  cwd: string;
+}
+
+/** `PrepareWorkspace`'s request: a workspace for one agent session, inside a plugin runtime session. */
+export interface PrepareWorkspaceRequest {
+  sessionId: string;
+  agentSessionId: string;
+  workspace: AgentWorkspace;
+}
+
+/** Where a prepared workspace is: absolute paths as the plugin in the session sees them. */
+export interface PreparedWorkspace {
+  root: string;
+  cwd: string;
+}
+
+/** `RemoveWorkspace`'s request. */
+export interface RemoveWorkspaceRequest {
+  sessionId: string;
+  agentSessionId: string;
+}
+
 /** A plugin started in a session, and where to dial it. */
 export interface HostedPluginInfo {
   id: string;
@@ -121,7 +171,8 @@ export interface ProviderCallOptions {
 }
 
 /**
- * A runtime provider: the seven RPCs of `gestalt.provider.v1.PluginRuntimeProvider`.
+ * A runtime provider: the RPCs of `gestalt.provider.v1.PluginRuntimeProvider`, in both
+ * revisions (the optional methods are those one revision lacks).
  *
  * @example
  * ```ts
@@ -146,11 +197,26 @@ export interface RuntimeProvider {
   listSessions?(options?: ProviderCallOptions): Promise<RuntimeSession[]>;
   /** Stops the session and everything in it. Idempotent: stopping a stopped or unknown session succeeds. */
   stopSession(request: { sessionId: string }, options?: ProviderCallOptions): Promise<void>;
-  /** Makes a host service reachable in the session, through an environment variable of the plugin. */
-  bindHostService(
+  /**
+   * Makes a host service reachable in the session, through an environment variable of the
+   * plugin. Specified revision only: the host also passes every binding in `startPlugin`'s
+   * env, which is all a current provider gets.
+   */
+  bindHostService?(
     request: BindHostServiceRequest,
     options?: ProviderCallOptions,
   ): Promise<HostServiceBinding>;
+  /**
+   * Prepares an agent session's workspace inside the session (git checkouts, or a plain
+   * folder). Current revision; called only when `getSupport` says `supportsPrepareWorkspace`.
+   * Idempotent for the same workspace; refused for a different one under the same agent session.
+   */
+  prepareWorkspace?(
+    request: PrepareWorkspaceRequest,
+    options?: ProviderCallOptions,
+  ): Promise<PreparedWorkspace>;
+  /** Removes an agent session's workspace. Current revision; removing an absent one succeeds. */
+  removeWorkspace?(request: RemoveWorkspaceRequest, options?: ProviderCallOptions): Promise<void>;
   /** Starts the session's plugin and returns its dial target once it can be dialled. */
   startPlugin(request: StartPluginRequest, options?: ProviderCallOptions): Promise<HostedPluginInfo>;
   /** Releases what the provider holds (connections, servers). Does not stop sessions. */

@@ -1,7 +1,8 @@
 /**
  * The server adapter: any TypeScript {@link RuntimeProvider} served as
- * `gestalt.provider.v1.PluginRuntimeProvider`, so a host in another language (gestaltd
- * itself) can use it; and a {@link RuntimeLogHost} served as `PluginRuntimeLogHost`.
+ * `gestalt.provider.v1.PluginRuntimeProvider` beside `gestalt.provider.v1.ProviderLifecycle`,
+ * so a host in another language (gestaltd itself) can use it; and a {@link RuntimeLogHost}
+ * served as `PluginRuntimeLogHost`.
  * @module
  */
 import {
@@ -14,9 +15,11 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import * as pb from "../gen/gestalt/provider/v1/provider.js";
+import * as lifecyclePb from "../gen/gestalt/provider/v1/runtime.js";
 import type { Empty } from "../gen/google/protobuf/empty.js";
 import { grpcTarget, parseListenAddress } from "../grpc/address.js";
 import { type GrpcListener, listenGrpc } from "../grpc/listen.js";
+import { lifecycleImplementation, type ProviderLifecycleHooks } from "./lifecycle.js";
 import type { ProviderCallOptions, RuntimeLogHost, RuntimeProvider } from "./provider.js";
 import { unimplemented } from "./provider.js";
 import {
@@ -24,6 +27,8 @@ import {
   bindingToWire,
   hostedPluginToWire,
   logEntryFromWire,
+  preparedWorkspaceToWire,
+  prepareWorkspaceFromWire,
   sessionToWire,
   startPluginFromWire,
   startSessionFromWire,
@@ -37,6 +42,16 @@ export interface ServeOptions {
   credentials?: ServerCredentials;
   /** How long `close()` lets calls in flight finish before cutting them. Default 3,000 ms. */
   shutdownGraceMs?: number;
+}
+
+/** Options of {@link serveRuntimeProvider}. */
+export interface ServeRuntimeProviderOptions extends ServeOptions {
+  /**
+   * What the provider says and does in `ProviderLifecycle` (identity, ConfigureProvider,
+   * HealthCheck, StartProvider). Default: a runtime provider with no name that accepts any
+   * config; the kind (RUNTIME) and the protocol range (3 to 3) are always this library's.
+   */
+  lifecycle?: ProviderLifecycleHooks;
 }
 
 /** A running gRPC server. */
@@ -67,7 +82,10 @@ function handler<Req, Res>(
 async function listen(
   address: string,
   services: [
-    definition: pb.PluginRuntimeProviderService | pb.PluginRuntimeLogHostService,
+    definition:
+      | pb.PluginRuntimeProviderService
+      | pb.PluginRuntimeLogHostService
+      | lifecyclePb.ProviderLifecycleService,
     UntypedServiceImplementation,
   ][],
   options: ServeOptions,
@@ -105,7 +123,8 @@ async function listen(
 
 /**
  * Serves a TypeScript {@link RuntimeProvider} over gRPC at `address` (`unix:///path`,
- * `127.0.0.1:0`, `tcp://127.0.0.1:0`). A method the provider lacks (`listSessions`) answers
+ * `127.0.0.1:0`, `tcp://127.0.0.1:0`), with `ProviderLifecycle` on the same server. A method
+ * the provider lacks (`listSessions`, `bindHostService`, `prepareWorkspace`) answers
  * UNIMPLEMENTED; library errors map to gRPC statuses (`WORKLOAD_NOT_FOUND` to NOT_FOUND, ...).
  *
  * @example
@@ -118,7 +137,7 @@ async function listen(
 export function serveRuntimeProvider(
   provider: RuntimeProvider,
   address: string,
-  options: ServeOptions = {},
+  options: ServeRuntimeProviderOptions = {},
 ): Promise<ServedEndpoint> {
   const implementation: pb.PluginRuntimeProviderServer = {
     getSupport: handler(async (_req: Empty, o) => supportToWire(await provider.getSupport(o))),
@@ -136,14 +155,40 @@ export function serveRuntimeProvider(
       await provider.stopSession({ sessionId: req.sessionId }, o);
       return {};
     }),
-    bindHostService: handler(async (req: pb.BindPluginRuntimeHostServiceRequest, o) =>
-      bindingToWire(await provider.bindHostService(bindFromWire(req), o)),
-    ),
+    prepareWorkspace: handler(async (req: pb.PreparePluginRuntimeWorkspaceRequest, o) => {
+      if (!provider.prepareWorkspace) throw unimplemented("PrepareWorkspace");
+      return preparedWorkspaceToWire(await provider.prepareWorkspace(prepareWorkspaceFromWire(req), o));
+    }),
+    removeWorkspace: handler(async (req: pb.RemovePluginRuntimeWorkspaceRequest, o) => {
+      if (!provider.removeWorkspace) throw unimplemented("RemoveWorkspace");
+      await provider.removeWorkspace({ sessionId: req.sessionId, agentSessionId: req.agentSessionId }, o);
+      return {};
+    }),
+    bindHostService: handler(async (req: pb.BindPluginRuntimeHostServiceRequest, o) => {
+      if (!provider.bindHostService) throw unimplemented("BindHostService");
+      return bindingToWire(await provider.bindHostService(bindFromWire(req), o));
+    }),
     startPlugin: handler(async (req: pb.StartHostedPluginRequest, o) =>
       hostedPluginToWire(await provider.startPlugin(startPluginFromWire(req), o)),
     ),
   };
-  return listen(address, [[pb.PluginRuntimeProviderService, implementation]], options);
+  const lifecycle = lifecycleImplementation(options.lifecycle);
+  const lifecycleServer: lifecyclePb.ProviderLifecycleServer = {
+    getProviderIdentity: handler((_req: Empty, o) => lifecycle.getProviderIdentity(o)),
+    configureProvider: handler((req: lifecyclePb.ConfigureProviderRequest, o) =>
+      lifecycle.configureProvider(req, o),
+    ),
+    healthCheck: handler((_req: Empty, o) => lifecycle.healthCheck(o)),
+    startProvider: handler((_req: Empty, o) => lifecycle.startProvider(o)),
+  };
+  return listen(
+    address,
+    [
+      [lifecyclePb.ProviderLifecycleService, lifecycleServer],
+      [pb.PluginRuntimeProviderService, implementation],
+    ],
+    options,
+  );
 }
 
 /**

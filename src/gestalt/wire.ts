@@ -8,10 +8,13 @@ import type { ServiceError } from "@grpc/grpc-js";
 import * as pb from "../gen/gestalt/provider/v1/provider.js";
 import { decodeStatus, GrpcStatus, toServiceStatus, trailersOf } from "../grpc/status.js";
 import type {
+  AgentWorkspace,
   BindHostServiceRequest,
   EgressMode,
   HostedPluginInfo,
   HostServiceBinding,
+  PreparedWorkspace,
+  PrepareWorkspaceRequest,
   RuntimeLogEntry,
   RuntimeLogStream,
   RuntimeSession,
@@ -54,6 +57,7 @@ export function supportToWire(support: RuntimeSupport): pb.PluginRuntimeSupport 
     canHostPlugins: support.canHostPlugins,
     hostServiceAccess: ACCESS_TO_WIRE[support.hostServiceAccess] ?? ACCESS_TO_WIRE.unspecified,
     egressMode: EGRESS_TO_WIRE[support.egressMode] ?? EGRESS_TO_WIRE.unspecified,
+    supportsPrepareWorkspace: support.supportsPrepareWorkspace ?? false,
   };
 }
 
@@ -63,7 +67,59 @@ export function supportFromWire(support: pb.PluginRuntimeSupport): RuntimeSuppor
     canHostPlugins: support.canHostPlugins,
     hostServiceAccess: ACCESS_FROM_WIRE.get(support.hostServiceAccess) ?? "unspecified",
     egressMode: EGRESS_FROM_WIRE.get(support.egressMode) ?? "unspecified",
+    supportsPrepareWorkspace: support.supportsPrepareWorkspace,
   };
+}
+
+function workspaceToWire(workspace: AgentWorkspace): pb.PreparePluginRuntimeWorkspaceRequest["workspace"] {
+  return {
+    checkouts: workspace.checkouts.map((c) => ({ url: c.url, ref: c.ref ?? "", path: c.path })),
+    cwd: workspace.cwd,
+  };
+}
+
+/** `PrepareWorkspace`'s request to the wire. */
+export function prepareWorkspaceToWire(
+  request: PrepareWorkspaceRequest,
+): pb.PreparePluginRuntimeWorkspaceRequest {
+  return {
+    sessionId: request.sessionId,
+    agentSessionId: request.agentSessionId,
+    workspace: workspaceToWire(request.workspace),
+  };
+}
+
+/** `PrepareWorkspace`'s request from the wire (an absent workspace reads as no checkouts and no cwd). */
+export function prepareWorkspaceFromWire(
+  request: pb.PreparePluginRuntimeWorkspaceRequest,
+): PrepareWorkspaceRequest {
+  const workspace = request.workspace ?? { checkouts: [], cwd: "" };
+  return {
+    sessionId: request.sessionId,
+    agentSessionId: request.agentSessionId,
+    workspace: {
+      checkouts: workspace.checkouts.map((c) => ({
+        url: c.url,
+        ...(c.ref ? { ref: c.ref } : {}),
+        path: c.path,
+      })),
+      cwd: workspace.cwd,
+    },
+  };
+}
+
+/** A prepared workspace to the wire. */
+export function preparedWorkspaceToWire(
+  prepared: PreparedWorkspace,
+): pb.PreparePluginRuntimeWorkspaceResponse {
+  return { workspace: { root: prepared.root, cwd: prepared.cwd } };
+}
+
+/** A prepared workspace from the wire (empty paths when the provider sent none). */
+export function preparedWorkspaceFromWire(
+  response: pb.PreparePluginRuntimeWorkspaceResponse,
+): PreparedWorkspace {
+  return { root: response.workspace?.root ?? "", cwd: response.workspace?.cwd ?? "" };
 }
 
 /** A session to the wire. */

@@ -8,7 +8,10 @@ import {
   type RuntimeKernelErrorCode,
 } from "../../../src/errors.js";
 import {
+  createPluginHost,
   grpcRuntimeProvider,
+  HostedPluginError,
+  loadGestaltConfig,
   type RuntimeProvider,
   type ServedEndpoint,
   serveRuntimeProvider,
@@ -57,6 +60,49 @@ describe("kernel error codes across a real provider connection", () => {
         workloadId: "wörk",
         method: "GetSession",
       });
+    },
+  );
+});
+
+describe("kernel error codes from a provider, through the plugin host", () => {
+  let served: ServedEndpoint;
+  beforeAll(async () => {
+    // A provider whose StartSession fails with the kernel code the plugin's name says.
+    const provider = {
+      async getSupport() {
+        return { canHostPlugins: true, hostServiceAccess: "unspecified", egressMode: "none" };
+      },
+      async startSession({ pluginName }: { pluginName: string }) {
+        const code = pluginName.toUpperCase().replaceAll("-", "_") as RuntimeKernelErrorCode;
+        throw new RuntimeKernelError(code, `no session: ${code}`);
+      },
+    } as unknown as RuntimeProvider;
+    served = await serveRuntimeProvider(provider, `unix://${join(dir, "host-provider.sock")}`);
+  });
+  afterAll(async () => {
+    await served?.close();
+  });
+
+  it.each(KERNEL_ERROR_CODES)(
+    "%s raised in the provider reaches the host's caller as itself",
+    async (code) => {
+      const plugin = code.toLowerCase().replaceAll("_", "-");
+      const host = createPluginHost({
+        config: loadGestaltConfig({
+          runtime: { providers: { remote: { source: served.address, default: true } } },
+          plugins: { [plugin]: { command: "/bin/plugin", execution: { mode: "hosted" } } },
+        }),
+      });
+      try {
+        const error = await host.startPlugin(plugin).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(HostedPluginError);
+        expect(error).toMatchObject({ step: "start-session" });
+        const cause = (error as HostedPluginError).cause;
+        expect(isRuntimeKernelError(cause, code)).toBe(true);
+        expect(cause).toMatchObject({ method: "StartSession", message: `no session: ${code}` });
+      } finally {
+        await host.close();
+      }
     },
   );
 });

@@ -60,7 +60,7 @@ function faulty(fault: Fault) {
     getSession: (r, o) => inner.getSession(r, o),
     listSessions: (o) => inner.listSessions!(o),
     stopSession: (r, o) => inner.stopSession(r, o),
-    bindHostService: (r, o) => inner.bindHostService(r, o),
+    bindHostService: (r, o) => inner.bindHostService!(r, o),
     startPlugin: (r, o) => inner.startPlugin(r, o),
     ...fault(inner),
   };

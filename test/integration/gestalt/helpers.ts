@@ -62,6 +62,19 @@ export async function eventually(check: () => boolean, what: string, timeoutMs =
   }
 }
 
+/** {@link eventually} with an asynchronous check (a call to a plugin, for example), polled every 50 ms. */
+export async function eventuallyAsync(
+  check: () => Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Nothing the kernel started is alive, and no session folder is left. */
 export function expectNothingLeft(local: LocalKernel): void {
   const live = local.kernel.list().filter((s) => s.state !== "destroyed");

@@ -79,6 +79,8 @@ describe("kernelRuntimeProvider with a published port", () => {
       canHostPlugins: true,
       hostServiceAccess: "none",
       egressMode: "none",
+      // The system git runs here, and the session folder is the workload's workspace.
+      supportsPrepareWorkspace: true,
     });
     expect(provider.listSessions).toBeTypeOf("function");
   });

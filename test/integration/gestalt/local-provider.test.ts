@@ -102,6 +102,7 @@ describe("the local provider", () => {
       canHostPlugins: true,
       hostServiceAccess: "direct",
       egressMode: "hostname",
+      supportsPrepareWorkspace: true,
     });
 
     const health = started.client(HealthClient);
@@ -123,11 +124,14 @@ describe("the local provider", () => {
     try {
       const h = makeHost({ support: { env: { GREETING: "hi" }, hostServices: ["cache"] } });
       const started = await h.startPlugin("support", { env: { EXTRA: "1" } });
-      const { env, cwd } = await pluginEnv(started.client(EchoClient));
+      const { env, cwd, ppid } = await pluginEnv(started.client(EchoClient));
       const sessionDir = started.dialTarget.replace(/^unix:\/\//, "").replace(/\/plugin\.sock$/, "");
       expect(env.GESTALT_PLUGIN_SOCKET).toBe(`${sessionDir}/plugin.sock`);
       expect(env.GESTALT_PLUGIN_NAME).toBe("support");
-      expect(env.GESTALT_PLUGIN_PARENT_PID).toBe(String(process.pid));
+      expect(env.GESTALT_RUNTIME_SESSION_ID).toBe(started.sessionId);
+      // The parent it is told about is the one it has: the process backend's supervisor.
+      expect(env.GESTALT_PLUGIN_PARENT_PID).toBe(String(ppid));
+      expect(ppid).toBe((await local.backend.supervisorStats()).pid);
       expect(env.GESTALT_CACHE_SOCKET).toBe("unix:///run/gestalt/cache.sock");
       expect(env.GREETING).toBe("hi");
       expect(env.EXTRA).toBe("1");
@@ -137,6 +141,7 @@ describe("the local provider", () => {
         "GESTALT_PLUGIN_SOCKET",
         "GESTALT_PLUGIN_NAME",
         "GESTALT_PLUGIN_PARENT_PID",
+        "GESTALT_RUNTIME_SESSION_ID",
         "GESTALT_CACHE_SOCKET",
         "GREETING",
         "EXTRA",
@@ -326,14 +331,36 @@ describe("inspection", () => {
         loaded: true,
         sessionCount: 1,
         profile: {
-          advertised: { canHostPlugins: true, hostServiceAccess: "direct", egressMode: "hostname" },
-          effective: { canHostPlugins: true, hostServiceAccess: "direct", egressMode: "hostname" },
+          advertised: {
+            canHostPlugins: true,
+            hostServiceAccess: "direct",
+            egressMode: "hostname",
+            supportsPrepareWorkspace: true,
+          },
+          effective: {
+            canHostPlugins: true,
+            hostServiceAccess: "direct",
+            egressMode: "hostname",
+            supportsPrepareWorkspace: true,
+          },
         },
       },
     ]);
-    expect(await h.describeSessions("local")).toEqual([
-      { id: started.sessionId, state: "running", plugin: "support" },
+    await eventually(
+      () => started.logs().some((l) => l.includes("serving on unix:")),
+      "the plugin's log to reach the host",
+    );
+    const described = await h.describeSessions("local");
+    expect(described).toEqual([
+      { id: started.sessionId, state: "running", plugin: "support", logs: expect.any(Array) },
     ]);
+    // The last lines of the session's log, for an operator: the runtime's own and the plugin's.
+    expect(described[0]?.logs).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^session .* started for plugin "support"/),
+        expect.stringContaining("serving on unix:"),
+      ]),
+    );
 
     const server = createServer(createAdminHandler(h));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -343,7 +370,9 @@ describe("inspection", () => {
       expect(list.status).toBe(200);
       expect(await list.json()).toEqual(JSON.parse(JSON.stringify(providers)));
       const sessions = await fetch(`${base}/providers/local/sessions`);
-      expect(await sessions.json()).toEqual([{ id: started.sessionId, state: "running", plugin: "support" }]);
+      expect(await sessions.json()).toMatchObject([
+        { id: started.sessionId, state: "running", plugin: "support" },
+      ]);
       expect((await fetch(`${base}/providers/nope/sessions`)).status).toBe(404);
       expect((await fetch(`${base}/elsewhere`)).status).toBe(404);
       expect((await fetch(`${base}/providers`, { method: "POST" })).status).toBe(405);

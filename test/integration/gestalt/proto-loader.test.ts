@@ -85,6 +85,7 @@ describe("serveRuntimeProvider, called by a proto-loader client", () => {
       can_host_plugins: true,
       host_service_access: "PLUGIN_RUNTIME_HOST_SERVICE_ACCESS_DIRECT",
       egress_mode: "PLUGIN_RUNTIME_EGRESS_MODE_HOSTNAME",
+      supports_prepare_workspace: true,
     });
 
     const session = await rpc<{
@@ -94,10 +95,10 @@ describe("serveRuntimeProvider, called by a proto-loader client", () => {
       lifecycle: { started_at: unknown };
     }>(client, "StartSession", {
       plugin_name: "support",
-      metadata: { provider_kind: "local", provider_name: "local" },
+      metadata: { provider_kind: "plugin", provider_name: "support" },
     });
     expect(session.state).toBe("ready");
-    expect(session.metadata).toEqual({ provider_kind: "local", provider_name: "local" });
+    expect(session.metadata).toEqual({ provider_kind: "plugin", provider_name: "support" });
     expect(session.lifecycle.started_at).toBeTruthy();
 
     const binding = await rpc(client, "BindHostService", {

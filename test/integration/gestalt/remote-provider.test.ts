@@ -110,9 +110,10 @@ describe("a provider served over gRPC in another process", () => {
         canHostPlugins: true,
         hostServiceAccess: "direct",
         egressMode: "hostname",
+        supportsPrepareWorkspace: true,
       });
       expect(await host.describeSessions("remote")).toEqual([
-        { id: started.sessionId, state: "running", plugin: "support" },
+        { id: started.sessionId, state: "running", plugin: "support", logs: [] },
       ]);
 
       await started.stop();
@@ -146,7 +147,7 @@ describe("a provider served over gRPC in another process", () => {
       expect(view).toMatchObject({ loaded: true, sessionCount: 1 });
       expect(view?.error).toBeUndefined();
       expect(await host.describeSessions("remote")).toEqual([
-        { id: started.sessionId, state: "running", plugin: "support" },
+        { id: started.sessionId, state: "running", plugin: "support", logs: [] },
       ]);
     } finally {
       await host.close();
@@ -184,7 +185,7 @@ describe("a provider served over gRPC in another process", () => {
     }
   });
 
-  it("reports a provider that cannot be reached in the admin view, without throwing", async () => {
+  it("reports a provider that cannot be reached (its handshake fails) in the admin view, without throwing", async () => {
     const host = createPluginHost({
       config: loadGestaltConfig({
         runtime: { providers: { gone: { source: "unix:///nonexistent/provider.sock" } } },
@@ -192,7 +193,7 @@ describe("a provider served over gRPC in another process", () => {
     });
     try {
       const [view] = await host.describeProviders();
-      expect(view).toMatchObject({ name: "gone", driver: "source", loaded: true, default: false });
+      expect(view).toMatchObject({ name: "gone", driver: "source", loaded: false, default: false });
       expect(view?.error).toMatch(/./);
       expect(view?.profile).toBeUndefined();
     } finally {

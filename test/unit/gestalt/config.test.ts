@@ -60,7 +60,7 @@ egress:
 `);
     expect(config.server.runtime.defaultHostedProvider).toBe("local");
     expect(config.server.public).toEqual({ port: 8080 });
-    expect(config.runtime.providers.local).toEqual({ driver: "local", default: false, config: {} });
+    expect(config.runtime.providers.local).toEqual({ driver: "local", default: false, config: {}, env: {} });
     expect(config.runtime.providers.remote?.source).toBe("unix:///run/provider.sock");
     const support = config.plugins.support!;
     expect(support.source).toEqual({ path: "./support/manifest.yaml" });

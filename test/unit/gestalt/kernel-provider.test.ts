@@ -1,6 +1,14 @@
+/**
+ * kernelRuntimeProvider without a substrate: the session state its plugin workload's
+ * lifecycle maps to, and its session root.
+ */
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { sessionStateOf } from "../../../src/gestalt/kernel-provider.js";
-import type { WorkloadStatus } from "../../../src/index.js";
+import { kernelRuntimeProvider, sessionStateOf } from "../../../src/gestalt/kernel-provider.js";
+import { createRuntimeKernel, type WorkloadStatus } from "../../../src/index.js";
+import { FakeBackend } from "../../../src/testing/index.js";
 
 const status = (fields: Partial<WorkloadStatus>): WorkloadStatus => ({
   workloadId: "w",
@@ -63,5 +71,42 @@ describe("sessionStateOf: a session's state from its plugin workload's lifecycle
       state: "stopped",
       reason: "stopping",
     });
+  });
+});
+
+describe("kernelRuntimeProvider's session root", () => {
+  const kernel = () =>
+    createRuntimeKernel({ backend: new FakeBackend(), profiles: { "gestalt-plugin": { runnable: {} } } });
+
+  it("is made (private) when it does not exist yet", async () => {
+    const base = mkdtempSync(join(tmpdir(), "rk-gsr-"));
+    try {
+      const sessionRoot = join(base, "not", "there");
+      const provider = kernelRuntimeProvider(kernel(), { sessionRoot });
+      const session = await provider.startSession({ pluginName: "p" });
+      expect(session.state).toBe("ready");
+      expect(statSync(sessionRoot).mode & 0o777).toBe(0o700);
+      await provider.stopSession({ sessionId: session.id });
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  it("that cannot be made fails StartSession with START_FAILED, naming the path", async () => {
+    const base = mkdtempSync(join(tmpdir(), "rk-gsr-"));
+    try {
+      writeFileSync(join(base, "file"), "");
+      const sessionRoot = join(base, "file", "sessions");
+      const provider = kernelRuntimeProvider(kernel(), { name: "k", sessionRoot });
+      await expect(provider.startSession({ pluginName: "p" })).rejects.toMatchObject({
+        code: "START_FAILED",
+        method: "StartSession",
+        message: expect.stringContaining(
+          `runtime provider "k" cannot create a session folder in ${sessionRoot}`,
+        ),
+      });
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });

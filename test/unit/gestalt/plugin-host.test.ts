@@ -3,7 +3,7 @@
  * which fields, and what it refuses before any session starts. The "plugin" is an
  * in-process gRPC server on a unix socket.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
@@ -163,7 +163,7 @@ describe("the bootstrap", () => {
       pluginName: "support",
       image: "support:1",
       template: "small",
-      metadata: { team: "care", provider_kind: "fake", provider_name: "fake" },
+      metadata: { team: "care", provider_kind: "plugin", provider_name: "support" },
     });
     expect(provider.binds).toEqual([
       { envVar: "GESTALT_CACHE_SOCKET", dialTarget: "unix:///run/cache.sock" },
@@ -173,7 +173,8 @@ describe("the bootstrap", () => {
       pluginName: "support",
       command: "/bin/plugin",
       args: ["--x"],
-      env: { A: "1" },
+      // Every binding is in the env too (all a provider of the current revision gets), and the session id.
+      env: { A: "1", GESTALT_CACHE_SOCKET: "unix:///run/cache.sock", GESTALT_RUNTIME_SESSION_ID: "s1" },
       allowedHosts: ["api.example.com"],
       defaultAction: "allow",
     });
@@ -310,14 +311,29 @@ describe("loading providers", () => {
     await h.close();
   });
 
-  it("needs resolveSource for a source that is not an address", async () => {
+  it("needs resolveSource for a source that is not an address, a command or a manifest", async () => {
     const h = createPluginHost({
-      config: config({ pkg: { source: { path: "./manifest.yaml" }, default: true } }),
+      config: config({ pkg: { source: { ref: "github.com/acme/runtime" }, default: true } }),
     });
     await expect(h.startPlugin("p")).rejects.toThrow(
-      /runtime\.providers\.pkg\.source: is not a provider address/,
+      /runtime\.providers\.pkg\.source: is not a provider address, \{ command \} or \{ path \}/,
     );
     await h.close();
+  });
+
+  it("refuses a manifest it cannot read, or one that is not kind: runtime, naming source.path", async () => {
+    const manifest = join(dir, "manifest.yaml");
+    writeFileSync(manifest, "kind: plugin\nentrypoint: { artifactPath: ./bin/p }\n");
+    for (const [path, why] of [
+      [join(dir, "missing.yaml"), /cannot read the manifest/],
+      [manifest, /is not a runtime provider manifest \(kind is "plugin", want "runtime"\)/],
+    ] as const) {
+      const h = createPluginHost({ config: config({ pkg: { source: { path }, default: true } }) });
+      const error = await h.startPlugin("p").catch((e: unknown) => e);
+      expect((error as Error).message).toContain("runtime.providers.pkg.source.path");
+      expect((error as Error).message).toMatch(why);
+      await h.close();
+    }
   });
 });
 
@@ -357,7 +373,7 @@ describe("the admin view", () => {
     ]);
     // No ListSessions: the host asked GetSession for the session it knows.
     expect(await h.describeSessions("fake")).toEqual([
-      { id: plugin.sessionId, state: "running", plugin: "p" },
+      { id: plugin.sessionId, state: "running", plugin: "p", logs: [] },
     ]);
     await expect(h.describeSessions("missing")).rejects.toMatchObject({ code: "WORKLOAD_NOT_FOUND" });
     await h.close();

@@ -27,20 +27,32 @@ function wire<T>(codec: { encode(m: T): { finish(): Uint8Array }; decode(b: Uint
 
 describe("wire conversions", () => {
   it("round-trip the support profile, with the enum numbers of the protocol", () => {
-    const support = { canHostPlugins: true, hostServiceAccess: "direct", egressMode: "hostname" } as const;
+    const support = {
+      canHostPlugins: true,
+      hostServiceAccess: "direct",
+      egressMode: "hostname",
+      supportsPrepareWorkspace: true,
+    } as const;
     const encoded = supportToWire(support);
-    expect(encoded).toEqual({ canHostPlugins: true, hostServiceAccess: 2, egressMode: 3 });
+    expect(encoded).toEqual({
+      canHostPlugins: true,
+      hostServiceAccess: 2,
+      egressMode: 3,
+      supportsPrepareWorkspace: true,
+    });
     expect(supportFromWire(wire(pb.PluginRuntimeSupport, encoded))).toEqual(support);
     expect(
       supportFromWire({
         canHostPlugins: false,
         hostServiceAccess: 99 as pb.PluginRuntimeHostServiceAccess,
         egressMode: 2,
+        supportsPrepareWorkspace: false,
       }),
     ).toEqual({
       canHostPlugins: false,
       hostServiceAccess: "unspecified",
       egressMode: "cidr",
+      supportsPrepareWorkspace: false,
     });
   });
 

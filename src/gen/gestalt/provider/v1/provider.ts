@@ -20,24 +20,33 @@ import {
 } from "@grpc/grpc-js";
 import { Empty } from "../../../google/protobuf/empty.js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
+import { AgentWorkspace, PreparedAgentWorkspace } from "./agent.js";
 
 export const protobufPackage = "gestalt.provider.v1";
 
 export const protobufFileName = "gestalt/provider/v1/provider.proto";
 
 /**
- * The Gestalt plugin runtime-provider protocol.
+ * The Gestalt plugin runtime-provider protocol (upstream: sdk/proto/v1/pluginruntime.proto).
  *
  * A runtime provider is a control-plane backend: it creates a plugin runtime session,
- * binds host services into it, starts the plugin process there and returns a
- * host-reachable dial target that the host dials back over gRPC.
+ * starts the plugin process there and returns a host-reachable dial target that the host
+ * dials back over gRPC.
  *
  * Wire-compatible with gestaltd's gestalt.provider.v1: same package, service, method and
- * message names, field numbers and types. Reserved numbers are those the upstream
- * protocol retired; never reuse them.
+ * message names, field numbers and types, checked against valon-technologies/gestalt at
+ * commit 1ba54b4c63219fcb86444b099b2ad01ce0110c3d. Two revisions share this wire:
+ * - the current one adds PrepareWorkspace, RemoveWorkspace and
+ *   PluginRuntimeSupport.supports_prepare_workspace (field 7);
+ * - the specified one (the Gestalt "Runtime" document) has BindHostService and
+ *   PluginRuntimeSupport.host_service_access (field 2), which the current revision removed
+ *   (it reserves field 2 and never calls the method). They stay here, marked, so that hosts
+ *   and providers of that revision keep working: a current peer skips field 2 and never
+ *   calls BindHostService.
+ * Reserved numbers are those upstream retired; never reuse them.
  */
 
-/** How a plugin in a session can reach the host's services. */
+/** How a plugin in a session can reach the host's services. Specified revision only. */
 export enum PluginRuntimeHostServiceAccess {
   PLUGIN_RUNTIME_HOST_SERVICE_ACCESS_UNSPECIFIED = 0,
   /**
@@ -178,8 +187,17 @@ export function pluginRuntimeLogStreamToJSON(object: PluginRuntimeLogStream): st
 /** What a provider can do: its advertised support profile. */
 export interface PluginRuntimeSupport {
   canHostPlugins: boolean;
+  /**
+   * Specified revision only; the current revision reserves field 2, and its hosts decide
+   * relay or none from their own relay configuration.
+   */
   hostServiceAccess: PluginRuntimeHostServiceAccess;
   egressMode: PluginRuntimeEgressMode;
+  /**
+   * True only when PrepareWorkspace creates the requested checkouts inside the session
+   * that runs the plugin, and RemoveWorkspace removes them. Current revision.
+   */
+  supportsPrepareWorkspace: boolean;
 }
 
 export interface PluginRuntimeSessionLifecycle {
@@ -236,6 +254,23 @@ export interface StopPluginRuntimeSessionRequest {
   sessionId: string;
 }
 
+/** Current revision: a workspace for one agent session, prepared inside a plugin runtime session. */
+export interface PreparePluginRuntimeWorkspaceRequest {
+  sessionId: string;
+  agentSessionId: string;
+  workspace: AgentWorkspace | undefined;
+}
+
+export interface PreparePluginRuntimeWorkspaceResponse {
+  workspace: PreparedAgentWorkspace | undefined;
+}
+
+export interface RemovePluginRuntimeWorkspaceRequest {
+  sessionId: string;
+  agentSessionId: string;
+}
+
+/** Specified revision only (BindHostService). */
 export interface PluginRuntimeHostServiceRelay {
   dialTarget: string;
 }
@@ -297,7 +332,7 @@ export interface AppendPluginRuntimeLogsResponse {
 }
 
 function createBasePluginRuntimeSupport(): PluginRuntimeSupport {
-  return { canHostPlugins: false, hostServiceAccess: 0, egressMode: 0 };
+  return { canHostPlugins: false, hostServiceAccess: 0, egressMode: 0, supportsPrepareWorkspace: false };
 }
 
 export const PluginRuntimeSupport: MessageFns<PluginRuntimeSupport> = {
@@ -310,6 +345,9 @@ export const PluginRuntimeSupport: MessageFns<PluginRuntimeSupport> = {
     }
     if (message.egressMode !== 0) {
       writer.uint32(24).int32(message.egressMode);
+    }
+    if (message.supportsPrepareWorkspace !== false) {
+      writer.uint32(56).bool(message.supportsPrepareWorkspace);
     }
     return writer;
   },
@@ -351,6 +389,14 @@ export const PluginRuntimeSupport: MessageFns<PluginRuntimeSupport> = {
             message.egressMode = reader.int32() as any;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.supportsPrepareWorkspace = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -380,6 +426,11 @@ export const PluginRuntimeSupport: MessageFns<PluginRuntimeSupport> = {
         : isSet(object.egress_mode)
         ? pluginRuntimeEgressModeFromJSON(object.egress_mode)
         : 0,
+      supportsPrepareWorkspace: isSet(object.supportsPrepareWorkspace)
+        ? globalThis.Boolean(object.supportsPrepareWorkspace)
+        : isSet(object.supports_prepare_workspace)
+        ? globalThis.Boolean(object.supports_prepare_workspace)
+        : false,
     };
   },
 
@@ -394,6 +445,9 @@ export const PluginRuntimeSupport: MessageFns<PluginRuntimeSupport> = {
     if (message.egressMode !== 0) {
       obj.egressMode = pluginRuntimeEgressModeToJSON(message.egressMode);
     }
+    if (message.supportsPrepareWorkspace !== false) {
+      obj.supportsPrepareWorkspace = message.supportsPrepareWorkspace;
+    }
     return obj;
   },
 
@@ -405,6 +459,7 @@ export const PluginRuntimeSupport: MessageFns<PluginRuntimeSupport> = {
     message.canHostPlugins = object.canHostPlugins ?? false;
     message.hostServiceAccess = object.hostServiceAccess ?? 0;
     message.egressMode = object.egressMode ?? 0;
+    message.supportsPrepareWorkspace = object.supportsPrepareWorkspace ?? false;
     return message;
   },
 };
@@ -1402,6 +1457,279 @@ export const StopPluginRuntimeSessionRequest: MessageFns<StopPluginRuntimeSessio
   fromPartial(object: DeepPartial<StopPluginRuntimeSessionRequest>): StopPluginRuntimeSessionRequest {
     const message = createBaseStopPluginRuntimeSessionRequest();
     message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBasePreparePluginRuntimeWorkspaceRequest(): PreparePluginRuntimeWorkspaceRequest {
+  return { sessionId: "", agentSessionId: "", workspace: undefined };
+}
+
+export const PreparePluginRuntimeWorkspaceRequest: MessageFns<PreparePluginRuntimeWorkspaceRequest> = {
+  encode(message: PreparePluginRuntimeWorkspaceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.agentSessionId !== "") {
+      writer.uint32(18).string(message.agentSessionId);
+    }
+    if (message.workspace !== undefined) {
+      AgentWorkspace.encode(message.workspace, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PreparePluginRuntimeWorkspaceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePreparePluginRuntimeWorkspaceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agentSessionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workspace = AgentWorkspace.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PreparePluginRuntimeWorkspaceRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      agentSessionId: isSet(object.agentSessionId)
+        ? globalThis.String(object.agentSessionId)
+        : isSet(object.agent_session_id)
+        ? globalThis.String(object.agent_session_id)
+        : "",
+      workspace: isSet(object.workspace) ? AgentWorkspace.fromJSON(object.workspace) : undefined,
+    };
+  },
+
+  toJSON(message: PreparePluginRuntimeWorkspaceRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.agentSessionId !== "") {
+      obj.agentSessionId = message.agentSessionId;
+    }
+    if (message.workspace !== undefined) {
+      obj.workspace = AgentWorkspace.toJSON(message.workspace);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PreparePluginRuntimeWorkspaceRequest>): PreparePluginRuntimeWorkspaceRequest {
+    return PreparePluginRuntimeWorkspaceRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PreparePluginRuntimeWorkspaceRequest>): PreparePluginRuntimeWorkspaceRequest {
+    const message = createBasePreparePluginRuntimeWorkspaceRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.agentSessionId = object.agentSessionId ?? "";
+    message.workspace = (object.workspace !== undefined && object.workspace !== null)
+      ? AgentWorkspace.fromPartial(object.workspace)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePreparePluginRuntimeWorkspaceResponse(): PreparePluginRuntimeWorkspaceResponse {
+  return { workspace: undefined };
+}
+
+export const PreparePluginRuntimeWorkspaceResponse: MessageFns<PreparePluginRuntimeWorkspaceResponse> = {
+  encode(message: PreparePluginRuntimeWorkspaceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspace !== undefined) {
+      PreparedAgentWorkspace.encode(message.workspace, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PreparePluginRuntimeWorkspaceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePreparePluginRuntimeWorkspaceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspace = PreparedAgentWorkspace.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PreparePluginRuntimeWorkspaceResponse {
+    return { workspace: isSet(object.workspace) ? PreparedAgentWorkspace.fromJSON(object.workspace) : undefined };
+  },
+
+  toJSON(message: PreparePluginRuntimeWorkspaceResponse): unknown {
+    const obj: any = {};
+    if (message.workspace !== undefined) {
+      obj.workspace = PreparedAgentWorkspace.toJSON(message.workspace);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PreparePluginRuntimeWorkspaceResponse>): PreparePluginRuntimeWorkspaceResponse {
+    return PreparePluginRuntimeWorkspaceResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PreparePluginRuntimeWorkspaceResponse>): PreparePluginRuntimeWorkspaceResponse {
+    const message = createBasePreparePluginRuntimeWorkspaceResponse();
+    message.workspace = (object.workspace !== undefined && object.workspace !== null)
+      ? PreparedAgentWorkspace.fromPartial(object.workspace)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRemovePluginRuntimeWorkspaceRequest(): RemovePluginRuntimeWorkspaceRequest {
+  return { sessionId: "", agentSessionId: "" };
+}
+
+export const RemovePluginRuntimeWorkspaceRequest: MessageFns<RemovePluginRuntimeWorkspaceRequest> = {
+  encode(message: RemovePluginRuntimeWorkspaceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.agentSessionId !== "") {
+      writer.uint32(18).string(message.agentSessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemovePluginRuntimeWorkspaceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemovePluginRuntimeWorkspaceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agentSessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemovePluginRuntimeWorkspaceRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      agentSessionId: isSet(object.agentSessionId)
+        ? globalThis.String(object.agentSessionId)
+        : isSet(object.agent_session_id)
+        ? globalThis.String(object.agent_session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RemovePluginRuntimeWorkspaceRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.agentSessionId !== "") {
+      obj.agentSessionId = message.agentSessionId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemovePluginRuntimeWorkspaceRequest>): RemovePluginRuntimeWorkspaceRequest {
+    return RemovePluginRuntimeWorkspaceRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemovePluginRuntimeWorkspaceRequest>): RemovePluginRuntimeWorkspaceRequest {
+    const message = createBaseRemovePluginRuntimeWorkspaceRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.agentSessionId = object.agentSessionId ?? "";
     return message;
   },
 };
@@ -2520,6 +2848,33 @@ export const PluginRuntimeProviderService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  /** Current revision; called only when GetSupport says supports_prepare_workspace. */
+  prepareWorkspace: {
+    path: "/gestalt.provider.v1.PluginRuntimeProvider/PrepareWorkspace" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PreparePluginRuntimeWorkspaceRequest): Buffer =>
+      Buffer.from(PreparePluginRuntimeWorkspaceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PreparePluginRuntimeWorkspaceRequest =>
+      PreparePluginRuntimeWorkspaceRequest.decode(value),
+    responseSerialize: (value: PreparePluginRuntimeWorkspaceResponse): Buffer =>
+      Buffer.from(PreparePluginRuntimeWorkspaceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PreparePluginRuntimeWorkspaceResponse =>
+      PreparePluginRuntimeWorkspaceResponse.decode(value),
+  },
+  /** Current revision; called when an agent session is archived. */
+  removeWorkspace: {
+    path: "/gestalt.provider.v1.PluginRuntimeProvider/RemoveWorkspace" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemovePluginRuntimeWorkspaceRequest): Buffer =>
+      Buffer.from(RemovePluginRuntimeWorkspaceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemovePluginRuntimeWorkspaceRequest =>
+      RemovePluginRuntimeWorkspaceRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  /** Specified revision only: a current host never calls it, a current provider answers UNIMPLEMENTED. */
   bindHostService: {
     path: "/gestalt.provider.v1.PluginRuntimeProvider/BindHostService" as const,
     requestStream: false as const,
@@ -2551,6 +2906,11 @@ export interface PluginRuntimeProviderServer extends UntypedServiceImplementatio
   getSession: handleUnaryCall<GetPluginRuntimeSessionRequest, PluginRuntimeSession>;
   listSessions: handleUnaryCall<ListPluginRuntimeSessionsRequest, ListPluginRuntimeSessionsResponse>;
   stopSession: handleUnaryCall<StopPluginRuntimeSessionRequest, Empty>;
+  /** Current revision; called only when GetSupport says supports_prepare_workspace. */
+  prepareWorkspace: handleUnaryCall<PreparePluginRuntimeWorkspaceRequest, PreparePluginRuntimeWorkspaceResponse>;
+  /** Current revision; called when an agent session is archived. */
+  removeWorkspace: handleUnaryCall<RemovePluginRuntimeWorkspaceRequest, Empty>;
+  /** Specified revision only: a current host never calls it, a current provider answers UNIMPLEMENTED. */
   bindHostService: handleUnaryCall<BindPluginRuntimeHostServiceRequest, PluginRuntimeHostServiceBinding>;
   startPlugin: handleUnaryCall<StartHostedPluginRequest, HostedPlugin>;
 }
@@ -2631,6 +2991,39 @@ export interface PluginRuntimeProviderClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
+  /** Current revision; called only when GetSupport says supports_prepare_workspace. */
+  prepareWorkspace(
+    request: PreparePluginRuntimeWorkspaceRequest,
+    callback: (error: ServiceError | null, response: PreparePluginRuntimeWorkspaceResponse) => void,
+  ): ClientUnaryCall;
+  prepareWorkspace(
+    request: PreparePluginRuntimeWorkspaceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PreparePluginRuntimeWorkspaceResponse) => void,
+  ): ClientUnaryCall;
+  prepareWorkspace(
+    request: PreparePluginRuntimeWorkspaceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PreparePluginRuntimeWorkspaceResponse) => void,
+  ): ClientUnaryCall;
+  /** Current revision; called when an agent session is archived. */
+  removeWorkspace(
+    request: RemovePluginRuntimeWorkspaceRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removeWorkspace(
+    request: RemovePluginRuntimeWorkspaceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removeWorkspace(
+    request: RemovePluginRuntimeWorkspaceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** Specified revision only: a current host never calls it, a current provider answers UNIMPLEMENTED. */
   bindHostService(
     request: BindPluginRuntimeHostServiceRequest,
     callback: (error: ServiceError | null, response: PluginRuntimeHostServiceBinding) => void,
