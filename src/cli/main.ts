@@ -4,9 +4,6 @@
  * `run` exits with the workload's own code, or 125 when it never ran).
  * @module
  */
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { isRuntimeKernelError } from "../errors.js";
 import { defaultAddress } from "../server/address.js";
 import {
@@ -21,6 +18,7 @@ import {
   UsageError,
 } from "./command.js";
 import { eventsCommand } from "./commands/events.js";
+import { gestaltProviderCommand } from "./commands/gestalt-provider.js";
 import { logsCommand } from "./commands/logs.js";
 import { getCommand, lsCommand } from "./commands/ls.js";
 import { runCommand } from "./commands/run.js";
@@ -28,6 +26,9 @@ import { serveCommand } from "./commands/serve.js";
 import { destroyCommand, stopCommand } from "./commands/stop.js";
 import { addressFrom, describeFailure, failureLine } from "./connect.js";
 import { colorEnabled, createStyle, type Style } from "./style.js";
+import { version } from "./version.js";
+
+export { version };
 
 /** Every subcommand, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -39,6 +40,7 @@ export const COMMANDS: readonly Command[] = [
   eventsCommand,
   stopCommand,
   destroyCommand,
+  gestaltProviderCommand,
 ];
 
 /**
@@ -63,30 +65,6 @@ export function processIo(): CliIo {
       };
     },
   };
-}
-
-/** The package's version, read from the package.json above this file (source or dist). */
-export function version(): string {
-  let dir: string;
-  try {
-    dir = dirname(fileURLToPath(import.meta.url));
-  } catch {
-    // A CommonJS build has no import.meta.url.
-    return "unknown";
-  }
-  for (let i = 0; i < 4; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === "runtime-kernel" && pkg.version) return pkg.version;
-    } catch {
-      // Not here: look one level up.
-    }
-    dir = dirname(dir);
-  }
-  return "unknown";
 }
 
 /** A command's name with its aliases, as help lists it: `ls, ps`. */
