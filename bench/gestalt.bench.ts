@@ -1,18 +1,26 @@
 /**
- * Hosted-plugin start latency through the local provider, against the raw floor, measured
- * in the same run.
+ * Hosted-plugin start latency, the way gestaltd starts plugins, against the raw floor,
+ * measured in the same run.
  *
  *   node --expose-gc --import tsx bench/gestalt.bench.ts
  *
- * Prints one JSON line. Each round (50 by default, interleaved after a warm-up) measures:
- * - host: `host.startPlugin()` until its channel is Ready: provider selection, support,
- *   plan, StartSession, BindHostService (one host service), StartPlugin on the kernel
- *   (process backend, supervisor already running), the wait for the plugin's socket, and
- *   the dial.
- * - floor: the same bundled TypeScript plugin spawned by hand with `child_process.spawn`
- *   into a fresh temp folder, waiting for its socket file with fs.watch and for it to accept
- *   a connection, and dialling it with a bare @grpc/grpc-js Channel until Ready.
- * Stopping is not timed. p50 and p99 are over the rounds; the target is host/floor <= 1.3.
+ * Prints one JSON line. Once, outside the rounds: `runtime-kernel gestalt-provider` (process
+ * backend) is launched as gestaltd launches a runtime provider, and handshaken. Each round
+ * (50 by default, interleaved after a warm-up) then measures:
+ * - provider: a fresh host dialling that provider's socket until its plugin's channel is
+ *   Ready, all included: the lifecycle handshake (GetProviderIdentity, ConfigureProvider,
+ *   GetProviderIdentity), GetSupport, StartSession, GetSession, StartPlugin (the provider's
+ *   kernel spawns the plugin through its supervisor and waits for its socket), the dial, and
+ *   GetMetadata + StartProvider on the plugin.
+ * - local: `host.startPlugin()` through the in-process local provider, with GetMetadata +
+ *   StartProvider (the path of a host that runs plugins itself).
+ * - floor: the same bundled plugin spawned by hand with `child_process.spawn` into a fresh
+ *   temp folder, waiting for its socket file with fs.watch and for it to accept a
+ *   connection, dialling it with a bare @grpc/grpc-js Channel until Ready, and the same
+ *   GetMetadata + StartProvider with a bare generated client.
+ * Stopping is not timed, except once at the end: SIGTERM to the provider with a plugin
+ * running, until it has exited (gestaltd SIGKILLs it after 2 s). p50 and p99 are over the
+ * rounds; the target is provider/floor and local/floor <= 1.3.
  */
 import { spawn } from "node:child_process";
 import { existsSync, watch } from "node:fs";
@@ -22,9 +30,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Channel, connectivityState, credentials } from "@grpc/grpc-js";
 import { ProcessBackend } from "../src/backends/process/index.js";
-import { createPluginHost, GESTALT_PLUGIN_PROFILE, loadGestaltConfig } from "../src/gestalt/index.js";
+import { IntegrationProviderClient } from "../src/gen/gestalt/provider/v1/plugin.js";
+import {
+  createPluginHost,
+  GESTALT_PLUGIN_PROFILE,
+  launchRuntimeProvider,
+  loadGestaltConfig,
+  SessionLogBuffer,
+} from "../src/gestalt/index.js";
 import { createRuntimeKernel } from "../src/index.js";
 import { testPluginCommand } from "../test/fixtures/gestalt/build.js";
+import { PROVIDER_COMMAND } from "../test/integration/gestalt/gestaltd.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 50);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 5);
@@ -70,6 +86,12 @@ function accepting(path: string): Promise<void> {
   });
 }
 
+function unary<T>(call: (callback: (error: Error | null, response: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) =>
+    call((error, response) => (error ? reject(error) : resolve(response))),
+  );
+}
+
 function ready(channel: Channel): Promise<void> {
   return new Promise((resolve, reject) => {
     const step = () => {
@@ -83,29 +105,62 @@ function ready(channel: Channel): Promise<void> {
 
 const plugin = await testPluginCommand();
 const root = await mkdtemp(join(tmpdir(), "rk-gbench-"));
+const pluginEntry = {
+  command: plugin.command,
+  args: plugin.args,
+  hostServices: ["cache"],
+  execution: { mode: "hosted" },
+};
+const hostServices = { cache: { envVar: "GESTALT_CACHE_SOCKET", dialTarget: "unix:///run/cache.sock" } };
+
+// The in-process local provider.
 const backend = new ProcessBackend({ stateDir: join(root, "state") });
 const kernel = createRuntimeKernel({ backend, profiles: { [GESTALT_PLUGIN_PROFILE]: { runnable: {} } } });
-const host = createPluginHost({
+const localHost = createPluginHost({
   config: loadGestaltConfig({
     runtime: { providers: { local: { driver: "local", default: true } } },
-    plugins: {
-      bench: {
-        command: plugin.command,
-        args: plugin.args,
-        hostServices: ["cache"],
-        execution: { mode: "hosted" },
-      },
-    },
+    plugins: { bench: pluginEntry },
   }),
   kernel,
-  hostServices: { cache: { envVar: "GESTALT_CACHE_SOCKET", dialTarget: "unix:///run/cache.sock" } },
+  hostServices,
 });
 
-async function viaHost(): Promise<number> {
+// runtime-kernel gestalt-provider, launched once as gestaltd launches a runtime provider.
+const providerConfig = {
+  backend: { type: "process", options: { stateDir: join(root, "provider-state") } },
+  sessionRoot: join(root, "provider-sessions"),
+};
+const launchStarted = now();
+const provider = await launchRuntimeProvider({
+  name: "kernel",
+  ...PROVIDER_COMMAND,
+  config: providerConfig,
+  logHost: new SessionLogBuffer(),
+  output: "ignore",
+});
+const providerLaunchMs = now() - launchStarted;
+const providerAddress = `unix://${provider.socket}`;
+
+async function viaLocal(): Promise<number> {
   const t0 = now();
-  const started = await host.startPlugin("bench");
+  const started = await localHost.startPlugin("bench");
   const elapsed = now() - t0;
   await started.stop();
+  return elapsed;
+}
+
+async function viaProvider(): Promise<number> {
+  const t0 = now();
+  const host = createPluginHost({
+    config: loadGestaltConfig({
+      runtime: { providers: { kernel: { source: providerAddress, default: true, config: providerConfig } } },
+      plugins: { bench: pluginEntry },
+    }),
+    hostServices,
+  });
+  await host.startPlugin("bench");
+  const elapsed = now() - t0;
+  await host.close();
   return elapsed;
 }
 
@@ -129,6 +184,12 @@ async function byHand(): Promise<number> {
     "grpc.default_authority": "localhost",
   });
   await ready(channel);
+  // What gestaltd asks a plugin it has just dialled (the plugin's first RPCs cost it most).
+  const integration = new IntegrationProviderClient("localhost", credentials.createInsecure(), {
+    channelOverride: channel,
+  });
+  await unary((cb) => integration.getMetadata({}, cb));
+  await unary((cb) => integration.startProvider({ name: "bench", config: {}, protocolVersion: 3 }, cb));
   const elapsed = now() - t0;
   channel.close();
   const exited = new Promise((r) => child.once("exit", r));
@@ -139,39 +200,62 @@ async function byHand(): Promise<number> {
 }
 
 for (let i = 0; i < WARMUP; i++) {
-  await viaHost();
+  await viaProvider();
+  await viaLocal();
   await byHand();
 }
 
-const hostMs: number[] = [];
+const providerMs: number[] = [];
+const localMs: number[] = [];
 const floorMs: number[] = [];
+const paths: [number[], () => Promise<number>][] = [
+  [providerMs, viaProvider],
+  [localMs, viaLocal],
+  [floorMs, byHand],
+];
 for (let i = 0; i < ROUNDS; i++) {
-  // Alternate which goes first so neither always runs on a just-warmed machine.
-  if (i % 2 === 0) {
-    hostMs.push(await viaHost());
-    floorMs.push(await byHand());
-  } else {
-    floorMs.push(await byHand());
-    hostMs.push(await viaHost());
+  // Rotate which goes first so none always runs on a just-warmed machine.
+  for (let j = 0; j < paths.length; j++) {
+    const [samples, run] = paths[(i + j) % paths.length]!;
+    samples.push(await run());
   }
 }
 
-await host.close();
+// The provider's stop, with a plugin running: SIGTERM until it has exited.
+const last = createPluginHost({
+  config: loadGestaltConfig({
+    runtime: { providers: { kernel: { source: providerAddress, default: true, config: providerConfig } } },
+    plugins: { bench: pluginEntry },
+  }),
+  hostServices,
+});
+await last.startPlugin("bench");
+const stopStarted = now();
+await provider.close();
+const providerStopMs = now() - stopStarted;
+await last.close().catch(() => {});
+
+await localHost.close();
 await kernel.shutdown();
 await backend.stopSupervisor({ force: true }).catch(() => {});
 await backend.close();
 await rm(root, { recursive: true, force: true });
 
+const stats = (xs: number[]) => ({ p50Ms: round2(pct(xs, 50)), p99Ms: round2(pct(xs, 99)) });
+const ratio = (xs: number[]) => ({
+  p50: round2(pct(xs, 50) / pct(floorMs, 50)),
+  p99: round2(pct(xs, 99) / pct(floorMs, 99)),
+});
 const result = {
   bench: "gestalt",
-  what: "startPlugin to a Ready channel, local provider, vs spawn + dial by hand",
+  what: "startPlugin to a Ready channel (handshake, session, plugin, dial, GetMetadata+StartProvider) vs spawn + dial by hand",
   rounds: ROUNDS,
-  host: { p50Ms: round2(pct(hostMs, 50)), p99Ms: round2(pct(hostMs, 99)) },
-  floor: { p50Ms: round2(pct(floorMs, 50)), p99Ms: round2(pct(floorMs, 99)) },
-  ratio: {
-    p50: round2(pct(hostMs, 50) / pct(floorMs, 50)),
-    p99: round2(pct(hostMs, 99) / pct(floorMs, 99)),
-  },
+  provider: stats(providerMs),
+  local: stats(localMs),
+  floor: stats(floorMs),
+  ratio: { provider: ratio(providerMs), local: ratio(localMs) },
+  providerLaunchMs: round2(providerLaunchMs),
+  providerStopMs: round2(providerStopMs),
   target: 1.3,
 };
 console.log(JSON.stringify(result));

@@ -30,4 +30,12 @@ describe("runnable examples on real processes", () => {
     expect(out).toContain("health: SERVING");
     expect(out).toMatch(/Hello, world, from plugin "greeter"/);
   });
+
+  it("examples/gestalt/provider.ts runs runtime-kernel gestalt-provider from its manifest and hosts the Greeter through it", async () => {
+    const out = await run("examples/gestalt/provider.ts");
+    expect(out).toContain('provider "kernel": runtime-kernel on the process backend');
+    expect(out).toMatch(/started "greeter" in session greeter-[0-9a-f]+ at unix:\/\//);
+    expect(out).toMatch(/Hello, gestaltd, from plugin "greeter" \(pid \d+\)/);
+    expect(out).toMatch(/session log: session greeter-[0-9a-f]+ started for plugin "greeter"/);
+  });
 });
