@@ -313,19 +313,24 @@ describe("runtime-kernel gestalt-provider, driven as gestaltd drives a runtime p
         return parent;
       },
     });
-    const providerPid = await new Promise<number>((resolve) =>
-      parent!.stdout!.once("data", (chunk) => resolve(Number(String(chunk).trim()))),
-    );
-    await configure(provider, "kernel", config);
-    const { echo } = await startPlugin(provider);
-    const { pid, ppid } = await pluginEnv(echo);
-    echo.close();
-    expect(isRunning(providerPid)).toBe(true);
-    parent!.kill("SIGKILL");
-    await eventually(() => !isRunning(providerPid), "the orphaned provider to exit", 15_000);
-    // It stopped its sessions on the way out: the plugin and the supervisor are gone too.
-    expect(isRunning(pid)).toBe(false);
-    expect(isRunning(ppid)).toBe(false);
-    await provider.stop();
+    try {
+      const providerPid = await new Promise<number>((resolve) =>
+        parent!.stdout!.once("data", (chunk) => resolve(Number(String(chunk).trim()))),
+      );
+      await configure(provider, "kernel", config);
+      const { echo } = await startPlugin(provider);
+      const { pid, ppid } = await pluginEnv(echo);
+      echo.close();
+      expect(isRunning(providerPid)).toBe(true);
+      parent!.kill("SIGKILL");
+      await eventually(() => !isRunning(providerPid), "the orphaned provider to exit", 15_000);
+      // It stopped its sessions on the way out: the plugin and the supervisor are gone too.
+      expect(isRunning(pid)).toBe(false);
+      expect(isRunning(ppid)).toBe(false);
+    } finally {
+      // Whatever failed above, the parent goes, and with it (by its own watch) the provider.
+      parent?.kill("SIGKILL");
+      await provider.stop();
+    }
   });
 });
