@@ -84,6 +84,25 @@ export const serveConfigSchema = z.strictObject({
         .optional(),
     })
     .optional(),
+  /** schedule.v1 jobs, fired by this serve, with `/schedule` on the HTTP surface. */
+  schedule: z
+    .strictObject({
+      /** `journal` (in the kernel's state dir), `{ journal: PATH }`, or `{ redis: URL }` shared with other serves. */
+      store: z.union(
+        [
+          z.literal("journal"),
+          z.strictObject({ journal: z.string().min(1, "must not be empty") }),
+          z.strictObject({
+            redis: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),
+            prefix: z.string().min(1, "must not be empty").optional(),
+          }),
+        ],
+        { error: 'must be "journal", { journal: PATH } or { redis: URL }' },
+      ),
+      /** The IANA time zone cron expressions are read in. Default UTC. */
+      timeZone: z.string().min(1, "must not be empty").optional(),
+    })
+    .optional(),
 });
 
 /** A parsed `serve` config file. */
@@ -138,6 +157,8 @@ export function loadServeConfig(path: string): ServeConfig {
   const callbacks = config.http?.callbacks;
   if (callbacks?.outboxPath) callbacks.outboxPath = at(callbacks.outboxPath);
   if (callbacks?.signingSecretFile) callbacks.signingSecretFile = at(callbacks.signingSecretFile);
+  const store = config.schedule?.store;
+  if (typeof store === "object" && "journal" in store) store.journal = at(store.journal);
   if (config.tls) {
     config.tls = {
       certFile: at(config.tls.certFile),

@@ -185,7 +185,8 @@ const retrySchema = z.strictObject({
 
 const workloadSchema = workloadSpecSchema.omit({ workloadId: true });
 
-const inputSchema = z.strictObject({
+/** The zod schema of a {@link ScheduleJobInput}: types and fields (the scheduler checks `cron` and `execute_at` against its clock). */
+export const scheduleJobInputSchema = z.strictObject({
   execute_at: z
     .union([z.number(), z.string()], { error: "must be epoch seconds (a number) or an ISO 8601 string" })
     .optional(),
@@ -300,7 +301,7 @@ export function newJobId(): string {
  * Throws {@link InvalidSpecError} naming every bad field; nothing else happens.
  */
 export function buildJob(input: unknown, context: BuildContext): ScheduleJob {
-  const parsed = inputSchema.safeParse(input);
+  const parsed = scheduleJobInputSchema.safeParse(input);
   // Checked even when the rest is malformed, so that one refusal names every problem.
   const firing = firstFiring(input, context);
   if (!parsed.success) refuse([...issuesOf(parsed.error), ...firing.issues]);

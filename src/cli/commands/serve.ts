@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HttpLogEntry, RuntimeHttpServer } from "../../http/index.js";
 import { createRuntimeKernel, type TransitionEvent } from "../../index.js";
+import type { Scheduler } from "../../schedule/index.js";
 import { serveRuntimeKernel } from "../../server/serve.js";
 import { defaultStateDir, loadBackend } from "../backends.js";
 import { type Command, stringOption, UsageError } from "../command.js";
@@ -20,6 +21,10 @@ import {
 } from "../config.js";
 import { TOKEN_ENV } from "../connect.js";
 import { eventColumns, eventLine } from "../format.js";
+import { describeStore, scheduleFlag, startScheduler } from "../schedule-store.js";
+
+/** The request body limit when the scheduler is on: a job's own body may be 1 MiB, JSON-escaped in the request. */
+const SCHEDULE_MAX_BODY_BYTES = 8 * 1024 * 1024;
 
 /** The environment variable naming a config file when `--config` is absent. */
 export const CONFIG_ENV = "RUNTIME_KERNEL_CONFIG";
@@ -78,6 +83,12 @@ export const serveCommand: Command = {
       value: "ADDR",
       description: "also serve runtime.v1 over HTTP/JSON on HOST:PORT or unix:PATH (Vexa's contract)",
     },
+    schedule: {
+      type: "string",
+      value: "STORE",
+      description:
+        "fire schedule.v1 jobs kept in STORE: journal (in the state dir) or a redis:// URL shared with other serves",
+    },
     "callback-secret-file": {
       type: "string",
       value: "FILE",
@@ -95,6 +106,7 @@ export const serveCommand: Command = {
     "runtime-kernel serve --backend docker --config runtime-kernel.yaml",
     "runtime-kernel serve --address 127.0.0.1:7443 --token-file ./token",
     "runtime-kernel serve --http 127.0.0.1:8090 --callback-secret-file ./callback-secret",
+    "runtime-kernel serve --http 127.0.0.1:8090 --schedule journal",
   ],
   async run(context) {
     const { io, err, note } = context;
@@ -156,11 +168,19 @@ export const serveCommand: Command = {
     });
     kernel.on("error", (error: Error) => note(`${err.yellow("warning:")} ${error.message}`));
 
+    const scheduleText = stringOption(context, "schedule");
+    const scheduleSetting = scheduleText
+      ? { ...config.schedule, store: scheduleFlag(scheduleText) }
+      : config.schedule;
+    let scheduler: Scheduler | undefined;
+
     // Before recover(): the transitions a recovery reports go to the callbacks registered before the restart.
     const httpAddress = stringOption(context, "http") ?? config.http?.address;
     let http: RuntimeHttpServer | undefined;
     if (httpAddress !== undefined) {
-      const { serveRuntimeHttp } = await import("../../http/serve.js");
+      const { serveHttpSurface } = await import("../../http/serve.js");
+      // Mounted whether or not a scheduler is configured: without one, /schedule answers 503.
+      const { scheduleRoutes } = await import("../../schedule/routes.js");
       const httpConfig = config.http;
       const { signingSecretFile, ...callbackConfig } = httpConfig?.callbacks ?? {};
       const secretFile = stringOption(context, "callback-secret-file") ?? signingSecretFile;
@@ -179,23 +199,37 @@ export const serveCommand: Command = {
           );
         }
       };
-      http = await serveRuntimeHttp(kernel, {
-        address: httpAddress,
-        ...(tls ? { tls } : {}),
-        ...(token ? { token } : {}),
-        ...(config.allowInsecureRemote ? { allowInsecureRemote: true } : {}),
-        ...(httpConfig?.backend ? { backend: httpConfig.backend } : {}),
-        ...(httpConfig?.ownerEnv !== undefined ? { ownerEnv: httpConfig.ownerEnv } : {}),
-        ...(httpConfig?.maxBodyBytes !== undefined ? { maxBodyBytes: httpConfig.maxBodyBytes } : {}),
-        callbacks: {
-          outboxPath: join(defaultStateDir(kernel.kernelId, io.env), "callbacks", "outbox.jsonl"),
-          ...callbackConfig,
-          ...(signingSecret ? { signingSecret } : {}),
+      const maxBodyBytes =
+        httpConfig?.maxBodyBytes ?? (scheduleSetting ? SCHEDULE_MAX_BODY_BYTES : undefined);
+      http = await serveHttpSurface(
+        kernel,
+        {
+          address: httpAddress,
+          ...(tls ? { tls } : {}),
+          ...(token ? { token } : {}),
+          ...(config.allowInsecureRemote ? { allowInsecureRemote: true } : {}),
+          ...(httpConfig?.backend ? { backend: httpConfig.backend } : {}),
+          ...(httpConfig?.ownerEnv !== undefined ? { ownerEnv: httpConfig.ownerEnv } : {}),
+          ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
+          ...(scheduleSetting
+            ? {
+                healthChecks: {
+                  scheduler: async () =>
+                    scheduler !== undefined && Array.isArray(await scheduler.list({ limit: 1 })),
+                },
+              }
+            : {}),
+          callbacks: {
+            outboxPath: join(defaultStateDir(kernel.kernelId, io.env), "callbacks", "outbox.jsonl"),
+            ...callbackConfig,
+            ...(signingSecret ? { signingSecret } : {}),
+          },
+          log,
+          // The gRPC server's close below stops (or leaves) the workloads; this one only drains.
+          onClose: "keep-kernel",
         },
-        log,
-        // The gRPC server's close below stops (or leaves) the workloads; this one only drains.
-        onClose: "keep-kernel",
-      }).catch(async (error: unknown) => {
+        [scheduleRoutes(() => scheduler)],
+      ).catch(async (error: unknown) => {
         await kernel.shutdown().catch(() => {});
         throw error;
       });
@@ -214,6 +248,33 @@ export const serveCommand: Command = {
       }
     }
 
+    // After recover(): a workload job re-queued after a crash finds the workload its firing started.
+    if (scheduleSetting) {
+      scheduler = await startScheduler(scheduleSetting, kernel, Object.keys(profiles), io.env).catch(
+        async (error: unknown) => {
+          await http?.close();
+          await kernel.shutdown().catch(() => {});
+          throw error;
+        },
+      );
+      scheduler.on("error", (error) => note(`${err.yellow("warning:")} schedule: ${error.message}`));
+      scheduler.on("fired", (job) => {
+        if (json) context.print(JSON.stringify({ event: "job", ...job }));
+        else if (!quiet) {
+          const what = job.request
+            ? `${job.request.method} ${job.request.url}`
+            : `workload ${job.workload?.profile}`;
+          const outcome =
+            job.error && job.status !== "completed" ? job.error : JSON.stringify(job.result ?? {});
+          note(err.dim(`job ${job.job_id} ${what}: ${job.status} ${outcome}`));
+        }
+      });
+      const requeued = await scheduler.ready;
+      if (requeued > 0 && !quiet) {
+        note(err.dim(`schedule: ${requeued} job(s) that were firing when the last serve stopped fire again`));
+      }
+    }
+
     const leaveRunning = context.values["leave-running"] === true || config.onShutdown === "leave-running";
     const server = await serveRuntimeKernel(kernel, {
       ...((stringOption(context, "address") ?? config.address)
@@ -228,6 +289,7 @@ export const serveCommand: Command = {
           `${err.yellow("warning:")} ${method} failed inside the server: ${(error as Error)?.message ?? error}`,
         ),
     }).catch(async (error: unknown) => {
+      await scheduler?.close();
       await http?.close();
       await kernel.shutdown().catch(() => {});
       throw error;
@@ -242,6 +304,11 @@ export const serveCommand: Command = {
     if (http) {
       note(
         `${err.green("●")} runtime-kernel serving runtime.v1 over HTTP on ${err.bold(http.address.startsWith("unix:") ? http.address : http.url)}`,
+      );
+    }
+    if (scheduleSetting) {
+      note(
+        `${err.green("●")} runtime-kernel firing schedule.v1 jobs from ${err.bold(describeStore(scheduleSetting.store, kernel.kernelId, io.env))}${http ? "" : err.dim(" (add jobs over HTTP: --http)")}`,
       );
     }
     if (!quiet && io.stderr.isTTY)
@@ -270,8 +337,9 @@ export const serveCommand: Command = {
             } (press Ctrl-C again to exit at once)`,
           ),
         );
-        server
-          .close()
+        // Firings in flight are put back first, to fire again at the next start.
+        Promise.resolve(scheduler?.close())
+          .then(() => server.close())
           // The kernel has stopped (or left) its workloads: their last callbacks get their chance now.
           .then(() => http?.close())
           .then(
