@@ -22,6 +22,7 @@ import { gestaltProviderCommand } from "./commands/gestalt-provider.js";
 import { logsCommand } from "./commands/logs.js";
 import { getCommand, lsCommand } from "./commands/ls.js";
 import { runCommand } from "./commands/run.js";
+import { scheduleCommand } from "./commands/schedule.js";
 import { serveCommand } from "./commands/serve.js";
 import { destroyCommand, stopCommand } from "./commands/stop.js";
 import { addressFrom, describeFailure, failureLine } from "./connect.js";
@@ -40,6 +41,7 @@ export const COMMANDS: readonly Command[] = [
   eventsCommand,
   stopCommand,
   destroyCommand,
+  scheduleCommand,
   gestaltProviderCommand,
 ];
 

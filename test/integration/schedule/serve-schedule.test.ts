@@ -1,5 +1,7 @@
+import { execFile } from "node:child_process";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, type Home, makeHome, type Serve, startServe } from "../http/support.js";
+import { call, type Home, makeHome, type Serve, startServe, TOKEN } from "../http/support.js";
 import { type Receiver, startReceiver } from "./receiver.js";
 
 /**
@@ -17,6 +19,36 @@ afterAll(async () => {
 });
 
 const inSeconds = (s: number) => Date.now() / 1000 + s;
+
+const CLI = [
+  "--import",
+  import.meta.resolve("tsx"),
+  join(resolve(import.meta.dirname, "../../.."), "src/cli.ts"),
+];
+
+/** `runtime-kernel schedule ARGS` against `serve`'s HTTP surface. */
+function runCli(
+  serve: Serve,
+  home: Home,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      [...CLI, "schedule", ...args],
+      {
+        env: {
+          ...home.env,
+          RUNTIME_KERNEL_HTTP: serve.url.replace("http://", ""),
+          RUNTIME_KERNEL_TOKEN: TOKEN,
+          NO_COLOR: "1",
+        },
+      },
+      (error, stdout, stderr) =>
+        done({ code: error ? Number((error as { code?: number }).code) : 0, stdout, stderr }),
+    );
+  });
+}
 
 describe("serve --http with schedule.store: journal", () => {
   let home: Home;
@@ -118,6 +150,63 @@ describe("serve --http with schedule.store: journal", () => {
     expect((await api("GET", "/health", { token: null })).body.checks).toMatchObject({ scheduler: true });
     const doc = await api("GET", "/openapi.json");
     expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(["/schedule", "/schedule/{job_id}"]));
+  });
+
+  it("runtime-kernel schedule add, ls and rm drive the same routes", async () => {
+    const cli = (...args: string[]) => runCli(serve, home, args);
+    const added = await cli(
+      "add",
+      "--at",
+      "+1h",
+      "-H",
+      "X-Token: t0k",
+      "-d",
+      '{"n":1}',
+      "--key",
+      "cli-1",
+      "-q",
+      `${receiver.url}/cli`,
+    );
+    expect(added).toMatchObject({ code: 0, stderr: "" });
+    const id = added.stdout.trim();
+    expect(id).toMatch(/^job_[0-9a-f]{16}$/);
+    const again = await cli("add", "--at", "+2h", "--key", "cli-1", "-q", `${receiver.url}/cli`);
+    expect(again.stdout.trim()).toBe(id);
+    const cron = await cli(
+      "add",
+      "--cron",
+      "*/5 * * * *",
+      "--retries",
+      "5",
+      "--backoff",
+      "1,2",
+      `${receiver.url}/cron`,
+    );
+    expect(cron.stdout).toMatch(/✔ job_[0-9a-f]{16} POST .*\/cron · cron \*\/5 \* \* \* \*, first at /);
+
+    const listed = await cli("ls");
+    expect(listed.code).toBe(0);
+    expect(listed.stdout.split("\n")[0]).toMatch(/^JOB\s+STATUS\s+DUE\s+WHEN\s+TARGET\s+FAILED\s+LAST$/);
+    expect(listed.stdout).toContain(id);
+    const [job] = JSON.parse((await cli("ls", "--json", "--limit", "1000")).stdout).filter(
+      (j: { job_id: string }) => j.job_id === id,
+    );
+    expect(job).toMatchObject({
+      request: { headers: { "X-Token": "[redacted]" }, body: { n: 1 } },
+      idempotency_key: "cli-1",
+    });
+
+    expect(await cli("rm", id)).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining(`${id} cancelled`),
+    });
+    const missing = await cli("rm", id);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`${id}: unknown job [JOB_NOT_FOUND]`);
+    const bad = await cli("add", "--cron", "61 * * * *", `${receiver.url}/x`);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/cron: is not a valid 5-field cron expression.*\[INVALID_SPEC\]/);
+    expect((await cli("add", `${receiver.url}/x`)).code).toBe(2);
   });
 
   it("fires a due job at a receiver on loopback, with the idempotency key", async () => {
