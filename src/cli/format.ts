@@ -4,6 +4,7 @@
  * @module
  */
 import { type TransitionEvent, WORKLOAD_STATES, type WorkloadState, type WorkloadStatus } from "../index.js";
+import type { ScheduleJob } from "../schedule/job.js";
 import { type Style, stripAnsi } from "./style.js";
 
 /** Parses `500`, `500ms`, `5s`, `2m`, `1h` (a bare number is milliseconds); undefined when malformed. */
@@ -153,4 +154,17 @@ export function eventLine(
   ]
     .join("  ")
     .trimEnd();
+}
+
+/** What a scheduled job calls: `METHOD URL`, or the workload's profile. */
+export function jobTarget(job: ScheduleJob): string {
+  return job.request ? `${job.request.method} ${job.request.url}` : `workload ${job.workload?.profile}`;
+}
+
+/** How a scheduled job's last firing went: the error while it is not completed, else the status code or workload. */
+export function jobOutcome(job: ScheduleJob): string {
+  if (job.error && job.status !== "completed") return job.error;
+  if (job.result && "status_code" in job.result) return String(job.result.status_code);
+  if (job.result && "workload_id" in job.result) return job.result.workload_id;
+  return "";
 }

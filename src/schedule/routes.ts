@@ -56,7 +56,10 @@ export function scheduleRoutes(current: () => Scheduler | undefined): RouteGroup
       body: { schema: scheduleJobInputSchema, required: true },
       responses: {
         201: { description: "The job, as stored (header values redacted).", schema: job },
-        400: { description: "The job is refused; `issues` names each field. Nothing was stored.", schema: problem },
+        400: {
+          description: "The job is refused; `issues` names each field. Nothing was stored.",
+          schema: problem,
+        },
         503: { description: "No scheduler is wired.", schema: problem },
       },
       handle: async ({ body }) => ({ status: 201, body: await wired().schedule(body as never) }),

@@ -10,7 +10,7 @@ import type { ScheduleJob, ScheduleJobInput } from "../../schedule/index.js";
 import { parseAddress } from "../../server/address.js";
 import { type Command, type CommandContext, listOption, stringOption, UsageError } from "../command.js";
 import { failureLine, tokenFrom } from "../connect.js";
-import { parseDuration, table } from "../format.js";
+import { jobOutcome, jobTarget, parseDuration, table } from "../format.js";
 
 /** The environment variable naming the HTTP surface when `--http` is absent. */
 export const HTTP_ENV = "RUNTIME_KERNEL_HTTP";
@@ -154,17 +154,6 @@ function jobOf(context: CommandContext): unknown {
 const iso = (epochSeconds: number | undefined) =>
   epochSeconds === undefined ? "-" : new Date(epochSeconds * 1000).toISOString().replace(/\.000Z$/, "Z");
 
-function target(job: ScheduleJob): string {
-  return job.request ? `${job.request.method} ${job.request.url}` : `workload ${job.workload?.profile}`;
-}
-
-function outcome(job: ScheduleJob): string {
-  if (job.error && job.status !== "completed") return job.error;
-  if (job.result && "status_code" in job.result) return String(job.result.status_code);
-  if (job.result && "workload_id" in job.result) return job.result.workload_id;
-  return "";
-}
-
 /** `runtime-kernel schedule`. */
 export const scheduleCommand: Command = {
   name: "schedule",
@@ -274,7 +263,7 @@ export const scheduleCommand: Command = {
       else if (quiet) context.print(job.job_id);
       else
         context.print(
-          `${out.green("✔")} ${out.bold(job.job_id)} ${target(job)} · ${job.cron ? `cron ${job.cron}, first` : "once"} at ${iso(job.execute_at)}`,
+          `${out.green("✔")} ${out.bold(job.job_id)} ${jobTarget(job)} · ${job.cron ? `cron ${job.cron}, first` : "once"} at ${iso(job.execute_at)}`,
         );
       return 0;
     }
@@ -294,9 +283,9 @@ export const scheduleCommand: Command = {
           job.status,
           iso(job.due_at),
           job.cron ?? "once",
-          target(job),
+          jobTarget(job),
           String(job.retry.attempt),
-          outcome(job),
+          jobOutcome(job),
         ]);
         context.print(table(["JOB", "STATUS", "DUE", "WHEN", "TARGET", "FAILED", "LAST"], rows, out));
       }

@@ -20,7 +20,7 @@ import {
   type ServeConfig,
 } from "../config.js";
 import { TOKEN_ENV } from "../connect.js";
-import { eventColumns, eventLine } from "../format.js";
+import { eventColumns, eventLine, jobOutcome, jobTarget } from "../format.js";
 import { describeStore, scheduleFlag, startScheduler } from "../schedule-store.js";
 
 /** The request body limit when the scheduler is on: a job's own body may be 1 MiB, JSON-escaped in the request. */
@@ -261,12 +261,7 @@ export const serveCommand: Command = {
       scheduler.on("fired", (job) => {
         if (json) context.print(JSON.stringify({ event: "job", ...job }));
         else if (!quiet) {
-          const what = job.request
-            ? `${job.request.method} ${job.request.url}`
-            : `workload ${job.workload?.profile}`;
-          const outcome =
-            job.error && job.status !== "completed" ? job.error : JSON.stringify(job.result ?? {});
-          note(err.dim(`job ${job.job_id} ${what}: ${job.status} ${outcome}`));
+          note(err.dim(`job ${job.job_id} ${jobTarget(job)}: ${job.status} ${jobOutcome(job)}`));
         }
       });
       const requeued = await scheduler.ready;
@@ -301,14 +296,14 @@ export const serveCommand: Command = {
         `(backend ${backend.name}, kernel ${kernel.kernelId}, profiles: ${names}${token ? ", token required" : ""})`,
       )}`,
     );
-    if (http) {
-      note(
-        `${err.green("●")} runtime-kernel serving runtime.v1 over HTTP on ${err.bold(http.address.startsWith("unix:") ? http.address : http.url)}`,
-      );
-    }
     if (scheduleSetting) {
       note(
         `${err.green("●")} runtime-kernel firing schedule.v1 jobs from ${err.bold(describeStore(scheduleSetting.store, kernel.kernelId, io.env))}${http ? "" : err.dim(" (add jobs over HTTP: --http)")}`,
+      );
+    }
+    if (http) {
+      note(
+        `${err.green("●")} runtime-kernel serving runtime.v1 over HTTP on ${err.bold(http.address.startsWith("unix:") ? http.address : http.url)}`,
       );
     }
     if (!quiet && io.stderr.isTTY)

@@ -218,6 +218,9 @@ describe("runtime.v1 over HTTP: the lifecycle", () => {
     expect(Object.keys(doc.body.paths).sort()).toEqual([
       "/health",
       "/openapi.json",
+      // Mounted by serve with or without a scheduler (503 without one), as in Vexa's runtime.
+      "/schedule",
+      "/schedule/{job_id}",
       "/workloads",
       "/workloads/{workloadId}",
       "/workloads/{workloadId}/stop",

@@ -1,50 +1,37 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { once } from "node:events";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { openRedisStore } from "../../../src/schedule/index.js";
 import { buildJob } from "../../../src/schedule/job.js";
+import { type Home, makeHome, type Serve, startServe } from "../http/support.js";
 import { type Receiver, startReceiver } from "../schedule/receiver.js";
 
 const url = inject("redisUrl");
-const fixture = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "scheduler-process.ts");
-const children: ChildProcess[] = [];
+const homes: Home[] = [];
+const serves: Serve[] = [];
 let receiver: Receiver | undefined;
 
 afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null) {
-      child.kill("SIGTERM");
-      await once(child, "exit");
-    }
-  }
+  for (const serve of serves.splice(0)) if (serve.child.exitCode === null) await serve.stop();
+  for (const home of homes.splice(0)) await home.cleanup();
   await receiver?.close();
 });
 
-/** A scheduler in a process of its own, on the shared store; resolves once it says ready. */
-async function schedulerProcess(prefix: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", fixture], {
-    env: { ...process.env, RK_TEST_REDIS_URL: url, RK_TEST_PREFIX: prefix },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.push(child);
-  const [line] = (await Promise.race([
-    once(child.stdout!, "data"),
-    once(child, "exit").then(([code]) => {
-      throw new Error(`scheduler process exited with ${code} before it was ready`);
-    }),
-  ])) as [Buffer];
-  expect(line.toString()).toContain("ready");
-  return child;
+/** A `runtime-kernel serve --http` on the shared Redis store. */
+async function serveOn(prefix: string): Promise<Serve> {
+  const home = makeHome({ schedule: { store: { redis: url, prefix } } });
+  homes.push(home);
+  const serve = await startServe(home);
+  serves.push(serve);
+  expect(serve.stderr()).toMatch(/firing schedule\.v1 jobs from redis redis:\/\/127\.0\.0\.1:\d+/);
+  expect(serve.stderr()).not.toContain(new URL(url).password);
+  return serve;
 }
 
 describe("openRedisStore: several processes share one schedule", () => {
-  it("two processes fire each of 1,000 due jobs exactly once between them", async () => {
+  it("two serve processes fire each of 1,000 due jobs exactly once between them", async () => {
     receiver = await startReceiver();
     const prefix = `rk-test:${randomBytes(6).toString("hex")}:`;
-    await Promise.all([schedulerProcess(prefix), schedulerProcess(prefix)]);
+    await Promise.all([serveOn(prefix), serveOn(prefix)]);
 
     const store = await openRedisStore({ url, prefix });
     const due = Date.now() / 1000 + 1;

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, type Home, makeHome, type Serve, startServe, TOKEN } from "../http/support.js";
+import { call, type Home, makeHome, type Serve, serveForFile, startServe, TOKEN } from "../http/support.js";
 import { type Receiver, startReceiver } from "./receiver.js";
 
 /**
@@ -51,18 +51,9 @@ function runCli(
 }
 
 describe("serve --http with schedule.store: journal", () => {
-  let home: Home;
-  let serve: Serve;
-  beforeAll(async () => {
-    home = makeHome({ schedule: { store: "journal" } });
-    serve = await startServe(home);
-  }, 60_000);
-  afterAll(async () => {
-    if (serve && serve.child.exitCode === null) await serve.stop();
-    await home?.cleanup();
-  }, 60_000);
+  const running = serveForFile({ schedule: { store: "journal" } });
   const api = (method: string, path: string, options?: Parameters<typeof call>[3]) =>
-    call(serve.url, method, path, options);
+    call(running.serve.url, method, path, options);
 
   it("POST /schedule answers 201 with the job; GET lists it; DELETE cancels it, then 404", async () => {
     const created = await api("POST", "/schedule", {
@@ -153,7 +144,7 @@ describe("serve --http with schedule.store: journal", () => {
   });
 
   it("runtime-kernel schedule add, ls and rm drive the same routes", async () => {
-    const cli = (...args: string[]) => runCli(serve, home, args);
+    const cli = (...args: string[]) => runCli(running.serve, running.home, args);
     const added = await cli(
       "add",
       "--at",
@@ -229,24 +220,15 @@ describe("serve --http with schedule.store: journal", () => {
 });
 
 describe("serve --http without a scheduler", () => {
-  let home: Home;
-  let serve: Serve;
-  beforeAll(async () => {
-    home = makeHome();
-    serve = await startServe(home);
-  }, 60_000);
-  afterAll(async () => {
-    if (serve && serve.child.exitCode === null) await serve.stop();
-    await home?.cleanup();
-  }, 60_000);
+  const running = serveForFile();
 
   it("answers 503 on /schedule, as Vexa's runtime does, and has no scheduler check", async () => {
-    const refused = await call(serve.url, "POST", "/schedule", {
+    const refused = await call(running.serve.url, "POST", "/schedule", {
       body: { cron: "* * * * *", request: { url: "http://x.test/y" } },
     });
     expect(refused).toMatchObject({ status: 503, body: { detail: "scheduler not wired" } });
-    expect((await call(serve.url, "GET", "/schedule")).status).toBe(503);
-    expect((await call(serve.url, "GET", "/health")).body.checks.scheduler).toBeUndefined();
+    expect((await call(running.serve.url, "GET", "/schedule")).status).toBe(503);
+    expect((await call(running.serve.url, "GET", "/health")).body.checks.scheduler).toBeUndefined();
   });
 });
 
