@@ -135,8 +135,9 @@ export class ExitWatcher {
     const watch: Watch = { containerId, onExit, done: false };
     const recent = this.#recentExits.get(containerId);
     if (recent) {
-      this.#deliver(watch, recent);
-      return () => {};
+      // Never before watch() returns: the caller does not hold the unsubscribe function yet.
+      queueMicrotask(() => this.#deliver(watch, recent));
+      return () => this.#remove(watch);
     }
     let set = this.#watches.get(containerId);
     if (!set) {

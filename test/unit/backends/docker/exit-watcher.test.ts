@@ -141,6 +141,22 @@ describe("ExitWatcher", () => {
     expect(resolveExit).toHaveBeenCalledTimes(calls);
   });
 
+  it("calls back for a recent exit only after watch() has returned, and not once unsubscribed", async () => {
+    const { events, watcher } = setup();
+    watcher.watch("keep-open", () => {});
+    await until(() => events.streams.length === 1);
+    events.emit("die", "late", { exitCode: "5" });
+    await flush();
+    const early = vi.fn();
+    const cancelled = vi.fn();
+    watcher.watch("late", early);
+    expect(early).not.toHaveBeenCalled();
+    watcher.watch("late", cancelled)();
+    await flush();
+    expect(early).toHaveBeenCalledWith({ exitCode: 5 });
+    expect(cancelled).not.toHaveBeenCalled();
+  });
+
   it("does not inspect a container created under the open stream", async () => {
     const { events, watcher, resolveExit } = setup();
     watcher.watch("keep-open", () => {});
