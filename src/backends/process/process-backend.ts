@@ -155,8 +155,11 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   readonly #exits = new Map<string, ExitStatus>();
   /** Exit callbacks, per run. */
   readonly #watchers = new Map<string, Set<Watch>>();
-  /** Runs started through this instance and not yet cleaned up: their exits are always pushed here. */
-  readonly #local = new Set<string>();
+  /**
+   * Runs started through this instance and not yet cleaned up, with the connection they
+   * started under: while that connection lasts, their exits are pushed here.
+   */
+  readonly #local = new Map<string, number>();
   /** The most runs of this instance alive at once, for the log file pool of a supervisor that starts later. */
   #peakRuns = 0;
   /** Who hears of problems found outside any call (see {@link ProcessBackend.watchFaults}). */
@@ -255,7 +258,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     const cwd = workingDirectoryOf(request, this.#cwd);
     const logs = logPathsOf(this.#logDir, request.workloadId, request.runId);
     const maxLifetimeAt = Number(request.labels[LABELS.maxLifetimeAt]);
-    this.#local.add(request.runId);
+    this.#local.set(request.runId, this.#client.connections);
     this.#peakRuns = Math.max(this.#peakRuns, this.#local.size);
     let started: { pid: number; startTime: number };
     try {
@@ -285,6 +288,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       }
       throw startError(request.workloadId, error);
     }
+    this.#local.set(request.runId, this.#client.connections);
     const handle: ProcessHandle = {
       workloadId: request.workloadId,
       runId: request.runId,
@@ -385,8 +389,9 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       set.add(watch);
       subscribed = true;
       this.#client.hold();
-      // A run this instance did not start (a recovered one) may have ended before we listened.
-      if (!this.#local.has(runId)) this.#query(runId);
+      // A run this instance did not start (a recovered one), or started under an earlier
+      // connection, may have ended while no exit could reach us.
+      if (this.#local.get(runId) !== this.#client.connections) this.#query(runId);
     }
     return cancel;
   }

@@ -138,9 +138,15 @@ export class SupervisorClient {
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #supervisorPid: number | undefined;
   #connectedBefore = false;
+  #connections = 0;
 
   constructor(options: SupervisorClientOptions) {
     this.#options = options;
+  }
+
+  /** How many times this client has connected: exits pushed between two connections never reached it. */
+  get connections(): number {
+    return this.#connections;
   }
 
   /** The pid of the supervisor this client last talked to. */
@@ -336,6 +342,7 @@ export class SupervisorClient {
       if (hello.pid !== this.#supervisorPid)
         for (const warning of hello.warnings) this.#options.onWarning(warning);
       this.#supervisorPid = hello.pid;
+      this.#connections++;
       return socket;
     }
   }
