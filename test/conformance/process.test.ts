@@ -1,14 +1,25 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+/**
+ * The Backend conformance suite against ProcessBackend: real process groups under the
+ * state dir's supervisor. What a run still holds is read from the machine itself: its
+ * processes (by the suite's CONFORMANCE_RUN_ID variable, which every child inherits), its log
+ * files, and the supervisor's record of it (through a fresh instance's `discover`).
+ */
+import { randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../../src/backends/process/index.js";
-import type { Backend } from "../../src/index.js";
+import { logPathsOf } from "../../src/backends/process/launch-spec.js";
+import { processesWithEnv } from "../../src/testing/index.js";
 import { describeBackendConformance } from "../../src/testing/vitest.js";
 
 const stateDir = mkdtempSync(join(tmpdir(), "rk-conf-process-"));
-const backend = new ProcessBackend({ stateDir, supervisorIdleMs: 5_000 });
+const kernelId = `conformance-process-${randomUUID().slice(0, 8)}`;
+const open = () => new ProcessBackend({ stateDir, supervisorIdleMs: 5_000 });
+const inspector = open();
 
 const ignoresTerminate = { command: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"] };
+const spawnsChild = { command: ["sh", "-c", "sleep 600 & wait"] };
 
 /** Whether the process has SIGTERM (signal 15) ignored, per /proc/<pid>/status SigIgn. */
 function ignoresSigterm(pid: number): boolean {
@@ -16,28 +27,49 @@ function ignoresSigterm(pid: number): boolean {
   return (BigInt(`0x${mask}`) & (1n << 14n)) !== 0n;
 }
 
-describeBackendConformance("ProcessBackend", () => backend as Backend, {
+async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!(await condition()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+}
+
+const processesOf = (runId: string) => processesWithEnv("CONFORMANCE_RUN_ID", runId);
+
+describeBackendConformance("ProcessBackend", open, {
   longRunning: { command: ["sleep", "600"] },
   exitWith: (code) => ({ command: ["sh", "-c", `exit ${code}`] }),
   ignoresTerminate,
+  spawnsChild,
+  cannotStart: { command: ["/nonexistent/rk-conformance-program"] },
+  prints: (lines) => ({ command: ["sh", "-c", `${lines.map((l) => `echo ${l}; `).join("")}exec sleep 600`] }),
   // A process can only ignore a signal once it has run its own code (exec resets
   // dispositions); measured here, a SIGTERM sent at once beats `sh`'s trap in about a third
-  // of starts. So the suite waits until the shell has installed it.
-  ready: async (handle) => {
-    const { pid } = handle as ProcessHandle;
-    const deadline = Date.now() + 5_000;
-    while (!ignoresSigterm(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+  // of starts. So the suite waits until the shell has installed it, or started its child.
+  ready: async (handle, runnable) => {
+    const { pid, runId } = handle as ProcessHandle;
+    if (runnable === ignoresTerminate) await until(() => ignoresSigterm(pid));
+    else await until(async () => (await processesOf(runId)).length >= 2);
+  },
+  leftovers: async (handle) => {
+    const logs = logPathsOf(join(stateDir, "logs"), handle.workloadId, handle.runId);
+    const files = [logs.stdout, logs.stderr].flatMap((f) => [f, `${f}.1`]).filter((f) => existsSync(f));
+    const recorded = (await inspector.discover({ kernelId })).some((f) => f.handle.runId === handle.runId);
+    return {
+      running: (await processesOf(handle.runId)).map((p) => `pid ${p.pid}: ${p.command}`),
+      stored: [...files, ...(recorded ? ["the supervisor's record of the run"] : [])],
+    };
   },
   // The supervisor sees every exit of its children, so a workload only vanishes from the
   // record when the supervisor itself dies while the workload ends: kill both.
   vanish: async (handle) => {
-    const { pid } = await backend.supervisorStats();
+    const { pid } = await inspector.supervisorStats();
     process.kill(pid, "SIGKILL");
     process.kill(-(handle as ProcessHandle).pid, "SIGKILL");
   },
+  request: { kernelId },
   timeoutMs: 10_000,
   teardown: async () => {
-    await backend.stopSupervisor({ force: true });
+    await inspector.stopSupervisor({ force: true });
+    await inspector.close();
     rmSync(stateDir, { recursive: true, force: true });
   },
 });

@@ -61,10 +61,18 @@ describe("the packed package", () => {
       join(full, "fake.test.mjs"),
       `import { FakeBackend } from "runtime-kernel/testing";
        import { describeBackendConformance } from "runtime-kernel/testing/vitest";
-       describeBackendConformance("FakeBackend", () => new FakeBackend(), {
+       const fake = new FakeBackend();
+       const ofRun = (h) => fake.workloads().filter((w) => w.handle.runId === h.runId);
+       describeBackendConformance("FakeBackend", () => fake, {
          longRunning: { command: ["sleep"] },
          exitWith: (code) => ({ command: ["exit"], fake: { exitAfterMs: 10, exitCode: code } }),
          ignoresTerminate: { command: ["stubborn"], fake: { ignoreTerminate: true } },
+         cannotStart: { command: ["missing"], fake: { startError: "no such program" } },
+         prints: (lines) => ({ command: ["print"], fake: { output: lines } }),
+         leftovers: async (h) => ({
+           running: ofRun(h).filter((w) => !w.exit).map((w) => w.handle.runId),
+           stored: ofRun(h).map((w) => w.handle.runId),
+         }),
        });`,
     );
     const result = await exec(
