@@ -1,4 +1,18 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
+
+/** The package's own entries, for code written as a user writes it (examples/): from src, not dist. */
+const selfImports = [
+  { find: /^runtime-kernel$/, replacement: fileURLToPath(new URL("src/index.ts", import.meta.url)) },
+  {
+    find: /^runtime-kernel\/testing\/vitest$/,
+    replacement: fileURLToPath(new URL("src/testing/vitest.ts", import.meta.url)),
+  },
+  {
+    find: /^runtime-kernel\/testing$/,
+    replacement: fileURLToPath(new URL("src/testing/index.ts", import.meta.url)),
+  },
+];
 
 /**
  * One project per substrate, so `vitest run --project docker` runs one tier and a
@@ -16,9 +30,15 @@ export default defineConfig({
         },
       },
       {
+        resolve: { alias: selfImports },
         test: {
           name: "process",
-          include: ["test/integration/process/**/*.test.ts", "test/conformance/process.test.ts"],
+          include: [
+            "test/integration/process/**/*.test.ts",
+            "test/conformance/process.test.ts",
+            "test/conformance/mutants.test.ts",
+            "examples/**/*.test.ts",
+          ],
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },
