@@ -3,6 +3,8 @@
  * (see test/setup/package.global.ts), and the import specifier of each entry.
  */
 import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 /** How a program ended, and what it printed. */
 export interface Finished {
@@ -45,4 +47,25 @@ export function script(
 /** `runtime-kernel`, `runtime-kernel/testing`, ... for an `exports` key. */
 export function specifier(entry: string): string {
   return entry === "." ? "runtime-kernel" : `runtime-kernel/${entry.slice(2)}`;
+}
+
+const TSC = resolve(import.meta.dirname, "../../node_modules/typescript/bin/tsc");
+
+/**
+ * A consumer's strict TypeScript check of `files` in `dir` (which must sit in an installed
+ * project), with the type checking of libraries left on: the declarations the tarball ships,
+ * and those of the packages they name, must hold up under `strict` without `skipLibCheck`.
+ */
+export function typeCheck(dir: string, files: string[]): Promise<Finished> {
+  const compilerOptions = {
+    strict: true,
+    skipLibCheck: false,
+    module: "nodenext",
+    moduleResolution: "nodenext",
+    target: "es2022",
+    types: ["node"],
+    noEmit: true,
+  };
+  writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files }));
+  return exec(dir, process.execPath, [TSC, "-p", "tsconfig.json"]);
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { describe, expect, inject, it } from "vitest";
-import { exec, specifier } from "./support.js";
+import { specifier, typeCheck } from "./support.js";
 
 /**
  * A consumer's strict TypeScript build of every entry, as ESM (`.mts`) and as CommonJS
@@ -9,7 +9,6 @@ import { exec, specifier } from "./support.js";
  * (and those of the optional peers they name) must hold up under `strict` without `skipLibCheck`.
  */
 const { full, entries } = inject("pkg");
-const TSC = resolve(import.meta.dirname, "../../node_modules/typescript/bin/tsc");
 
 describe("the packed package's types", () => {
   it("pass a consumer's tsc --strict without skipLibCheck, from ESM and from CommonJS", async () => {
@@ -42,22 +41,7 @@ describe("the packed package's types", () => {
     writeFileSync(join(dir, "every.mts"), `${imports}\n${every}\n`);
     writeFileSync(join(dir, "every.cts"), `${imports}\n${every}\n`);
     writeFileSync(join(dir, "uses.mts"), uses);
-    writeFileSync(
-      join(dir, "tsconfig.json"),
-      JSON.stringify({
-        compilerOptions: {
-          strict: true,
-          skipLibCheck: false,
-          module: "nodenext",
-          moduleResolution: "nodenext",
-          target: "es2022",
-          types: ["node"],
-          noEmit: true,
-        },
-        files: ["every.mts", "every.cts", "uses.mts"],
-      }),
-    );
-    const result = await exec(dir, process.execPath, [TSC, "-p", "tsconfig.json"]);
+    const result = await typeCheck(dir, ["every.mts", "every.cts", "uses.mts"]);
     expect(result.stdout + result.stderr).toBe("");
     expect(result.code).toBe(0);
   });

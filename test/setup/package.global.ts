@@ -1,8 +1,9 @@
 /**
  * Global setup of the `package` test project: the package as a user gets it.
  *
- * 1. Builds the package into a scratch folder (never the repo's `dist/`, which the CLI tests
- *    of other tiers may be running at the same moment) and packs the tarball there.
+ * 1. Builds the package in a scratch folder from a copy of its files (never into the repo's
+ *    `dist/`, which the CLI tests of other tiers may be running at the same moment) and packs
+ *    the tarball there.
  * 2. Installs the tarball into two empty projects, offline from the local npm cache, with the
  *    versions of the repo's own lock (so a fresh clone after `npm ci` has every tarball):
  *    - `bare`: `npm install runtime-kernel` and nothing else (no optional peer, no test runner);
@@ -12,7 +13,7 @@
  * fails (no cached tarball: run `npm ci` first), setup throws: the tier fails, it never skips.
  */
 import { execFile } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -86,12 +87,16 @@ export default async function setup(project: TestProject): Promise<() => void> {
   };
   try {
     mkdirSync(stage);
-    // The build the package ships (tsup.config.ts), into the stage's dist/.
-    await sh(ROOT, join(ROOT, "node_modules/.bin/tsup"), ["--out-dir", join(stage, "dist"), "--silent"]);
     cpSync(join(ROOT, "package.json"), join(stage, "package.json"));
     for (const file of pkg.files.filter((f) => f !== "dist")) {
       cpSync(join(ROOT, file), join(stage, file), { recursive: true });
     }
+    // The build the package ships (tsup.config.ts), made in the stage from its copy of src/, so
+    // that the source maps name the sources the package ships (../src/...), as a build in the
+    // repo does. The repo's node_modules serve the build; npm pack leaves them out.
+    for (const file of ["tsup.config.ts", "tsconfig.json"]) cpSync(join(ROOT, file), join(stage, file));
+    symlinkSync(join(ROOT, "node_modules"), join(stage, "node_modules"));
+    await sh(stage, join(ROOT, "node_modules/.bin/tsup"), ["--silent"]);
     const packed = JSON.parse(
       await sh(stage, "npm", ["pack", "--json", "--pack-destination", scratch]),
     ) as Array<{
