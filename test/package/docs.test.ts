@@ -34,7 +34,7 @@ const TSC = join(ROOT, "node_modules/typescript/bin/tsc");
 
 /** Key: `<file>#<n>`, the n-th TypeScript snippet of the file. */
 const TYPE_CHECK_ONLY: Record<string, string> = {
-  "docs/backend-port.md#3": "registers vitest suites against a real VM service (its declared `api`)",
+  "docs/backend-port.md#4": "registers vitest suites against a real VM service (its declared `api`)",
   "docs/docker-backend.md#1": "needs a Docker engine and the image it names",
   "docs/gestalt.md#1":
     "needs the reader's kernel, config and plugin; examples/gestalt/main.ts runs the same steps (process tier)",
@@ -53,7 +53,7 @@ const TYPE_CHECK_ONLY: Record<string, string> = {
   "docs/service.md#2": "needs a runtime.v1 server",
   "docs/service.md#3": "needs a runtime.v1 server",
   "docs/testing.md#2":
-    "registers vitest suites (the suite runs from the tarball under vitest in imports.test.ts)",
+    "registers vitest suites on the reader's backend (examples/minimal-backend runs the same from the tarball: minimal-backend.test.ts)",
 };
 
 interface Snippet {
