@@ -327,6 +327,8 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
           settle(new StartFailedError(request.workloadId, `Pod ${handle.pod} cannot start: ${fatal}`));
       };
       const onAbort = () => settle(new StartAbortedError(request.workloadId));
+      // Aborted while the Pod (or its Secret's owner) was being written: no event will come.
+      if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
       timer = setTimeout(() => {
         const pod = watch.pods.get(handle.pod);
