@@ -229,7 +229,7 @@ class Kernel implements RuntimeKernel {
       if (!existing) {
         this.#charge(spec);
         this.#startRun(this.#newRecord(spec), false);
-        return this.waitFor(spec.workloadId, "running");
+        return this.#waitFor(spec.workloadId, "running");
       }
       if ((existing.spec.owner ?? "") !== (spec.owner ?? "")) {
         throw new WorkloadConflictError(
@@ -240,7 +240,7 @@ class Kernel implements RuntimeKernel {
       const state = existing.state;
       if (state === "starting" || state === "running") {
         this.#touch(existing);
-        return this.waitFor(spec.workloadId, "running");
+        return this.#waitFor(spec.workloadId, "running");
       }
       if (state === "stopped" && !existing.next) {
         // Reclaim the old run, then start a new one on the same record. The quota is
@@ -255,7 +255,7 @@ class Kernel implements RuntimeKernel {
         existing.profile = this.#profiles[spec.profile] as Profile;
         existing.next = { restart: false };
         existing.actor.send({ type: "DESTROY" });
-        await this.waitFor(spec.workloadId, "destroyed").catch((error) => {
+        await this.#waitFor(spec.workloadId, "destroyed").catch((error) => {
           existing.next = undefined;
           this.#uncharge(existing);
           throw error;
@@ -267,11 +267,11 @@ class Kernel implements RuntimeKernel {
             `Workload "${spec.workloadId}" was destroyed before it ran`,
           );
         }
-        return this.waitFor(spec.workloadId, "running");
+        return this.#waitFor(spec.workloadId, "running");
       }
       // Stopping, or a new run is already being prepared: wait for that and look again
       // (unless the stop cannot be done: its kill keeps failing).
-      await this.waitFor(spec.workloadId, state === "stopping" ? "stopped" : "running").catch((error) => {
+      await this.#waitFor(spec.workloadId, state === "stopping" ? "stopped" : "running").catch((error) => {
         if (existing.state === "stopping" && existing.killFailures >= KILL_FAILURES_BEFORE_REJECT)
           throw error;
       });
@@ -314,7 +314,7 @@ class Kernel implements RuntimeKernel {
       reason: options.reason ?? "requested",
       ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
     });
-    return this.waitFor(workloadId, "stopped");
+    return this.#waitFor(workloadId, "stopped");
   }
 
   async destroy(workloadId: string, options: { graceMs?: number } = {}): Promise<void> {
@@ -323,7 +323,7 @@ class Kernel implements RuntimeKernel {
     record.next = undefined;
     record.restartAt = undefined;
     if (record.state === "stopped") this.#cancelTimer(record);
-    const done = this.waitFor(workloadId, "destroyed");
+    const done = this.#waitFor(workloadId, "destroyed");
     // Between a destroyed run and the next one the old actor is final: clearing `next` is enough.
     if (record.state !== "destroyed") {
       record.actor.send({
@@ -344,6 +344,15 @@ class Kernel implements RuntimeKernel {
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.#waitFor(workloadId, state, options);
+  }
+
+  /** `waitFor` for the kernel's own calls, whose arguments need no checking. */
+  #waitFor(
+    workloadId: string,
+    state: WorkloadState,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<WorkloadStatus> {
     const record = this.#records.get(workloadId);
     if (!record) return Promise.reject(new WorkloadNotFoundError(workloadId));
     const settled = this.#settlement(record, state);
