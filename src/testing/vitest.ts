@@ -49,7 +49,7 @@ export function describeBackendConformance(
   fixtures: ConformanceFixtures,
 ): void {
   const suite = conformanceSuite(factory, fixtures);
-  const timeout = suite.timeoutMs * 6;
+  const timeout = suite.caseTimeoutMs;
   describe(`Backend conformance: ${name}`, () => {
     beforeAll(suite.setUp, timeout);
     afterEach(suite.afterEach, timeout);
