@@ -16,7 +16,7 @@
  *   call settles before the next is made. Other handles' calls, and `exitCode`, `watchExit`,
  *   `discover` and `logs`, may come at any time.
  * - `cleanup` may come in any state after `start` resolved: after the exit; right after
- *   `kill`, while the workload is still dying (a stop that gave up waiting, a recovered orphan);
+ *   `kill`, while the workload is still dying (an orphan found by `recover()`);
  *   on a run abandoned while it started (the kernel kills it, then cleans up at once); on a lost
  *   run. It must stop whatever is left, then reclaim it.
  * - The kernel owns timing and policy: it calls `terminate`, waits the grace period itself, then
