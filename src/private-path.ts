@@ -99,3 +99,24 @@ export function privateEntryProblem(path: string, kind: PrivateKind): PathProble
   const problem = stats && ownProblem(stats, kind);
   return problem ? { path, problem } : undefined;
 }
+
+/**
+ * What keeps the file at `path` (links followed: a Kubernetes Secret volume is a tree of
+ * them) from being trusted to hold a secret: another user who may write it could swap the
+ * token or key we authenticate with, and one who may read it has it already. The rule is
+ * PostgreSQL's for its key file: the file is this user's, readable by nobody else, or
+ * root's and readable by its group at most.
+ */
+export function secretFileProblem(path: string): PathProblem | undefined {
+  const stats = statSync(path, { throwIfNoEntry: false });
+  if (!stats) return { path, problem: "does not exist" };
+  if (!stats.isFile()) return { path, problem: "is not a regular file" };
+  const uid = euid();
+  const perm = stats.mode & 0o777;
+  if (stats.uid === uid && (perm & 0o077) === 0) return undefined;
+  if (stats.uid === 0 && (perm & 0o037) === 0) return undefined;
+  if (stats.uid !== uid && stats.uid !== 0) {
+    return { path, problem: `belongs to uid ${stats.uid}, not to this process's user (uid ${uid}) or root` };
+  }
+  return { path, problem: `is open to other users (${mode(stats)}; want 0600, or 0640 if root's)` };
+}

@@ -10,23 +10,16 @@ import { defaultAddress } from "../server/address.js";
 import { createRuntimeClient, type RuntimeClient } from "../server/client.js";
 import { GrpcStatus, RuntimeServiceError } from "../server/errors.js";
 import { type CommandContext, stringOption, UsageError } from "./command.js";
+import { readSecretFile } from "./secret-file.js";
 import type { Style } from "./style.js";
 
 /** The environment variable holding the bearer token, for `serve` and clients alike. */
 export const TOKEN_ENV = "RUNTIME_KERNEL_TOKEN";
 
-function readTokenFile(path: string): string {
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch (error) {
-    throw new UsageError(`cannot read --token-file ${path}: ${(error as Error).message}`);
-  }
-}
-
 /** The bearer token from `--token-file`, else `$RUNTIME_KERNEL_TOKEN`, else none. */
 export function tokenFrom(context: CommandContext): string | undefined {
   const file = stringOption(context, "token-file");
-  if (file) return readTokenFile(file);
+  if (file) return readSecretFile(file, "--token-file").toString("utf8").trim();
   return context.io.env[TOKEN_ENV] || undefined;
 }
 

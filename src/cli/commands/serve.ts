@@ -22,6 +22,7 @@ import {
 import { TOKEN_ENV } from "../connect.js";
 import { eventColumns, eventLine, jobOutcome, jobTarget } from "../format.js";
 import { describeStore, scheduleFlag, startScheduler } from "../schedule-store.js";
+import { readSecretFile } from "../secret-file.js";
 
 /** The request body limit when the scheduler is on: a job's own body may be 1 MiB, JSON-escaped in the request. */
 const SCHEDULE_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -129,13 +130,13 @@ export const serveCommand: Command = {
 
     const tokenFile = stringOption(context, "token-file") ?? config.tokenFile;
     const token = tokenFile
-      ? readFile(tokenFile, "token file").toString("utf8").trim()
+      ? readSecretFile(tokenFile, "token file").toString("utf8").trim()
       : io.env[TOKEN_ENV] || undefined;
     if (tokenFile && !token) throw new UsageError(`token file ${tokenFile} is empty`, "serve");
     const tls = config.tls
       ? {
           cert: readFile(config.tls.certFile, "tls.certFile"),
-          key: readFile(config.tls.keyFile, "tls.keyFile"),
+          key: readSecretFile(config.tls.keyFile, "tls.keyFile"),
           ...(config.tls.caFile ? { ca: readFile(config.tls.caFile, "tls.caFile") } : {}),
         }
       : undefined;
@@ -185,7 +186,7 @@ export const serveCommand: Command = {
       const { signingSecretFile, ...callbackConfig } = httpConfig?.callbacks ?? {};
       const secretFile = stringOption(context, "callback-secret-file") ?? signingSecretFile;
       const signingSecret = secretFile
-        ? readFile(secretFile, "callback secret file").toString("utf8").trim()
+        ? readSecretFile(secretFile, "callback secret file").toString("utf8").trim()
         : undefined;
       if (secretFile && !signingSecret)
         throw new UsageError(`callback secret file ${secretFile} is empty`, "serve");

@@ -127,6 +127,19 @@ describe("runtime-kernel serve", () => {
     expect(result.stderr).toContain("profiles.agent.graceMs: must be >= 0");
   });
 
+  it("refuses a token file other users may read, naming it, and listens on nothing", async () => {
+    const token = join(dir, "open-token");
+    writeFileSync(token, "t0ken-for-tests\n", { mode: 0o644 });
+    const socket = join(dir, "open-token.sock");
+    const result = await cli(["serve", "--token-file", token, "--address", `unix:${socket}`]);
+    expect(result).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(`token file ${token} is open to other users (mode 0644; want 0600`),
+    });
+    expect(result.stderr).not.toContain("t0ken-for-tests");
+    expect(existsSync(socket)).toBe(false);
+  });
+
   it("says that no kubeconfig was found, and where it looked, for --backend kubernetes", async () => {
     const result = await cli([
       "serve",
@@ -146,7 +159,7 @@ describe("runtime-kernel serve", () => {
   it("serves the profiles of a YAML config, and requires the token the config names", async () => {
     const config = join(dir, "rk.yaml");
     const address = `unix:${join(dir, "second.sock")}`;
-    writeFileSync(join(dir, "token"), "t0ken-for-tests\n");
+    writeFileSync(join(dir, "token"), "t0ken-for-tests\n", { mode: 0o600 });
     writeFileSync(
       config,
       [
