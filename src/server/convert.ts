@@ -131,6 +131,7 @@ export function statusToWire(status: WorkloadStatus): wire.WorkloadStatus {
     ports: status.ports ?? {},
     idleDeadline: ms(status.idleDeadline),
     maxLifetimeDeadline: ms(status.maxLifetimeDeadline),
+    traceId: status.traceId,
   };
 }
 
@@ -154,6 +155,7 @@ export function statusFromWire(status: wire.WorkloadStatus): WorkloadStatus {
     ports: nonEmpty(status.ports),
     idleDeadline: epoch(status.idleDeadline),
     maxLifetimeDeadline: epoch(status.maxLifetimeDeadline),
+    traceId: status.traceId,
   });
 }
 
@@ -175,6 +177,7 @@ export function eventToWire(event: TransitionEvent): wire.TransitionEvent {
     ports: event.ports ?? {},
     restart: event.restart,
     recovered: event.recovered,
+    traceId: event.traceId,
   };
 }
 
@@ -196,6 +199,7 @@ export function eventFromWire(event: wire.TransitionEvent): TransitionEvent {
     ports: nonEmpty(event.ports),
     restart: event.restart,
     recovered: event.recovered,
+    traceId: event.traceId,
   });
 }
 
@@ -239,6 +243,7 @@ export function specToWire(spec: WorkloadSpec): wire.WorkloadSpec {
     maxLifetimeMs: spec.maxLifetimeMs,
     graceMs: spec.graceMs,
     labels: spec.labels ?? {},
+    traceId: spec.traceId,
   };
 }
 
@@ -260,6 +265,7 @@ export function specFromWire(spec: wire.WorkloadSpec | undefined): WorkloadSpec 
     maxLifetimeMs: spec.maxLifetimeMs,
     graceMs: spec.graceMs,
     labels: nonEmpty(spec.labels),
+    traceId: spec.traceId,
   });
 }
 

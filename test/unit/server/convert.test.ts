@@ -65,6 +65,7 @@ const status: fc.Arbitrary<WorkloadStatus> = fc.record(
     ports: map,
     idleDeadline: epoch,
     maxLifetimeDeadline: epoch,
+    traceId: word,
   },
   { requiredKeys: ["workloadId", "runId", "profile", "state", "createdAt", "restarts"] },
 );
@@ -86,6 +87,7 @@ const event: fc.Arbitrary<TransitionEvent> = fc.record(
     ports: map,
     restart: fc.integer({ min: 1, max: 100 }),
     recovered: fc.boolean(),
+    traceId: word,
   },
   { requiredKeys: ["workloadId", "runId", "profile", "from", "state", "at", "seq"] },
 );
@@ -163,6 +165,7 @@ describe("specs on the wire", () => {
       maxLifetimeMs: 3_600_000,
       graceMs: 0,
       labels: { team: "a" },
+      traceId: "trace-4bf92f35",
     };
     expect(specFromWire(overTheWire(wire.WorkloadSpec, specToWire(spec)))).toEqual(spec);
   });

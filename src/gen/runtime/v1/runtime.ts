@@ -291,6 +291,11 @@ export interface WorkloadSpec {
     | undefined;
   /** Extra labels for the backend to attach (keys must not start with "runtime-kernel.dev/"). */
   labels: { [key: string]: string };
+  /**
+   * The caller's correlation id (1 to 128 printable ASCII characters), carried unchanged
+   * on every status and event of the workload; the backend never sees it.
+   */
+  traceId?: string | undefined;
 }
 
 export interface WorkloadSpec_EnvEntry {
@@ -352,7 +357,11 @@ export interface WorkloadStatus {
     | Date
     | undefined;
   /** When the maximum lifetime stops it, if enabled and running. */
-  maxLifetimeDeadline: Date | undefined;
+  maxLifetimeDeadline:
+    | Date
+    | undefined;
+  /** The spec's trace_id, when it had one. */
+  traceId?: string | undefined;
 }
 
 export interface WorkloadStatus_PortsEntry {
@@ -381,7 +390,11 @@ export interface TransitionEvent {
     | number
     | undefined;
   /** Set on events a recovering kernel reports for workloads it re-adopted. */
-  recovered?: boolean | undefined;
+  recovered?:
+    | boolean
+    | undefined;
+  /** The spec's trace_id, when it had one. */
+  traceId?: string | undefined;
 }
 
 export interface TransitionEvent_PortsEntry {
@@ -715,6 +728,7 @@ function createBaseWorkloadSpec(): WorkloadSpec {
     maxLifetimeMs: undefined,
     graceMs: undefined,
     labels: {},
+    traceId: undefined,
   };
 }
 
@@ -753,6 +767,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       WorkloadSpec_LabelsEntry.encode({ key: key as any, value }, writer.uint32(90).fork()).join();
     });
+    if (message.traceId !== undefined) {
+      writer.uint32(98).string(message.traceId);
+    }
     return writer;
   },
 
@@ -863,6 +880,14 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
             }
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -930,6 +955,11 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
           {},
         )
         : {},
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : undefined,
     };
   },
 
@@ -980,6 +1010,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
         });
       }
     }
+    if (message.traceId !== undefined) {
+      obj.traceId = message.traceId;
+    }
     return obj;
   },
 
@@ -1019,6 +1052,7 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
       },
       {},
     );
+    message.traceId = object.traceId ?? undefined;
     return message;
   },
 };
@@ -1317,6 +1351,7 @@ function createBaseWorkloadStatus(): WorkloadStatus {
     ports: {},
     idleDeadline: undefined,
     maxLifetimeDeadline: undefined,
+    traceId: undefined,
   };
 }
 
@@ -1372,6 +1407,9 @@ export const WorkloadStatus: MessageFns<WorkloadStatus> = {
     }
     if (message.maxLifetimeDeadline !== undefined) {
       Timestamp.encode(toTimestamp(message.maxLifetimeDeadline), writer.uint32(138).fork()).join();
+    }
+    if (message.traceId !== undefined) {
+      writer.uint32(146).string(message.traceId);
     }
     return writer;
   },
@@ -1528,6 +1566,14 @@ export const WorkloadStatus: MessageFns<WorkloadStatus> = {
             message.maxLifetimeDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1612,6 +1658,11 @@ export const WorkloadStatus: MessageFns<WorkloadStatus> = {
         : isSet(object.max_lifetime_deadline)
         ? fromJsonTimestamp(object.max_lifetime_deadline)
         : undefined,
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : undefined,
     };
   },
 
@@ -1674,6 +1725,9 @@ export const WorkloadStatus: MessageFns<WorkloadStatus> = {
     if (message.maxLifetimeDeadline !== undefined) {
       obj.maxLifetimeDeadline = message.maxLifetimeDeadline.toISOString();
     }
+    if (message.traceId !== undefined) {
+      obj.traceId = message.traceId;
+    }
     return obj;
   },
 
@@ -1709,6 +1763,7 @@ export const WorkloadStatus: MessageFns<WorkloadStatus> = {
     );
     message.idleDeadline = object.idleDeadline ?? undefined;
     message.maxLifetimeDeadline = object.maxLifetimeDeadline ?? undefined;
+    message.traceId = object.traceId ?? undefined;
     return message;
   },
 };
@@ -1815,6 +1870,7 @@ function createBaseTransitionEvent(): TransitionEvent {
     ports: {},
     restart: undefined,
     recovered: undefined,
+    traceId: undefined,
   };
 }
 
@@ -1864,6 +1920,9 @@ export const TransitionEvent: MessageFns<TransitionEvent> = {
     }
     if (message.recovered !== undefined) {
       writer.uint32(120).bool(message.recovered);
+    }
+    if (message.traceId !== undefined) {
+      writer.uint32(130).string(message.traceId);
     }
     return writer;
   },
@@ -2004,6 +2063,14 @@ export const TransitionEvent: MessageFns<TransitionEvent> = {
             message.recovered = reader.bool();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2062,6 +2129,11 @@ export const TransitionEvent: MessageFns<TransitionEvent> = {
         : {},
       restart: isSet(object.restart) ? globalThis.Number(object.restart) : undefined,
       recovered: isSet(object.recovered) ? globalThis.Boolean(object.recovered) : undefined,
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : undefined,
     };
   },
 
@@ -2118,6 +2190,9 @@ export const TransitionEvent: MessageFns<TransitionEvent> = {
     if (message.recovered !== undefined) {
       obj.recovered = message.recovered;
     }
+    if (message.traceId !== undefined) {
+      obj.traceId = message.traceId;
+    }
     return obj;
   },
 
@@ -2151,6 +2226,7 @@ export const TransitionEvent: MessageFns<TransitionEvent> = {
     );
     message.restart = object.restart ?? undefined;
     message.recovered = object.recovered ?? undefined;
+    message.traceId = object.traceId ?? undefined;
     return message;
   },
 };
