@@ -17,6 +17,7 @@ export type {
   Runnable,
   StartRequest,
   WorkloadHandle,
+  WorkloadMount,
 } from "./backends/backend.js";
 export { exitCodeForSignal, LABELS, signalForExitCode } from "./backends/backend.js";
 export type {
@@ -39,6 +40,7 @@ export type { RuntimeKernelOptions } from "./kernel/spec.js";
 export { profileSchema, workloadSpecSchema } from "./kernel/spec.js";
 export type {
   ListFilter,
+  Mount,
   Profile,
   RecoveryReport,
   RequestedStopReason,

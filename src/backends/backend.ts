@@ -163,10 +163,32 @@ export interface StartRequest {
   /** A host directory the workload may use as its workspace, if the spec gave one. */
   workspace?: string;
   /**
+   * Host directories to give the workload, in order (the profile's fixed mounts, then the
+   * spec's), already checked by the kernel against the profile's mount roots. A workload's
+   * filesystem should hold only these (and its workspace) of the host's data.
+   */
+  mounts?: WorkloadMount[];
+  /**
    * What the backend stores with the workload so that `discover` can find it again and return
    * them unchanged: as labels where the substrate has them, else in its own record of the run.
    */
   labels: Record<string, string>;
+}
+
+/**
+ * A host directory given to a workload at a path of its own (`StartRequest.mounts`). The
+ * kernel has checked it: `source` is absolute with symbolic links resolved (unless the
+ * profile's roots are not on the kernel's host), and lies in `root`.
+ */
+export interface WorkloadMount {
+  /** The host directory. */
+  source: string;
+  /** Where the workload sees it: an absolute path inside the workload. */
+  target: string;
+  /** Whether the workload may only read it. */
+  readOnly: boolean;
+  /** The profile's mount root that `source` lies in (a backend may map each root to a volume). */
+  root: string;
 }
 
 /** How a run ended. */

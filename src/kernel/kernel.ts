@@ -15,6 +15,7 @@ import {
   type LogOptions,
   type StartRequest,
   type WorkloadHandle,
+  type WorkloadMount,
 } from "../backends/backend.js";
 import { type Clock, systemClock } from "../clock.js";
 import {
@@ -710,6 +711,8 @@ class Kernel implements RuntimeKernel {
           ? { resources: { ...profile.resources, ...spec.resources } }
           : {}),
         ...(spec.workspace !== undefined ? { workspace: spec.workspace } : {}),
+        // parseWorkloadSpec replaced the spec's mounts with the checked set.
+        ...(spec.mounts?.length ? { mounts: spec.mounts as WorkloadMount[] } : {}),
         labels: this.#labels(record),
       };
       const timeoutMs = profile.startTimeoutMs ?? 0;

@@ -6,10 +6,11 @@
  * @module
  */
 import { z } from "zod";
-import type { Backend } from "../backends/backend.js";
+import type { Backend, WorkloadMount } from "../backends/backend.js";
 import type { Clock } from "../clock.js";
 import { InvalidSpecError, type ValidationIssue } from "../errors.js";
 import type { CredentialBroker } from "./credentials.js";
+import { resolveMounts } from "./mounts.js";
 import { type Profile, WORKLOAD_STATES, type WorkloadSpec } from "./types.js";
 
 /** A DNS-1123 label: what Docker and Kubernetes names can carry without mangling. */
@@ -65,6 +66,17 @@ const restartSchema = z.strictObject({
   maxBackoffMs: duration.optional(),
 });
 
+const hostPath = z
+  .string({ error: "must be a string" })
+  .min(1, "must not be empty")
+  .refine((v) => !v.includes("\0"), "must not contain NUL characters");
+
+const mountSchema = z.strictObject({
+  source: hostPath,
+  target: hostPath,
+  readOnly: z.boolean({ error: "must be a boolean" }).optional(),
+});
+
 /** The zod schema of a {@link Profile}. */
 export const profileSchema = z.strictObject({
   runnable: runnableSchema,
@@ -76,6 +88,8 @@ export const profileSchema = z.strictObject({
   startTimeoutMs: duration.optional(),
   restart: restartSchema.optional(),
   allowSpecRunnableKeys: z.array(z.string().min(1)).optional(),
+  mountRoots: z.array(hostPath.refine((v) => v.startsWith("/"), "must be an absolute host path")).optional(),
+  mounts: z.array(mountSchema).optional(),
 });
 
 /** The zod schema of a {@link WorkloadSpec} (the profile's existence is checked separately). */
@@ -92,6 +106,7 @@ export const workloadSpecSchema = z.strictObject({
   runnable: runnableSchema.partial().optional(),
   resources: resourcesSchema.optional(),
   workspace: z.string().min(1, "must not be empty").optional(),
+  mounts: z.array(mountSchema, { error: "must be a list of { source, target, readOnly }" }).optional(),
   idleTimeoutMs: duration.optional(),
   maxLifetimeMs: duration.optional(),
   graceMs: duration.optional(),
@@ -191,7 +206,11 @@ export function parseKernelOptions(options: RuntimeKernelOptions): RuntimeKernel
   return options;
 }
 
-/** Parses a spec against the configured profiles; throws {@link InvalidSpecError} naming each bad field. */
+/**
+ * Parses a spec against the configured profiles; throws {@link InvalidSpecError} naming each
+ * bad field. The returned spec's `mounts` is the run's whole checked set (each a
+ * {@link WorkloadMount}: the profile's, then the spec's, sources resolved).
+ */
 export function parseWorkloadSpec(input: unknown, profiles: Record<string, Profile>): WorkloadSpec {
   const result = workloadSpecSchema.safeParse(input);
   if (!result.success) throw new InvalidSpecError(issuesOf(result.error));
@@ -216,7 +235,13 @@ export function parseWorkloadSpec(input: unknown, profiles: Record<string, Profi
       })),
     );
   }
-  return spec;
+  const { mounts, workspace } = resolveMounts(spec, profile);
+  // The resolved set replaces what the spec said, so a restart mounts what was checked.
+  return {
+    ...spec,
+    ...(workspace !== undefined ? { workspace } : {}),
+    ...(mounts.length > 0 ? { mounts } : {}),
+  };
 }
 
 /**

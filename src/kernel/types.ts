@@ -45,6 +45,20 @@ export interface RestartPolicy {
   maxBackoffMs?: number;
 }
 
+/**
+ * A host directory given to a workload. Backends that run workloads in their own filesystem
+ * (sandboxed processes, containers, Pods) show it at `target` and nothing else of the host's
+ * data; see docs/isolation.md.
+ */
+export interface Mount {
+  /** An absolute host path (for a spec's mounts, inside one of the profile's `mountRoots`). */
+  source: string;
+  /** Where the workload sees it: an absolute, normalized path inside the workload. */
+  target: string;
+  /** The workload may only read it. Default false. */
+  readOnly?: boolean;
+}
+
 /** Named defaults that a spec refers to by `profile`. */
 export interface Profile {
   /** What to run. A spec's `runnable` is merged over it. */
@@ -67,6 +81,14 @@ export interface Profile {
    * settings stay the profile's, so a spec cannot loosen the sandbox.
    */
   allowSpecRunnableKeys?: string[];
+  /**
+   * Host directories that a spec's `mounts` (and its `workspace`) must lie in, checked after
+   * resolving symbolic links, so neither `../` nor a planted link can escape. Absent: specs
+   * may not set `mounts`, and the workspace is taken as given.
+   */
+  mountRoots?: string[];
+  /** Mounts given to every workload of the profile, before the spec's. */
+  mounts?: Mount[];
 }
 
 /** What a host asks the kernel to run. */
@@ -85,8 +107,10 @@ export interface WorkloadSpec {
    */
   runnable?: Partial<Runnable>;
   resources?: Resources;
-  /** A host directory to give the workload as its workspace. */
+  /** A host directory to give the workload as its workspace (a one-entry mount set). */
   workspace?: string;
+  /** Host directories to give the workload, in order, after the profile's (see `Profile.mountRoots`). */
+  mounts?: Mount[];
   /** Overrides the profile's. */
   idleTimeoutMs?: number;
   /** Overrides the profile's. */
