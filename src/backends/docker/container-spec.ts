@@ -110,7 +110,9 @@ export interface ContainerSpec {
 /**
  * The create body of one run. Sandboxed unless the profile loosens it: no network, every
  * capability dropped, no-new-privileges, an init as PID 1, a pids limit, a capped log; memory
- * and CPU limits from `resources`; the workspace bind-mounted at `/workspace`. Throws
+ * and CPU limits from `resources`; the workspace bind-mounted at `/workspace` and each of
+ * `mounts` at its target, read-only where asked (one bind per mount, nothing else of the
+ * host's files). Throws
  * {@link InvalidSpecError} naming the field when the request cannot become a container.
  */
 export function buildContainerSpec(
@@ -137,6 +139,7 @@ export function buildContainerSpec(
   ) {
     issues.push({ path: "workspace", message: "must be an absolute host path" });
   }
+  const mounts = mountSet(request, profile, issues);
   const env = envList(request.env, issues);
   if (resources?.cpu !== undefined && !(resources.cpu > 0)) {
     issues.push({ path: "resources.cpu", message: "must be a positive number of cores" });
@@ -183,18 +186,9 @@ export function buildContainerSpec(
       Config: { "max-size": `${profile.logMaxSizeMb}m`, "max-file": "1" },
     };
   }
-  if (request.workspace !== undefined) {
-    // A Mount, not a Bind string: the source must exist (no root-owned directory is created for
-    // a typo) and a path with ':' cannot be misparsed.
-    hostConfig.Mounts = [
-      {
-        Type: "bind",
-        Source: request.workspace,
-        Target: profile.workspaceMountPath,
-        ReadOnly: profile.workspaceReadOnly,
-      },
-    ];
-  }
+  // Mounts, not Bind strings: a source must exist (no root-owned directory is created for a
+  // typo) and a path with ':' cannot be misparsed.
+  if (mounts.length > 0) hostConfig.Mounts = mounts;
 
   const options: ContainerCreateBody = {
     name,
@@ -216,4 +210,39 @@ export function buildContainerSpec(
   const cwd = runnable.cwd ?? (request.workspace !== undefined ? profile.workspaceMountPath : undefined);
   if (cwd !== undefined) options.WorkingDir = cwd;
   return { name, image: image as string, options };
+}
+
+/**
+ * One bind per mount: the workspace (a one-entry set at the profile's mount path), then the
+ * request's mounts. Two mounts at one target are refused, naming the later one.
+ */
+function mountSet(
+  request: StartRequest,
+  profile: ResolvedDockerProfile,
+  issues: ValidationIssue[],
+): NonNullable<ContainerHostConfig["Mounts"]> {
+  const binds: NonNullable<ContainerHostConfig["Mounts"]> = [];
+  if (request.workspace !== undefined) {
+    binds.push({
+      Type: "bind",
+      Source: request.workspace,
+      Target: profile.workspaceMountPath,
+      ReadOnly: profile.workspaceReadOnly,
+    });
+  }
+  for (const [i, mount] of (request.mounts ?? []).entries()) {
+    if (!isAbsolute(mount.source) || mount.source.includes("\0")) {
+      issues.push({ path: `mounts.${i}.source`, message: "must be an absolute host path" });
+    } else if (!mount.target.startsWith("/")) {
+      issues.push({ path: `mounts.${i}.target`, message: "must be an absolute path inside the container" });
+    } else if (binds.some((b) => b.Target === mount.target)) {
+      issues.push({
+        path: `mounts.${i}.target`,
+        message: `${mount.target} is already mounted (the workspace?)`,
+      });
+    } else {
+      binds.push({ Type: "bind", Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly });
+    }
+  }
+  return binds;
 }

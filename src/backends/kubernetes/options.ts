@@ -44,6 +44,12 @@ export interface KubernetesProfile {
   schedulerName?: string;
   /** The workspace volume; required when a spec sets `workspace`. */
   workspace?: KubernetesWorkspace;
+  /**
+   * The volume behind each mount root (`StartRequest.mounts[].root`, a kernel profile's
+   * `mountRoots`), keyed by the root's path; each mount is a `subPath` of its root's volume.
+   * A root not named here is the node's directory at that path (`hostPath`, type `Directory`).
+   */
+  mountRoots?: Record<string, Omit<V1Volume, "name">>;
   /** Extra labels and annotations on the Pod. */
   labels?: Record<string, string>;
   annotations?: Record<string, string>;

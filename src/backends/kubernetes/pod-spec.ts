@@ -130,8 +130,11 @@ function workspaceSubPath(
   return parts.join("/");
 }
 
-/** Refuses a request the backend cannot run; returns the workspace's `subPath`, if any. */
-function validate(request: StartRequest, profile: KubernetesProfile): string | undefined {
+/** Refuses a request the backend cannot run; returns the workspace's `subPath`, if any, and the mounts' volumes. */
+function validate(
+  request: StartRequest,
+  profile: KubernetesProfile,
+): { subPath: string | undefined; mounts: ReturnType<typeof mountVolumes> } {
   const issues: ValidationIssue[] = [];
   let subPath: string | undefined;
   if (typeof request.runnable.image !== "string" || request.runnable.image.length === 0)
@@ -165,8 +168,59 @@ function validate(request: StartRequest, profile: KubernetesProfile): string | u
       else issues.push({ path: "workspace", message: inside.refused });
     }
   }
+  const mounts = mountVolumes(request, profile, issues);
   if (issues.length > 0) throw new InvalidSpecError(issues, { subject: "Kubernetes start request" });
-  return subPath;
+  return { subPath, mounts };
+}
+
+/**
+ * A volume per mount root, and a `subPath` mount of it per mount (read-only where asked), so
+ * the Pod holds each mounted directory and nothing else of the root.
+ */
+function mountVolumes(
+  request: StartRequest,
+  profile: KubernetesProfile,
+  issues: ValidationIssue[],
+): { volumes: V1Volume[]; volumeMounts: V1VolumeMount[] } {
+  const volumes: V1Volume[] = [];
+  const volumeMounts: V1VolumeMount[] = [];
+  const byRoot = new Map<string, string>();
+  const targets = new Set(
+    profile.workspace && request.workspace !== undefined ? [profile.workspace.mountPath] : [],
+  );
+  for (const [i, mount] of (request.mounts ?? []).entries()) {
+    const inside = posix.relative(posix.normalize(mount.root), posix.normalize(mount.source));
+    if (
+      !mount.root.startsWith("/") ||
+      inside === ".." ||
+      inside.startsWith("../") ||
+      inside.startsWith("/")
+    ) {
+      issues.push({ path: `mounts.${i}.source`, message: `must lie inside its root (${mount.root})` });
+      continue;
+    }
+    if (!mount.target.startsWith("/") || targets.has(mount.target)) {
+      issues.push({ path: `mounts.${i}.target`, message: "must be an absolute path not mounted already" });
+      continue;
+    }
+    targets.add(mount.target);
+    let name = byRoot.get(mount.root);
+    if (name === undefined) {
+      name = `mount-${byRoot.size}`;
+      byRoot.set(mount.root, name);
+      const source = profile.mountRoots?.[mount.root] ?? {
+        hostPath: { path: mount.root, type: "Directory" },
+      };
+      volumes.push({ ...source, name });
+    }
+    volumeMounts.push({
+      name,
+      mountPath: mount.target,
+      ...(inside ? { subPath: inside } : {}),
+      ...(mount.readOnly ? { readOnly: true } : {}),
+    });
+  }
+  return { volumes, volumeMounts };
 }
 
 /**
@@ -178,7 +232,7 @@ function validate(request: StartRequest, profile: KubernetesProfile): string | u
  */
 export function buildPodManifests(request: StartRequest, options: PodManifestOptions): PodManifests {
   const { profile, namespace } = options;
-  const subPath = validate(request, profile);
+  const { subPath, mounts } = validate(request, profile);
   const name = podName(options.namePrefix, request.workloadId, request.runId);
 
   const labels: Record<string, string> = {};
@@ -249,6 +303,8 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
       ...(ws.readOnly ? { readOnly: true } : {}),
     });
   }
+  volumes.push(...mounts.volumes);
+  volumeMounts.push(...mounts.volumeMounts);
 
   const container: V1Container = {
     name: MAIN_CONTAINER,

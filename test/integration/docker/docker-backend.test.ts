@@ -3,7 +3,7 @@
  * is sandboxed, how exits, OOM kills and vanished containers are reported, recovery by label,
  * logs, and failures that must leave nothing behind.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type Dockerode from "dockerode";
@@ -184,6 +184,34 @@ describe("the workspace", () => {
       isRuntimeKernelError(e, "START_FAILED"),
     );
     expect(await backend.discover({ kernelId })).toEqual([]);
+  });
+});
+
+describe("a mount set", () => {
+  const root = mkdtempSync(join(tmpdir(), "rk-docker-mounts-"));
+  for (const name of ["data", "out", "other"]) mkdirSync(join(root, name));
+  chmodSync(join(root, "out"), 0o777);
+  writeFileSync(join(root, "data", "in.txt"), "input\n");
+  writeFileSync(join(root, "other", "secret.txt"), "not yours\n");
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("binds each mount at its target, read-only where asked, and nothing beside them", async () => {
+    const script = [
+      "cat /data/in.txt",
+      "touch /data/x 2>/dev/null && echo data-rw || echo data-ro",
+      "echo written > /out/result.txt && echo out-rw",
+      "ls / | grep -c other || true",
+      "cat /other/secret.txt 2>/dev/null || echo no-secret",
+    ].join("; ");
+    const { status, stdout } = await runToExit(["sh", "-c", script], {
+      mounts: [
+        { source: join(root, "data"), target: "/data", readOnly: true, root },
+        { source: join(root, "out"), target: "/out", readOnly: false, root },
+      ],
+    });
+    expect(status.exitCode).toBe(0);
+    expect(stdout).toEqual(["input", "data-ro", "out-rw", "0", "no-secret"]);
+    expect(readFileSync(join(root, "out", "result.txt"), "utf8")).toBe("written\n");
   });
 });
 

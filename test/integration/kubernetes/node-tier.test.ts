@@ -2,6 +2,9 @@
  * KubernetesBackend on the node tier: real Pods scheduled by kube-scheduler and run by a kubelet
  * on the Docker engine, with real exit codes, signals, logs and Secrets; and the kernel on top.
  */
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ExitStatus, LogEntry } from "../../../src/backends/backend.js";
 import type { KubernetesBackend, KubernetesHandle } from "../../../src/backends/kubernetes/index.js";
@@ -106,6 +109,38 @@ describe("KubernetesBackend on the node tier (real kubelet)", () => {
     expect(await s).toEqual({ exitCode: 137, signal: "SIGKILL" });
     await backend.cleanup(graceful);
     await backend.cleanup(stubborn);
+  });
+
+  it("mounts each of a mount set as a subPath of its root's volume, read-only where asked, and nothing beside", async () => {
+    const root = mkdtempSync(join(tmpdir(), "rk-k8s-mounts-"));
+    try {
+      for (const name of ["data", "out", "other"]) mkdirSync(join(root, name));
+      chmodSync(root, 0o755);
+      chmodSync(join(root, "out"), 0o777);
+      writeFileSync(join(root, "data", "in.txt"), "input\n");
+      writeFileSync(join(root, "other", "secret.txt"), "not yours\n");
+      const script = [
+        "cat /data/in.txt",
+        "touch /data/x 2>/dev/null && echo data-rw || echo data-ro",
+        "echo written > /out/result.txt && echo out-rw",
+        "cat /data/../other/secret.txt /out/../other/secret.txt 2>/dev/null || echo no-secret",
+      ].join("; ");
+      const handle = await backend.start(
+        startRequest(kernelId, ["sh", "-c", script], {
+          mounts: [
+            { source: join(root, "data"), target: "/data", readOnly: true, root },
+            { source: join(root, "out"), target: "/out", readOnly: false, root },
+          ],
+        }),
+        { signal: signal() },
+      );
+      expect(await exitPushed(handle)).toEqual({ exitCode: 0 });
+      expect(await collect(backend.logs(handle, {}))).toEqual(["input", "data-ro", "out-rw", "no-secret"]);
+      expect(readFileSync(join(root, "out", "result.txt"), "utf8")).toBe("written\n");
+      await backend.cleanup(handle);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("a Pod whose image is missing fails its start with the kubelet's reason", async () => {

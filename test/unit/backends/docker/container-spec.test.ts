@@ -97,6 +97,39 @@ describe("the container of a run", () => {
     expect(options.WorkingDir).toBe("/app");
   });
 
+  it("binds each mount after the workspace, one per mount, read-only where asked", () => {
+    const { options } = build(
+      request({
+        workspace: "/srv/ws/agent-7",
+        mounts: [
+          { source: "/srv/data/set-1", target: "/data", readOnly: true, root: "/srv/data" },
+          { source: "/srv/out", target: "/out", readOnly: false, root: "/srv/out" },
+        ],
+      }),
+    );
+    expect(options.HostConfig?.Mounts).toEqual([
+      { Type: "bind", Source: "/srv/ws/agent-7", Target: "/workspace", ReadOnly: false },
+      { Type: "bind", Source: "/srv/data/set-1", Target: "/data", ReadOnly: true },
+      { Type: "bind", Source: "/srv/out", Target: "/out", ReadOnly: false },
+    ]);
+  });
+
+  it("refuses a mount over the workspace or with a relative path, naming it", () => {
+    const mounts = [
+      { source: "/srv/a", target: "/workspace", readOnly: true, root: "/srv" },
+      { source: "srv/b", target: "/b", readOnly: false, root: "/srv" },
+    ];
+    const error = (() => {
+      try {
+        build(request({ workspace: "/srv/ws", mounts }));
+      } catch (e) {
+        return e as { issues: Array<{ path: string }> };
+      }
+      throw new Error("accepted");
+    })();
+    expect(error.issues.map((i) => i.path)).toEqual(["mounts.0.target", "mounts.1.source"]);
+  });
+
   it("loosens only what the profile names", () => {
     const { options } = build(request(), {
       network: "bridge",

@@ -169,6 +169,35 @@ describe("buildPodManifests", () => {
     expect(root.spec?.containers[0]?.volumeMounts).toEqual([{ name: "workspace", mountPath: "/workspace" }]);
   });
 
+  it("gives each mount root one volume and each mount a subPath of it, read-only where asked", () => {
+    const mounts = [
+      { source: "/srv/ws/alice/a", target: "/a", readOnly: false, root: "/srv/ws" },
+      { source: "/data/sets", target: "/sets", readOnly: true, root: "/data/sets" },
+      { source: "/srv/ws/alice/b", target: "/b", readOnly: true, root: "/srv/ws" },
+    ];
+    const profile = { mountRoots: { "/data/sets": { persistentVolumeClaim: { claimName: "sets" } } } };
+    const { pod } = build(request({ mounts }), profile);
+    expect(pod.spec?.volumes).toEqual([
+      { name: "mount-0", hostPath: { path: "/srv/ws", type: "Directory" } },
+      { name: "mount-1", persistentVolumeClaim: { claimName: "sets" } },
+    ]);
+    expect(pod.spec?.containers[0]?.volumeMounts).toEqual([
+      { name: "mount-0", mountPath: "/a", subPath: "alice/a" },
+      { name: "mount-1", mountPath: "/sets", readOnly: true },
+      { name: "mount-0", mountPath: "/b", subPath: "alice/b", readOnly: true },
+    ]);
+  });
+
+  it("refuses a mount outside its root or over another, naming it", () => {
+    const mounts = [
+      { source: "/srv/other", target: "/a", readOnly: false, root: "/srv/ws" },
+      { source: "/srv/ws/x", target: "/w", readOnly: false, root: "/srv/ws" },
+    ];
+    expect(() =>
+      build(request({ workspace: "x", mounts }), { workspace: { claimName: "c", mountPath: "/w" } }),
+    ).toThrow(/mounts\.0\.source: must lie inside its root \(\/srv\/ws\); mounts\.1\.target/);
+  });
+
   it("refuses bad input with an error naming the field", () => {
     const cases: [Partial<StartRequest>, object, RegExp][] = [
       [{ runnable: { command: ["x"] } }, {}, /runnable\.image/],
