@@ -24,9 +24,16 @@ export type {
   ProcessBackendOptions,
   ProcessHandle,
   ProcessLimits,
+  ProcessSandboxOptions,
   SupervisorStats,
 } from "./backends/process/index.js";
-export { DEFAULT_INHERITED_ENV, ProcessBackend, UnsafeStateDirError } from "./backends/process/index.js";
+export {
+  DEFAULT_INHERITED_ENV,
+  DEFAULT_SYSTEM_PATHS,
+  ProcessBackend,
+  sandboxIdentity,
+  UnsafeStateDirError,
+} from "./backends/process/index.js";
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
 export * from "./errors.js";

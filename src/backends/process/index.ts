@@ -8,4 +8,5 @@
 export { DEFAULT_INHERITED_ENV, type ProcessLimits } from "./launch-spec.js";
 export { ProcessBackend, type ProcessBackendOptions, type ProcessHandle } from "./process-backend.js";
 export type { SupervisorStats } from "./protocol.js";
+export { DEFAULT_SYSTEM_PATHS, type ProcessSandboxOptions, sandboxIdentity } from "./sandbox.js";
 export { UnsafeStateDirError } from "./state-dir.js";

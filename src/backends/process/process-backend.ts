@@ -45,6 +45,13 @@ import {
 import { readLogs } from "./log-reader.js";
 import { PROTOCOL_VERSION, type RunRecord, type SupervisorStats, type WireExit } from "./protocol.js";
 import {
+  type HostSandbox,
+  type ProcessSandboxOptions,
+  probeSandbox,
+  programInSandbox,
+  sandboxArgv,
+} from "./sandbox.js";
+import {
   ConnectionClosedError,
   ensureFileDescriptors,
   SupervisorClient,
@@ -93,6 +100,12 @@ export interface ProcessBackendOptions {
   nodePath?: string;
   /** How long launching the supervisor may take. Default 10,000 ms. */
   launchTimeoutMs?: number;
+  /**
+   * Run every workload in a bubblewrap sandbox (namespaces, only the system paths and its
+   * mounts, no capabilities, loopback-only network); see docs/isolation.md. Refused at
+   * construction when bubblewrap is missing. Default: none (for trusted code only).
+   */
+  sandbox?: ProcessSandboxOptions;
 }
 
 /** The JSON handle of one process run. */
@@ -150,6 +163,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   readonly #rlimits: ProcessLimits | undefined;
   readonly #bootId: string;
   readonly #prlimit: string;
+  readonly #sandbox: HostSandbox | undefined;
   readonly #client: SupervisorClient;
   /** Exits pushed by the supervisor, until the run is cleaned up. */
   readonly #exits = new Map<string, ExitStatus>();
@@ -191,6 +205,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     });
     this.#bootId = readBootId();
     this.#prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((p) => existsSync(p)) ?? "prlimit";
+    this.#sandbox = options.sandbox ? probeSandbox(options.sandbox) : undefined;
     const socketPath = join(this.#stateDir, "supervisor.sock");
     if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
       throw new InvalidSpecError(
@@ -253,9 +268,32 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   /** Spawns the run through the supervisor; resolves once the process exists. */
   async start(request: StartRequest, options: { signal: AbortSignal }): Promise<ProcessHandle> {
     if (options.signal.aborted) throw new StartAbortedError(request.workloadId);
-    const command = withLimits(commandOf(request), this.#rlimits, this.#prlimit, request);
+    const inner = withLimits(commandOf(request), this.#rlimits, this.#prlimit, request);
     const env = environmentOf(request, this.#inheritEnv, process.env);
-    const cwd = workingDirectoryOf(request, this.#cwd);
+    const sandbox = this.#sandbox;
+    if (!sandbox && request.mounts?.length) {
+      throw new InvalidSpecError(
+        [
+          {
+            path: "mounts",
+            message:
+              "the process backend gives mounts only to sandboxed workloads: ProcessBackend({ sandbox })",
+          },
+        ],
+        { workloadId: request.workloadId, subject: "start request" },
+      );
+    }
+    // A sandbox has no host directory but its mounts: one with neither starts in its own /tmp.
+    const cwd = workingDirectoryOf(request, sandbox ? "/tmp" : this.#cwd);
+    // Sandboxed, bwrap is spawned from "/" and enters the workload's cwd inside.
+    const command = sandbox ? sandboxArgv(sandbox, { request, command: inner, cwd }) : inner;
+    const program = commandOf(request)[0] as string;
+    if (sandbox && !programInSandbox(sandbox, request, program, env.PATH)) {
+      throw new StartFailedError(
+        request.workloadId,
+        `Cannot start "${request.workloadId}": command not found in the sandbox: ${program}`,
+      );
+    }
     const logs = logPathsOf(this.#logDir, request.workloadId, request.runId);
     const maxLifetimeAt = Number(request.labels[LABELS.maxLifetimeAt]);
     this.#local.set(request.runId, this.#client.connections);
@@ -271,7 +309,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
           labels: request.labels,
           command,
           env,
-          cwd,
+          cwd: sandbox ? "/" : cwd,
           stdoutPath: logs.stdout,
           stderrPath: logs.stderr,
           ...(Number.isFinite(maxLifetimeAt) && maxLifetimeAt > 0
