@@ -246,6 +246,8 @@ export function sandboxArgv(host: HostSandbox, run: SandboxRun): string[] {
   const issues: ValidationIssue[] = [];
   const args: string[] = [
     "--unshare-user",
+    // No user namespace of its own inside: it would hold every capability there.
+    "--disable-userns",
     "--unshare-pid",
     "--unshare-ipc",
     "--unshare-uts",

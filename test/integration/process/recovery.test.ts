@@ -4,7 +4,7 @@
  * from reused pids and from a previous supervisor's orphans.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
@@ -57,11 +57,16 @@ function exitOf(backend: ProcessBackend, handle: ProcessHandle): Promise<ExitSta
   return new Promise((resolve) => backend.watchExit(handle, resolve));
 }
 
-describe("a kernel killed with SIGKILL", () => {
+describe.each([
+  ["", false],
+  [" (sandboxed)", true],
+])("a kernel killed with SIGKILL%s", (_, sandboxed) => {
   it("leaves 50 workloads to a new kernel that recovers all of them, their exits, and then nothing", async () => {
     const stateDir = tempStateDir();
-    const gateEarly = join(stateDir, "gate-early");
-    const gateLate = join(stateDir, "gate-late");
+    const gates = join(stateDir, "gates");
+    mkdirSync(gates);
+    const gateEarly = join(gates, "gate-early");
+    const gateLate = join(gates, "gate-late");
     const child = spawn(
       process.execPath,
       [
@@ -71,6 +76,7 @@ describe("a kernel killed with SIGKILL", () => {
         stateDir,
         gateEarly,
         gateLate,
+        ...(sandboxed ? ["sandbox"] : []),
       ],
       { stdio: ["ignore", "pipe", "inherit"] },
     );
@@ -94,7 +100,7 @@ describe("a kernel killed with SIGKILL", () => {
 
     // While no kernel is alive, the early ones exit with their codes.
     writeFileSync(gateEarly, "");
-    const backend = track(newBackend({ stateDir }));
+    const backend = track(newBackend({ stateDir, ...(sandboxed ? { sandbox: {} } : {}) }));
     await eventually(
       () => readFileSync(join(stateDir, "journal.ndjson"), "utf8").split('"op":"exit"').length - 1 >= 15,
       10_000,
@@ -104,7 +110,7 @@ describe("a kernel killed with SIGKILL", () => {
     const kernel = createRuntimeKernel({
       backend,
       kernelId: "crash",
-      profiles: crashProfiles,
+      profiles: crashProfiles(gates, sandboxed),
       reapAfterMs: 60_000,
     });
     const events = recordEvents(kernel);

@@ -76,6 +76,7 @@ describe("the sandbox of a process workload", () => {
     const options = bwrapOptions(argv(request()));
     for (const flag of [
       "--unshare-user",
+      "--disable-userns",
       "--unshare-pid",
       "--unshare-ipc",
       "--unshare-uts",
