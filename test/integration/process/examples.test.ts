@@ -18,6 +18,15 @@ describe("runnable examples on real processes", () => {
     expect(out).toContain("worker stopped: exit 143 (SIGTERM)");
   });
 
+  it("examples/sandbox.ts shows a sandboxed agent unable to read the secret next to its workspace", async () => {
+    const out = await run("examples/sandbox.ts");
+    expect(out).toContain("task: summarize the quarter");
+    expect(out).toContain("secret: unreadable");
+    expect(out).toContain("../secret: unreadable");
+    expect(out).toContain("network: none");
+    expect(out).toContain("agent-1: completed, exit 0");
+  });
+
   it("examples/service-client.ts drives a served kernel through the runtime.v1 client", async () => {
     const out = await run("examples/service-client.ts");
     expect(out).toContain("stdout: hello runtime.v1 (3)");
