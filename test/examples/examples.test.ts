@@ -1,7 +1,8 @@
 /**
  * The docs' runnable examples that need no substrate keep running, and keep saying what
  * the docs say they say. (The process quickstart runs in CI as `npm run demo`; the process,
- * service and Gestalt examples run in the process tier, test/integration/process/examples.test.ts.)
+ * service and Gestalt examples run in the process tier, test/integration/process/examples.test.ts;
+ * the Docker and Kubernetes ones in their tiers' examples.test.ts.)
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
