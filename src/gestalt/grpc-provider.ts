@@ -12,6 +12,8 @@ import {
   type Client,
   type ClientUnaryCall,
   credentials as grpcCredentials,
+  InterceptingCall,
+  type Interceptor,
   Metadata,
   type ServiceError,
 } from "@grpc/grpc-js";
@@ -203,20 +205,43 @@ export function grpcRuntimeProvider(address: string, options: GrpcClientOptions 
   };
 }
 
+/** The header gestaltd's host-service relay authenticates a call by (`GESTALT_RUNTIME_LOG_SOCKET_TOKEN`'s value). */
+export const RELAY_TOKEN_HEADER = "x-gestalt-host-service-relay-token";
+
+/** Options of {@link grpcRuntimeLogHost}. */
+export interface GrpcRuntimeLogHostOptions extends GrpcClientOptions {
+  /**
+   * The relay token gestaltd gives beside a relayed log host (`GESTALT_RUNTIME_LOG_SOCKET_TOKEN`,
+   * with a `tls://` socket), sent on every call as {@link RELAY_TOKEN_HEADER}. Empty or
+   * absent: no header, as for a log host on a local socket.
+   */
+  relayToken?: string;
+}
+
+function withHeader(name: string, value: string): Interceptor {
+  return (options, next) =>
+    new InterceptingCall(next(options), {
+      start(metadata, listener, start) {
+        metadata.set(name, value);
+        start(metadata, listener);
+      },
+    });
+}
+
 /**
  * A {@link RuntimeLogHost} that appends to a host's `PluginRuntimeLogHost` over gRPC: what a
  * provider process uses to send its plugins' output to the host.
  */
 export function grpcRuntimeLogHost(
   address: string,
-  options: GrpcClientOptions = {},
+  options: GrpcRuntimeLogHostOptions = {},
 ): RuntimeLogHost & { close(): Promise<void> } {
   const resolved = resolveGrpcAddress(address, options);
-  const client = new pb.PluginRuntimeLogHostClient(
-    resolved.target,
-    resolved.credentials,
-    resolved.channelOptions,
-  );
+  const token = options.relayToken?.trim();
+  const client = new pb.PluginRuntimeLogHostClient(resolved.target, resolved.credentials, {
+    ...resolved.channelOptions,
+    ...(token ? { interceptors: [withHeader(RELAY_TOKEN_HEADER, token)] } : {}),
+  });
   const timeout = options.callTimeoutMs ?? 60_000;
   const append = (client as unknown as Record<string, UnaryMethod<unknown, unknown>>)
     .appendLogs as UnaryMethod<pb.AppendPluginRuntimeLogsRequest, pb.AppendPluginRuntimeLogsResponse>;

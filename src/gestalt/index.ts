@@ -35,8 +35,13 @@ export type { EgressDecision, EgressPolicy, EgressProxy, EgressProxyOptions } fr
 export { createEgressProxy, isHostAllowed } from "./egress.js";
 export type { BootstrapStep, HostedPluginErrorContext, ProfileGap } from "./errors.js";
 export { HostedPluginError, ProfileRefusedError } from "./errors.js";
-export type { GrpcClientOptions, GrpcRuntimeProvider } from "./grpc-provider.js";
-export { grpcRuntimeLogHost, grpcRuntimeProvider, resolveGrpcAddress } from "./grpc-provider.js";
+export type { GrpcClientOptions, GrpcRuntimeLogHostOptions, GrpcRuntimeProvider } from "./grpc-provider.js";
+export {
+  grpcRuntimeLogHost,
+  grpcRuntimeProvider,
+  RELAY_TOKEN_HEADER,
+  resolveGrpcAddress,
+} from "./grpc-provider.js";
 export type { IntegrationMetadata, StartIntegrationOptions } from "./integration.js";
 export { startIntegrationProvider } from "./integration.js";
 export type {

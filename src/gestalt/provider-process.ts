@@ -37,6 +37,8 @@ export const PROVIDER_ENV = {
   parentPid: "GESTALT_PLUGIN_PARENT_PID",
   name: "GESTALT_PLUGIN_NAME",
   logSocket: "GESTALT_RUNTIME_LOG_SOCKET",
+  /** Beside a relayed log socket: the token its relay wants on every call. */
+  logSocketToken: "GESTALT_RUNTIME_LOG_SOCKET_TOKEN",
   /** Set in a hosted plugin's environment: its runtime session. */
   sessionId: "GESTALT_RUNTIME_SESSION_ID",
 } as const;

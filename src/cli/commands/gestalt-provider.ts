@@ -139,7 +139,9 @@ export const gestaltProviderCommand: Command = {
     const name = io.env[PROVIDER_ENV.name] || "runtime-kernel";
     const parentPid = Number(io.env[PROVIDER_ENV.parentPid] ?? "");
     const logSocket = io.env[PROVIDER_ENV.logSocket];
-    const logHost = logSocket ? grpcRuntimeLogHost(logSocket) : undefined;
+    const logHost = logSocket
+      ? grpcRuntimeLogHost(logSocket, { relayToken: io.env[PROVIDER_ENV.logSocketToken] })
+      : undefined;
 
     let configured: Configured | undefined;
     let configuring: Promise<Configured> | undefined;

@@ -80,7 +80,11 @@ async function startPlugin(provider: LaunchedProvider, extraArgs: string[] = [])
 describe("runtime-kernel gestalt-provider, driven as gestaltd drives a runtime provider", () => {
   it("handshakes, hosts a plugin in a session with a git workspace, and leaves nothing when stopped", async () => {
     const { config, sessionRoot } = processConfig("whole");
-    const provider = await launchProvider({ name: "kernel" });
+    // As for a relayed log host: gestaltd gives its token beside the socket.
+    const provider = await launchProvider({
+      name: "kernel",
+      env: { GESTALT_RUNTIME_LOG_SOCKET_TOKEN: "relay-token-test" },
+    });
     let pids: number[] = [];
     try {
       // The handshake: identity (kind RUNTIME, protocol 3), configure (3 echoed), identity again.
@@ -216,6 +220,7 @@ describe("runtime-kernel gestalt-provider, driven as gestaltd drives a runtime p
           .flatMap((a) => a.logs)
           .some((l) => l.stream === "PLUGIN_RUNTIME_LOG_STREAM_RUNTIME"),
       ).toBe(true);
+      expect(new Set(provider.appended.map((a) => a.relayToken))).toEqual(new Set(["relay-token-test"]));
 
       echo.close();
       expect(await rpc(provider.runtime, "StopSession", { session_id: session.id })).toEqual({});

@@ -103,6 +103,8 @@ export function unixClient(service: Constructor, socket: string): grpc.Client {
 export interface AppendedLogs {
   session_id: string;
   logs: { stream: string; message: string; source_seq: number }[];
+  /** The `x-gestalt-host-service-relay-token` the call carried, if any. */
+  relayToken?: string;
 }
 
 /** A runtime provider launched by the stand-in. */
@@ -142,7 +144,10 @@ export async function launchProvider(options: LaunchOptions = {}): Promise<Launc
   const logServer = new grpc.Server();
   logServer.addService(PluginRuntimeLogHost.service, {
     AppendLogs(call: grpc.ServerUnaryCall<AppendedLogs, unknown>, cb: grpc.sendUnaryData<unknown>) {
-      appended.push(call.request);
+      const [relayToken] = call.metadata.get("x-gestalt-host-service-relay-token");
+      appended.push(
+        relayToken === undefined ? call.request : { ...call.request, relayToken: String(relayToken) },
+      );
       cb(null, { last_seq: Math.max(0, ...call.request.logs.map((l) => l.source_seq)) });
     },
   });
