@@ -37,10 +37,25 @@ const duration = z
 /** A count (a seq, a number of lines): a non-negative safe integer. */
 const count = z.number({ error: "must be an integer" }).int("must be an integer").nonnegative("must be >= 0");
 
-const envSchema = z.record(
-  z.string().regex(ENV_KEY, "must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
-  z.string({ error: "must be a string" }).refine((v) => !v.includes("\0"), "must not contain NUL characters"),
-);
+const envSchema = z
+  .unknown()
+  // A valid name that zod's records skip without a word (no plain object can hold it as a key).
+  .superRefine((env, ctx) => {
+    if (typeof env === "object" && env !== null && Object.hasOwn(env, "__proto__"))
+      ctx.addIssue({
+        code: "custom",
+        path: ["__proto__"],
+        message: "is not a name a workload's env can carry",
+      });
+  })
+  .pipe(
+    z.record(
+      z.string().regex(ENV_KEY, "must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+      z
+        .string({ error: "must be a string" })
+        .refine((v) => !v.includes("\0"), "must not contain NUL characters"),
+    ),
+  );
 
 const runnableSchema = z.looseObject({
   command: z

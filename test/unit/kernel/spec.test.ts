@@ -99,6 +99,13 @@ describe("parseWorkloadSpec", () => {
       ]);
     });
 
+    it("refuses __proto__, which a parsed JSON body can hold and a plain object would silently drop", () => {
+      const spec = JSON.parse('{"workloadId":"w","profile":"agent","env":{"__proto__":"x","A":"1"}}');
+      expect(specIssues(spec)).toEqual([
+        { path: "env.__proto__", message: "is not a name a workload's env can carry" },
+      ]);
+    });
+
     it("refuses a value with a NUL character without repeating the value", () => {
       const secret = "sk-live-0123456789";
       const error = thrown(() =>
