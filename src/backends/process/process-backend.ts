@@ -10,7 +10,8 @@
  * kernel's deadlines (see docs/process-backend.md).
  * @module
  */
-import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
   BackendUnavailableError,
@@ -23,6 +24,7 @@ import {
   StartFailedError,
   WorkloadLostError,
 } from "../../errors.js";
+import { createEgressProxy, type EgressPolicy, type EgressProxy } from "../../net/egress-proxy.js";
 import {
   type Backend,
   type DiscoveredWorkload,
@@ -45,6 +47,8 @@ import {
 import { readLogs } from "./log-reader.js";
 import { PROTOCOL_VERSION, type RunRecord, type SupervisorStats, type WireExit } from "./protocol.js";
 import {
+  EGRESS_PROXY_URL,
+  egressOf,
   type HostSandbox,
   type ProcessSandboxOptions,
   probeSandbox,
@@ -134,6 +138,11 @@ const MAX_SOCKET_PATH = 107;
 /** Exits pushed for runs nobody asked about yet are kept up to this many. */
 const MAX_CACHED_EXITS = 20_000;
 
+/** 8 hex digits of a run id: its egress socket's name stays as short as the supervisor's. */
+function shortHash(runId: string): string {
+  return createHash("sha256").update(runId).digest("hex").slice(0, 8);
+}
+
 function toExitStatus(exit: WireExit): ExitStatus {
   if (exit.lost) return { exitCode: null, lost: true };
   return exit.signal ? { exitCode: exit.exitCode, signal: exit.signal } : { exitCode: exit.exitCode };
@@ -164,6 +173,8 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   readonly #bootId: string;
   readonly #prlimit: string;
   readonly #sandbox: HostSandbox | undefined;
+  /** The egress proxies of this instance's sandboxed runs, by run. */
+  readonly #egress = new Map<string, EgressProxy>();
   readonly #client: SupervisorClient;
   /** Exits pushed by the supervisor, until the run is cleaned up. */
   readonly #exits = new Map<string, ExitStatus>();
@@ -285,8 +296,16 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     }
     // A sandbox has no host directory but its mounts: one with neither starts in its own /tmp.
     const cwd = workingDirectoryOf(request, sandbox ? "/tmp" : this.#cwd);
+    const egress = egressOf(request, sandbox);
+    const egressSocket = egress ? join(this.#stateDir, `e${shortHash(request.runId)}.sock`) : undefined;
     // Sandboxed, bwrap is spawned from "/" and enters the workload's cwd inside.
-    const command = sandbox ? sandboxArgv(sandbox, { request, command: inner, cwd }) : inner;
+    const command = sandbox
+      ? sandboxArgv(sandbox, { request, command: inner, cwd, ...(egressSocket ? { egressSocket } : {}) })
+      : inner;
+    if (egress) {
+      for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"])
+        env[name] = EGRESS_PROXY_URL;
+    }
     const program = commandOf(request)[0] as string;
     if (sandbox && !programInSandbox(sandbox, request, program, env.PATH)) {
       throw new StartFailedError(
@@ -296,6 +315,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     }
     const logs = logPathsOf(this.#logDir, request.workloadId, request.runId);
     const maxLifetimeAt = Number(request.labels[LABELS.maxLifetimeAt]);
+    if (egress && egressSocket) await this.#openEgress(request.runId, egress, egressSocket);
     this.#local.set(request.runId, this.#client.connections);
     this.#peakRuns = Math.max(this.#peakRuns, this.#local.size);
     let started: { pid: number; startTime: number };
@@ -319,6 +339,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       });
     } catch (error) {
       this.#local.delete(request.runId);
+      await this.#closeEgress(request.runId);
       if (error instanceof ConnectionClosedError) {
         // The supervisor died with the start in flight: it may have spawned and recorded the
         // run, which its successor then adopts. Nobody was told of it: reclaim it.
@@ -326,6 +347,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       }
       throw startError(request.workloadId, error);
     }
+    if (egress && egressSocket) await this.#openEgress(request.runId, egress, egressSocket);
     this.#local.set(request.runId, this.#client.connections);
     const handle: ProcessHandle = {
       workloadId: request.workloadId,
@@ -387,7 +409,26 @@ export class ProcessBackend implements Backend<ProcessHandle> {
         },
       );
     }
+    await this.#closeEgress(handle.runId);
     this.#forget(handle.runId);
+  }
+
+  /**
+   * Starts the egress proxy of a sandboxed run, on a unix socket in the state dir that the
+   * sandbox gets bound in. It lives in this process: a kernel that goes away takes its
+   * workloads' egress with it (see docs/isolation.md).
+   */
+  async #openEgress(runId: string, policy: EgressPolicy, path: string): Promise<void> {
+    rmSync(path, { force: true });
+    this.#egress.set(runId, await createEgressProxy({ ...policy, path }));
+  }
+
+  async #closeEgress(runId: string): Promise<void> {
+    const proxy = this.#egress.get(runId);
+    if (!proxy) return;
+    this.#egress.delete(runId);
+    await proxy.close();
+    rmSync(proxy.url.slice("unix:".length), { force: true });
   }
 
   /** Pushes the run's exit as soon as the supervisor reaps it (no polling). */
@@ -479,6 +520,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     // Exit watches end here (their callbacks never fire): a kernel that comes back
     // re-watches what it recovers. The holds they kept on the connection go with them.
     for (const watchers of [...this.#watchers.values()]) for (const watch of [...watchers]) watch.cancel();
+    await Promise.all([...this.#egress.keys()].map((runId) => this.#closeEgress(runId)));
     await this.#client.close();
   }
 

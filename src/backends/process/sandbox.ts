@@ -10,6 +10,7 @@
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
 import { BackendUnavailableError, InvalidSpecError, type ValidationIssue } from "../../errors.js";
+import type { EgressPolicy } from "../../net/egress-proxy.js";
 import type { StartRequest, WorkloadMount } from "../backend.js";
 
 /** Options of `ProcessBackend({ sandbox })`; see docs/isolation.md. */
@@ -75,6 +76,8 @@ export interface HostSandbox {
   env: string;
   /** `setpriv` from util-linux, which takes on an owner's uid before bwrap runs. */
   setpriv: string;
+  /** The Node binary that runs a workload's egress forwarder inside its sandbox. */
+  node: string;
   system: SystemPath[];
   network: "none" | "host";
   uidPerOwner?: { base: number; count: number };
@@ -151,6 +154,7 @@ export function probeSandbox(
     bwrap,
     env: "/usr/bin/env",
     setpriv: uidPerOwner ? tool("setpriv", "util-linux") : "setpriv",
+    node: process.execPath,
     system,
     network: options.network ?? "none",
     ...(uidPerOwner ? { uidPerOwner } : {}),
@@ -222,7 +226,30 @@ export interface SandboxRun {
   command: string[];
   /** The working directory inside the sandbox. */
   cwd: string;
+  /** The host path of the unix socket of the run's egress proxy, when it has one. */
+  egressSocket?: string;
 }
+
+/** Where a sandboxed workload finds its egress proxy: HTTP_PROXY and HTTPS_PROXY point here. */
+export const EGRESS_PROXY_URL = "http://127.0.0.1:3128";
+/** Where the egress proxy's socket is bound inside the sandbox. */
+const EGRESS_SOCKET = "/run/rk-egress.sock";
+const EGRESS_READY = "/tmp/.rk-egress-ready";
+
+/**
+ * The egress forwarder, run by Node inside the sandbox: the loopback port of
+ * {@link EGRESS_PROXY_URL}, each connection piped to the proxy's socket bound in. It says it
+ * is listening by creating {@link EGRESS_READY}.
+ */
+const FORWARDER = `const net=require("node:net");net.createServer((c)=>{const u=net.connect(${JSON.stringify(EGRESS_SOCKET)});c.pipe(u).pipe(c);c.on("error",()=>u.destroy());u.on("error",()=>c.destroy())}).listen(3128,"127.0.0.1",()=>require("node:fs").writeFileSync(${JSON.stringify(EGRESS_READY)},""))`;
+
+/**
+ * Starts the forwarder (\$1 is Node, \$2 its code), waits until it listens (at most 5 s, or
+ * until it died), then becomes the command.
+ */
+const WITH_FORWARDER = `"$1" -e "$2" & f=$!; shift 2; n=0
+while [ ! -e ${EGRESS_READY} ] && [ "$n" -lt 500 ] && kill -0 "$f" 2>/dev/null; do sleep 0.01; n=$((n + 1)); done
+exec "$@"`;
 
 /** A host directory given to the workload, whatever the request called it. */
 function bindsOf(request: StartRequest): Array<Pick<WorkloadMount, "source" | "target" | "readOnly">> {
@@ -283,8 +310,16 @@ export function sandboxArgv(host: HostSandbox, run: SandboxRun): string[] {
   if (issues.length > 0) {
     throw new InvalidSpecError(issues, { workloadId: request.workloadId, subject: "start request" });
   }
+  let command = run.command;
+  if (run.egressSocket !== undefined) {
+    args.push("--bind", run.egressSocket, EGRESS_SOCKET);
+    if (programInSandbox(host, request, host.node, undefined) === undefined) {
+      args.push("--ro-bind", host.node, host.node);
+    }
+    command = ["/bin/sh", "-c", WITH_FORWARDER, "sh", host.node, FORWARDER, ...command];
+  }
   args.push("--chdir", run.cwd);
-  const bwrap = [host.bwrap, ...args, "--", host.env, "--default-signal=TERM", ...run.command];
+  const bwrap = [host.bwrap, ...args, "--", host.env, "--default-signal=TERM", ...command];
   const identity = host.uidPerOwner ? sandboxIdentity(request.owner, host.uidPerOwner) : undefined;
   const asOwner = identity
     ? [host.setpriv, `--reuid=${identity.uid}`, `--regid=${identity.gid}`, "--clear-groups", "--", ...bwrap]
@@ -333,4 +368,48 @@ export function programInSandbox(
     if (found !== undefined && existsSync(found)) return found;
   }
   return undefined;
+}
+
+/**
+ * The egress policy of a run (`runnable.egress`: `{ allowedHosts, defaultAction }`, a
+ * profile's setting), checked: only a sandbox with no network of its own can hold a workload
+ * to a proxy. Throws {@link InvalidSpecError} naming the field.
+ */
+export function egressOf(request: StartRequest, host: HostSandbox | undefined): EgressPolicy | undefined {
+  const egress = request.runnable.egress as EgressPolicy | undefined;
+  if (egress === undefined) return undefined;
+  const refuse = (path: string, message: string) =>
+    new InvalidSpecError([{ path: `runnable.egress${path}`, message }], {
+      workloadId: request.workloadId,
+      subject: "start request",
+    });
+  if (host?.network !== "none") {
+    throw refuse(
+      "",
+      'needs ProcessBackend({ sandbox }) with network "none": a process with a network of its own would not need the proxy',
+    );
+  }
+  if (host?.uidPerOwner)
+    throw refuse(
+      "",
+      "is not available with sandbox.uidPerOwner yet (the proxy's socket lives in the root-only state dir)",
+    );
+  if (typeof egress !== "object" || egress === null)
+    throw refuse("", "must be { allowedHosts, defaultAction }");
+  const { allowedHosts, defaultAction } = egress;
+  if (
+    allowedHosts !== undefined &&
+    (!Array.isArray(allowedHosts) || allowedHosts.some((h) => typeof h !== "string" || h === ""))
+  ) {
+    throw refuse(".allowedHosts", "must be a list of host names (exact, or *.suffix)");
+  }
+  if (
+    defaultAction !== undefined &&
+    defaultAction !== "allow" &&
+    defaultAction !== "deny" &&
+    defaultAction !== ""
+  ) {
+    throw refuse(".defaultAction", 'must be "allow" or "deny"');
+  }
+  return egress;
 }

@@ -17,6 +17,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -216,6 +217,53 @@ describe("a sandboxed workload", () => {
       "denied:mount",
       "denied:chroot",
     ]);
+  });
+});
+
+describe("egress through the allowlist proxy", () => {
+  let server: Server;
+  let port = 0;
+  const seen: string[] = [];
+  beforeAll(async () => {
+    server = createHttpServer((req, res) => {
+      seen.push(req.url ?? "");
+      res.end("hello from the allowed host\n");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  /** A raw HTTP/1.0 request through the proxy the workload's HTTP_PROXY names; prints the status line. */
+  const through = (url: string) =>
+    `bash -c 'p=\${HTTP_PROXY#http://}; exec 3<>/dev/tcp/\${p%:*}/\${p##*:} && printf "GET ${url} HTTP/1.0\\r\\n\\r\\n" >&3 && head -1 <&3' | tr -d '\\r'`;
+
+  it("reaches an allowed host only through the proxy, gets 403 for any other, and has no other way out", async () => {
+    const script = [
+      'echo "proxy: $HTTP_PROXY"',
+      through(`http://127.0.0.1:${port}/allowed`),
+      through("http://denied.example.com/"),
+      attempt("direct", `bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port}'`),
+    ].join("; ");
+    const { status, lines } = await run(sandboxed, script, {
+      runnable: { command: ["sh", "-c", script], egress: { allowedHosts: ["127.0.0.1"] } },
+    });
+    expect(lines).toEqual([
+      "proxy: http://127.0.0.1:3128",
+      "HTTP/1.1 200 OK",
+      "HTTP/1.1 403 Forbidden",
+      "denied:direct",
+    ]);
+    expect(status.exitCode).toBe(0);
+    expect(seen).toEqual(["/allowed"]);
+  });
+
+  it("is refused, naming the field, on the unsandboxed backend", async () => {
+    await expect(
+      plain.start(request("true", { runnable: { command: ["true"], egress: { allowedHosts: [] } } }), {
+        signal: never(),
+      }),
+    ).rejects.toThrow(/runnable\.egress: needs ProcessBackend\(\{ sandbox \}\)/);
   });
 });
 

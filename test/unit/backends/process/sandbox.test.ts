@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { StartRequest } from "../../../../src/backends/backend.js";
 import {
+  egressOf,
   type HostSandbox,
   probeSandbox,
   programInSandbox,
@@ -15,6 +16,7 @@ const host: HostSandbox = {
   bwrap: "/usr/bin/bwrap",
   env: "/usr/bin/env",
   setpriv: "/usr/bin/setpriv",
+  node: "/usr/bin/node",
   system: [{ path: "/usr" }, { path: "/bin", link: "usr/bin" }, { path: "/etc/passwd" }],
   network: "none",
 };
@@ -136,6 +138,38 @@ describe("the sandbox of a process workload", () => {
       "mounts.0.target",
       "mounts.1.target",
     ]);
+  });
+});
+
+describe("egress", () => {
+  it("binds the proxy's socket in and runs the command behind a loopback forwarder", () => {
+    const req = request();
+    const args = sandboxArgv(host, {
+      request: req,
+      command: ["sleep", "600"],
+      cwd: "/tmp",
+      egressSocket: "/state/e1.sock",
+    });
+    expect(binds(args)).toContainEqual(["--bind", "/state/e1.sock", "/run/rk-egress.sock"]);
+    const inner = args.slice(args.lastIndexOf("--default-signal=TERM") + 1);
+    expect(inner.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
+    expect(inner[4]).toBe("/usr/bin/node");
+    expect(inner[5]).toContain('listen(3128,"127.0.0.1"');
+    expect(inner.slice(6)).toEqual(["sleep", "600"]);
+  });
+
+  it("is refused, naming the field, without a sandbox, with a network, or with a bad policy", () => {
+    const req = (egress: unknown) => request({ runnable: { command: ["true"], egress } });
+    expect(egressOf(request(), undefined)).toBeUndefined();
+    expect(egressOf(req({ allowedHosts: ["api.example.com"] }), host)).toEqual({
+      allowedHosts: ["api.example.com"],
+    });
+    expect(() => egressOf(req({ allowedHosts: [] }), undefined)).toThrow(
+      /runnable\.egress: needs ProcessBackend/,
+    );
+    expect(() => egressOf(req({}), { ...host, network: "host" })).toThrow(/network "none"/);
+    expect(() => egressOf(req({ allowedHosts: "x" }), host)).toThrow(/runnable\.egress\.allowedHosts/);
+    expect(() => egressOf(req({ defaultAction: "maybe" }), host)).toThrow(/runnable\.egress\.defaultAction/);
   });
 });
 
