@@ -41,8 +41,14 @@ export type { CredentialBroker, CredentialRequest } from "./kernel/credentials.j
 export type { EventStreamOptions, KernelEventMap } from "./kernel/events.js";
 export type { RuntimeKernel, ShutdownOptions, StopOptions } from "./kernel/kernel.js";
 export { createRuntimeKernel } from "./kernel/kernel.js";
-export type { LifecycleContext, LifecycleEvent, LifecycleInput } from "./kernel/machine.js";
-export { lifecycleMachine } from "./kernel/machine.js";
+export type {
+  LifecycleContext,
+  LifecycleEvent,
+  LifecycleInput,
+  LifecycleMachine,
+  LifecycleStateValue,
+} from "./kernel/machine.js";
+export { lifecycleMachine, visibleState } from "./kernel/machine.js";
 export type { RuntimeKernelOptions } from "./kernel/spec.js";
 export { profileSchema, workloadSpecSchema } from "./kernel/spec.js";
 export type {

@@ -37,9 +37,9 @@ import {
   type LifecycleContext,
   type LifecycleEvent,
   type LifecycleInput,
-  type LifecycleMachine,
-  lifecycleMachine,
   nextDeadline,
+  type RunMachine,
+  runMachine,
 } from "./machine.js";
 import { cleanupRetryDelay, quotaFor, restartDelay } from "./policies.js";
 import type { ScheduledTask } from "./scheduler.js";
@@ -87,7 +87,7 @@ interface WorkloadRecord {
   profile: Profile;
   runId: string;
   createdAt: number;
-  actor: Actor<LifecycleMachine>;
+  actor: Actor<RunMachine>;
   state: WorkloadState | null;
   /** Restarts so far; the current run is restart number `restarts` (0: the first run). */
   restarts: number;
@@ -196,7 +196,7 @@ class Kernel implements RuntimeKernel {
   readonly #scheduler: Scheduler;
   readonly #starts: StartQueue;
   readonly #poller: ExitPoller;
-  readonly #machine: LifecycleMachine;
+  readonly #machine: RunMachine;
   readonly #records = new Map<string, WorkloadRecord>();
   readonly #liveByOwner = new Map<string, number>();
   #closing = false;
@@ -491,7 +491,7 @@ class Kernel implements RuntimeKernel {
       profile: this.#profiles[spec.profile] as Profile,
       runId: "",
       createdAt: 0,
-      actor: undefined as unknown as Actor<LifecycleMachine>,
+      actor: undefined as unknown as Actor<RunMachine>,
       state: null,
       restarts: 0,
       charged: true,
@@ -631,7 +631,7 @@ class Kernel implements RuntimeKernel {
 
   // ── the machine's actions ─────────────────────────────────────────────────
 
-  #provideActions(): LifecycleMachine {
+  #provideActions(): RunMachine {
     // Every action finds its record, and acts only if the run is still the record's current one.
     const on = <P>(fn: (record: WorkloadRecord, context: LifecycleContext, params: P) => void) => {
       return ({ context }: { context: LifecycleContext }, params: P) => {
@@ -639,7 +639,7 @@ class Kernel implements RuntimeKernel {
         if (record && record.runId === context.runId) fn(record, context, params);
       };
     };
-    return lifecycleMachine.provide({
+    return runMachine.provide({
       actions: {
         report: on((record, context, params: { state: WorkloadState }) =>
           this.#report(record, context, params.state),

@@ -15,7 +15,7 @@
  * ```
  * @module
  */
-import { assign, setup } from "xstate";
+import { assign, type StateMachine, type StateSchema, setup } from "xstate";
 import type { ExitStatus, WorkloadHandle } from "../backends/backend.js";
 import type { SerializedError } from "../errors.js";
 import type { RequestedStopReason, StopReason, WorkloadState } from "./types.js";
@@ -138,10 +138,10 @@ function toStopped<const A>(actions: A) {
 }
 
 /**
- * The lifecycle machine. Its actions are placeholders: the kernel provides them.
- * Use `transition(lifecycleMachine, snapshot, event)` from xstate to test it without a kernel.
+ * The lifecycle machine with its full internal typing (sub-states included), for the kernel
+ * and this module's tests. Its actions are placeholders: the kernel provides them.
  */
-export const lifecycleMachine = setup({
+export const runMachine = setup({
   types: {
     context: {} as LifecycleContext,
     events: {} as LifecycleEvent,
@@ -384,8 +384,64 @@ export const lifecycleMachine = setup({
   },
 });
 
-/** The machine's type, for kernels providing its actions. */
-export type LifecycleMachine = typeof lifecycleMachine;
+/** The machine's internal type, for the kernel providing its actions. */
+export type RunMachine = typeof runMachine;
+
+/**
+ * A snapshot's `value` as the public type has it: one of the caller-visible states, and
+ * below it a sub-state whose name is not part of the contract.
+ */
+export type LifecycleStateValue = "init" | WorkloadState | { [S in WorkloadState]?: string };
+
+/**
+ * The public type of {@link lifecycleMachine}: its context, events, input and action names
+ * are typed, its state values only down to the five caller-visible states. The sub-states
+ * (queued, launching, terminating, killing, cleaning, ...) are how this version implements
+ * the lifecycle, and may change in any release; {@link visibleState} maps a value to its state.
+ */
+export type LifecycleMachine =
+  RunMachine extends StateMachine<
+    infer TContext,
+    infer TEvent,
+    infer TChildren,
+    infer TActor,
+    infer TAction,
+    infer TGuard,
+    infer TDelay,
+    infer _TStateValue,
+    infer TTag,
+    infer TInput,
+    infer TOutput,
+    infer TEmitted,
+    infer TMeta,
+    infer _TStateSchema,
+    infer TTransitionMeta
+  >
+    ? StateMachine<
+        TContext,
+        TEvent,
+        TChildren,
+        TActor,
+        TAction,
+        TGuard,
+        TDelay,
+        LifecycleStateValue,
+        TTag,
+        TInput,
+        TOutput,
+        TEmitted,
+        TMeta,
+        StateSchema,
+        TTransitionMeta
+      >
+    : never;
+
+/**
+ * The runtime.v1 lifecycle machine, for hosts that test against it. Its actions are
+ * placeholders (the kernel provides them). Use `transition(lifecycleMachine, snapshot, event)`
+ * from xstate to drive it without a kernel, and {@link visibleState} to read the state.
+ */
+export const lifecycleMachine: LifecycleMachine = runMachine as unknown as LifecycleMachine;
 
 /** The caller-visible state of a snapshot value (sub-states collapse to their parent). */
 export function visibleState(value: unknown): WorkloadState | "init" {

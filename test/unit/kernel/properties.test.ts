@@ -13,7 +13,7 @@ import { createRuntimeKernel, type RuntimeKernel, type RuntimeKernelOptions } fr
 import type { Profile, TransitionEvent, WorkloadState, WorkloadStatus } from "../../../src/kernel/types.js";
 import { FakeBackend, ManualClock, settle } from "../../../src/testing/index.js";
 
-/** The DESIGN.md section 2 table, plus `starting -> stopped` for a stop that cancels a queued start. */
+/** The transition table of docs/lifecycle.md (which includes `starting -> stopped` for a stop that cancels a queued start). */
 const LEGAL = new Set([
   "null->starting",
   "starting->running",
