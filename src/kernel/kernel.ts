@@ -6,17 +6,17 @@
  */
 import { randomUUID } from "node:crypto";
 import { type Actor, createActor } from "xstate";
-import {
-  type Backend,
-  type DiscoveredWorkload,
-  type ExitStatus,
-  LABELS,
-  type LogEntry,
-  type LogOptions,
-  type StartRequest,
-  type WorkloadHandle,
-  type WorkloadMount,
+import type {
+  Backend,
+  DiscoveredWorkload,
+  ExitStatus,
+  LogEntry,
+  LogOptions,
+  StartRequest,
+  WorkloadHandle,
+  WorkloadMount,
 } from "../backends/backend.js";
+import { decodeRunLabels, encodeRunLabels } from "../backends/run-labels.js";
 import { type Clock, systemClock } from "../clock.js";
 import {
   CleanupFailedError,
@@ -416,7 +416,7 @@ class Kernel implements RuntimeKernel {
     const newest = new Map<string, DiscoveredWorkload>();
     const leftovers: DiscoveredWorkload[] = [];
     for (const item of found) {
-      const id = item.labels[LABELS.workloadId] ?? item.handle.workloadId;
+      const id = decodeRunLabels(item.labels).workloadId ?? item.handle.workloadId;
       const known = this.#records.get(id);
       if (known) {
         if (known.runId !== item.handle.runId) leftovers.push(item);
@@ -530,23 +530,23 @@ class Kernel implements RuntimeKernel {
   }
 
   #adopt(item: DiscoveredWorkload): WorkloadRecord {
-    const labels = item.labels;
-    const profileName = labels[LABELS.profile] ?? "";
-    const owner = labels[LABELS.owner];
+    const labels = decodeRunLabels(item.labels);
+    const profileName = labels.profile ?? "";
+    const owner = labels.owner;
     const spec: WorkloadSpec = {
-      workloadId: labels[LABELS.workloadId] ?? item.handle.workloadId,
+      workloadId: labels.workloadId ?? item.handle.workloadId,
       profile: profileName,
       ...(owner ? { owner } : {}),
     };
     const record = this.#newRecord(spec);
     record.profile = this.#profiles[profileName] ?? { runnable: {} };
     record.runId = item.handle.runId;
-    record.createdAt = createdAt(item) || this.#clock.now();
-    record.restarts = Number(labels[LABELS.restart] ?? 0) || 0;
+    record.createdAt = labels.createdAt || this.#clock.now();
+    record.restarts = labels.restart;
     record.recovered = true;
     record.charged = !item.exit;
     if (record.charged && owner) this.#liveByOwner.set(owner, (this.#liveByOwner.get(owner) ?? 0) + 1);
-    const maxAt = Number(labels[LABELS.maxLifetimeAt]);
+    const maxAt = labels.maxLifetimeAt;
     record.actor = createActor(this.#machine, {
       input: {
         ...this.#lifecycleInput(record),
@@ -557,9 +557,7 @@ class Kernel implements RuntimeKernel {
           // not recorded, its creation is the closest bound known.
           startedAt: record.createdAt,
           // A label is read from the substrate: only a deadline the scheduler can hold is taken.
-          ...(Number.isFinite(maxAt) && maxAt > 0 && maxAt <= MAX_DEADLINE
-            ? { maxLifetimeDeadline: maxAt }
-            : {}),
+          ...(maxAt !== undefined && maxAt <= MAX_DEADLINE ? { maxLifetimeDeadline: maxAt } : {}),
         },
       },
     });
@@ -759,19 +757,21 @@ class Kernel implements RuntimeKernel {
   #labels(record: WorkloadRecord): Record<string, string> {
     const { spec } = record;
     const { maxLifetimeMs } = record.actor.getSnapshot().context;
-    return {
-      ...spec.labels,
-      [LABELS.kernelId]: this.kernelId,
-      [LABELS.workloadId]: spec.workloadId,
-      [LABELS.runId]: record.runId,
-      [LABELS.profile]: spec.profile,
-      [LABELS.createdAt]: String(record.createdAt),
-      ...(spec.owner !== undefined ? { [LABELS.owner]: spec.owner } : {}),
-      // The deadline is fixed at creation time so a recovering kernel can restore it; the
-      // run's own deadline (from when it reached running) is at most a start's duration later.
-      ...(maxLifetimeMs > 0 ? { [LABELS.maxLifetimeAt]: String(record.createdAt + maxLifetimeMs) } : {}),
-      ...(record.restarts > 0 ? { [LABELS.restart]: String(record.restarts) } : {}),
-    };
+    return encodeRunLabels(
+      {
+        kernelId: this.kernelId,
+        workloadId: spec.workloadId,
+        runId: record.runId,
+        profile: spec.profile,
+        ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
+        createdAt: record.createdAt,
+        // The deadline is fixed at creation time so a recovering kernel can restore it; the
+        // run's own deadline (from when it reached running) is at most a start's duration later.
+        ...(maxLifetimeMs > 0 ? { maxLifetimeAt: record.createdAt + maxLifetimeMs } : {}),
+        restart: record.restarts,
+      },
+      spec.labels,
+    );
   }
 
   #watch(record: WorkloadRecord, context: LifecycleContext): void {
@@ -1170,7 +1170,7 @@ class Kernel implements RuntimeKernel {
 }
 
 function createdAt(item: DiscoveredWorkload): number {
-  return Number(item.labels[LABELS.createdAt]) || 0;
+  return decodeRunLabels(item.labels).createdAt;
 }
 
 function asError(error: unknown): Error {

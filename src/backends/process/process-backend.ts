@@ -25,16 +25,16 @@ import {
   WorkloadLostError,
 } from "../../errors.js";
 import { createEgressProxy, type EgressPolicy, type EgressProxy } from "../../net/egress-proxy.js";
-import {
-  type Backend,
-  type DiscoveredWorkload,
-  type ExitStatus,
-  LABELS,
-  type LogEntry,
-  type LogOptions,
-  type StartRequest,
-  type WorkloadHandle,
+import type {
+  Backend,
+  DiscoveredWorkload,
+  ExitStatus,
+  LogEntry,
+  LogOptions,
+  StartRequest,
+  WorkloadHandle,
 } from "../backend.js";
+import { decodeRunLabels } from "../run-labels.js";
 import {
   commandOf,
   DEFAULT_INHERITED_ENV,
@@ -314,7 +314,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       );
     }
     const logs = logPathsOf(this.#logDir, request.workloadId, request.runId);
-    const maxLifetimeAt = Number(request.labels[LABELS.maxLifetimeAt]);
+    const { maxLifetimeAt = 0 } = decodeRunLabels(request.labels);
     if (egress && egressSocket) await this.#openEgress(request.runId, egress, egressSocket);
     this.#local.set(request.runId, this.#client.connections);
     this.#peakRuns = Math.max(this.#peakRuns, this.#local.size);
