@@ -37,9 +37,9 @@ export {
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
 export * from "./errors.js";
+export type { RuntimeKernel, ShutdownOptions, StopOptions } from "./kernel/api.js";
 export type { CredentialBroker, CredentialRequest } from "./kernel/credentials.js";
 export type { EventStreamOptions, KernelEventMap } from "./kernel/events.js";
-export type { RuntimeKernel, ShutdownOptions, StopOptions } from "./kernel/kernel.js";
 export { createRuntimeKernel } from "./kernel/kernel.js";
 export type {
   LifecycleContext,

@@ -22,7 +22,6 @@ import {
   CleanupFailedError,
   isRuntimeKernelError,
   KernelShutDownError,
-  QuotaExceededError,
   RuntimeKernelError,
   type SerializedError,
   StartFailedError,
@@ -30,6 +29,7 @@ import {
   WorkloadConflictError,
   WorkloadNotFoundError,
 } from "../errors.js";
+import type { RuntimeKernel, ShutdownOptions, StopOptions } from "./api.js";
 import { brokerCredentials, redactError } from "./credentials.js";
 import { EventHub, type EventStreamOptions, type KernelEventMap } from "./events.js";
 import { ExitPoller, type PollTarget, probeExit } from "./exit-poller.js";
@@ -41,7 +41,9 @@ import {
   type RunMachine,
   runMachine,
 } from "./machine.js";
-import { cleanupRetryDelay, quotaFor, restartDelay } from "./policies.js";
+import { cleanupRetryDelay, restartDelay } from "./policies.js";
+import { statusOf, transitionOf } from "./projection.js";
+import { OwnerQuota } from "./quota.js";
 import type { ScheduledTask } from "./scheduler.js";
 import { MAX_DEADLINE, Scheduler } from "./scheduler.js";
 import { checkArguments, parseKernelOptions, parseWorkloadSpec, type RuntimeKernelOptions } from "./spec.js";
@@ -50,13 +52,13 @@ import {
   type ListFilter,
   type Profile,
   type RecoveryReport,
-  type RequestedStopReason,
   type TransitionEvent,
   WORKLOAD_STATES,
   type WorkloadSpec,
   type WorkloadState,
   type WorkloadStatus,
 } from "./types.js";
+import { Waiters } from "./waiters.js";
 
 const DEFAULT_GRACE_MS = 10_000;
 /** After a successful kill, probe the exit this often in case the backend's watch missed it. */
@@ -74,12 +76,6 @@ const SHUTDOWN_CLEANUP_ATTEMPTS = 3;
 const ORDER: Record<WorkloadState, number> = Object.fromEntries(
   WORKLOAD_STATES.map((s, i) => [s, i]),
 ) as Record<WorkloadState, number>;
-
-interface Waiter {
-  target: WorkloadState;
-  resolve(status: WorkloadStatus): void;
-  reject(error: unknown): void;
-}
 
 /** Everything the kernel keeps about one workload. Never holds secrets. */
 interface WorkloadRecord {
@@ -103,7 +99,7 @@ interface WorkloadRecord {
   timer?: ScheduledTask;
   /** Serialises terminate, kill and cleanup for the handle. */
   op?: Promise<unknown>;
-  waiters?: Waiter[];
+  readonly waiters: Waiters;
   startError?: RuntimeKernelError;
   cleanupError?: SerializedError;
   cleanupAttempts: number;
@@ -114,76 +110,6 @@ interface WorkloadRecord {
   restartAt?: number;
   /** Epoch ms at which the current run reached `stopped`. */
   stoppedAt?: number;
-}
-
-/** Options of `kernel.stop()`. */
-export interface StopOptions {
-  /** Default `requested`. */
-  reason?: RequestedStopReason;
-  /** Overrides the grace between terminate and kill; 0 kills at once. */
-  graceMs?: number;
-}
-
-/** Options of `kernel.shutdown()`. */
-export interface ShutdownOptions {
-  /** Leave workloads running for a later `recover()` instead of stopping and reclaiming them. */
-  leaveRunning?: boolean;
-  /** Grace for the stops (default: each workload's own). */
-  graceMs?: number;
-}
-
-/** The host-facing kernel. Create it with {@link createRuntimeKernel}. */
-export interface RuntimeKernel extends AsyncDisposable {
-  /** This kernel's identity, attached to every workload it starts. */
-  readonly kernelId: string;
-  /** The backend it drives. */
-  readonly backend: Backend;
-  /**
-   * Starts a workload and resolves with its status once it is `running`. Idempotent on
-   * `workloadId`: while starting or running it returns the live run (counting as activity,
-   * charging no quota); on a stopped one it reclaims the old run and starts a new `runId`.
-   * Rejects with `INVALID_SPEC`, `QUOTA_EXCEEDED`, `WORKLOAD_CONFLICT` (another owner's id) or
-   * `START_FAILED`.
-   */
-  create(spec: WorkloadSpec): Promise<WorkloadStatus>;
-  /** The workload's status, or `undefined` if the kernel does not know it (never started, or destroyed). */
-  get(workloadId: string): WorkloadStatus | undefined;
-  /** Statuses of known workloads, filtered. */
-  list(filter?: ListFilter): WorkloadStatus[];
-  /** Records activity: pushes the idle deadline back. Throws `WORKLOAD_NOT_FOUND`. */
-  touch(workloadId: string): void;
-  /** Stops the workload and resolves once it is `stopped`. Stopping a stopped workload resolves at once. */
-  stop(workloadId: string, options?: StopOptions): Promise<WorkloadStatus>;
-  /** Stops (if live) and reclaims the workload; resolves once cleanup is confirmed (`destroyed`). */
-  destroy(workloadId: string, options?: { graceMs?: number }): Promise<void>;
-  /**
-   * Resolves once the workload reaches `state` or a later one. Waiting for `running`
-   * rejects with `START_FAILED` if the run stopped without ever running.
-   */
-  waitFor(
-    workloadId: string,
-    state: WorkloadState,
-    options?: { signal?: AbortSignal },
-  ): Promise<WorkloadStatus>;
-  /** An async iterator of transition events. */
-  events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent>;
-  /**
-   * The `seq` of the last transition event published (0 before the first). A later
-   * `events({ sinceSeq: lastEventSeq })` misses nothing from this point that is still retained.
-   */
-  readonly lastEventSeq: number;
-  /** The current run's output, if the backend can stream it (`UNSUPPORTED` otherwise). */
-  logs(workloadId: string, options?: LogOptions): AsyncIterable<LogEntry>;
-  /** Re-adopts what the backend can discover for this `kernelId`, reports missed exits, reaps leftovers. */
-  recover(): Promise<RecoveryReport>;
-  /** Stops and reclaims every workload (or leaves them for recovery), then releases the backend. */
-  shutdown(options?: ShutdownOptions): Promise<void>;
-  /** Subscribes to an event; see {@link KernelEventMap}. */
-  on<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this;
-  /** Subscribes once. */
-  once<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this;
-  /** Unsubscribes. */
-  off<E extends keyof KernelEventMap>(event: E, listener: (...args: KernelEventMap[E]) => void): this;
 }
 
 class Kernel implements RuntimeKernel {
@@ -198,7 +124,7 @@ class Kernel implements RuntimeKernel {
   readonly #poller: ExitPoller;
   readonly #machine: RunMachine;
   readonly #records = new Map<string, WorkloadRecord>();
-  readonly #liveByOwner = new Map<string, number>();
+  readonly #quota: OwnerQuota;
   #closing = false;
   #closed: Promise<void> | undefined;
   readonly #unwatchFaults: (() => void) | undefined;
@@ -211,6 +137,7 @@ class Kernel implements RuntimeKernel {
     this.#profiles = options.profiles ?? {};
     this.#clock = options.clock ?? systemClock;
     this.#hub = new EventHub(options.eventRetention ?? 1_000);
+    this.#quota = new OwnerQuota(options.ownerQuota);
     this.#scheduler = new Scheduler(this.#clock);
     this.#starts = new StartQueue(options.maxConcurrentStarts ?? 32);
     this.#poller = new ExitPoller(this.backend, this.#scheduler, options.pollIntervalMs ?? 1_000);
@@ -358,27 +285,7 @@ class Kernel implements RuntimeKernel {
     if (!record) return Promise.reject(new WorkloadNotFoundError(workloadId));
     const settled = this.#settlement(record, state);
     if (settled) return settled.ok ? Promise.resolve(settled.status) : Promise.reject(settled.error);
-    return new Promise<WorkloadStatus>((resolve, reject) => {
-      const signal = options.signal;
-      if (signal?.aborted) return reject(signal.reason);
-      const waiter: Waiter = { target: state, resolve, reject };
-      if (signal) {
-        const onAbort = () => {
-          record.waiters = record.waiters?.filter((w) => w !== waiter);
-          reject(signal.reason);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        waiter.resolve = (s) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(s);
-        };
-        waiter.reject = (e) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(e);
-        };
-      }
-      (record.waiters ??= []).push(waiter);
-    });
+    return record.waiters.add(state, options.signal);
   }
 
   events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent> {
@@ -498,6 +405,7 @@ class Kernel implements RuntimeKernel {
       recovered: false,
       cleanupAttempts: 0,
       killFailures: 0,
+      waiters: new Waiters(),
     } satisfies WorkloadRecord;
     this.#records.set(spec.workloadId, record);
     return record;
@@ -545,7 +453,7 @@ class Kernel implements RuntimeKernel {
     record.restarts = labels.restart;
     record.recovered = true;
     record.charged = !item.exit;
-    if (record.charged && owner) this.#liveByOwner.set(owner, (this.#liveByOwner.get(owner) ?? 0) + 1);
+    if (record.charged) this.#quota.force(owner);
     const maxAt = labels.maxLifetimeAt;
     record.actor = createActor(this.#machine, {
       input: {
@@ -610,21 +518,13 @@ class Kernel implements RuntimeKernel {
   // ── quota ─────────────────────────────────────────────────────────────────
 
   #charge(spec: WorkloadSpec): void {
-    if (spec.owner === undefined) return;
-    const live = this.#liveByOwner.get(spec.owner) ?? 0;
-    const limit = quotaFor(this.#options.ownerQuota, spec.owner);
-    if (live >= limit) throw new QuotaExceededError(spec.owner, limit, { workloadId: spec.workloadId });
-    this.#liveByOwner.set(spec.owner, live + 1);
+    this.#quota.charge(spec.owner, spec.workloadId);
   }
 
   #uncharge(record: WorkloadRecord): void {
     if (!record.charged) return;
     record.charged = false;
-    const owner = record.spec.owner;
-    if (owner === undefined) return;
-    const live = (this.#liveByOwner.get(owner) ?? 1) - 1;
-    if (live <= 0) this.#liveByOwner.delete(owner);
-    else this.#liveByOwner.set(owner, live);
+    this.#quota.release(record.spec.owner);
   }
 
   // ── the machine's actions ─────────────────────────────────────────────────
@@ -838,8 +738,8 @@ class Kernel implements RuntimeKernel {
         this.#hub.fault(asError(error));
         if (record.runId === runId && ++record.killFailures >= KILL_FAILURES_BEFORE_REJECT) {
           // Whoever waits for the stop learns why it does not come; the retries go on.
-          this.#rejectWaiters(record, "stopped", error);
-          this.#rejectWaiters(record, "destroyed", error);
+          record.waiters.reject("stopped", error);
+          record.waiters.reject("destroyed", error);
         }
         this.#sendTo(record, runId, { type: "KILL_FAILED", error: serializeError(error) });
       },
@@ -902,7 +802,7 @@ class Kernel implements RuntimeKernel {
     record.cleanupError = error.toJSON();
     record.next = undefined;
     this.#hub.fault(error);
-    this.#rejectWaiters(record, "destroyed", error);
+    record.waiters.reject("destroyed", error);
     // A permanent failure is left for someone to fix: retrying it forever would only load the backend.
     if (!retryable) return;
     const runId = record.runId;
@@ -916,30 +816,7 @@ class Kernel implements RuntimeKernel {
   #report(record: WorkloadRecord, context: LifecycleContext, state: WorkloadState): void {
     const from = record.state;
     record.state = state;
-    const { spec } = record;
-    const event: Omit<TransitionEvent, "seq"> = {
-      workloadId: spec.workloadId,
-      runId: record.runId,
-      ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
-      profile: spec.profile,
-      from,
-      state,
-      at: this.#clock.now(),
-    };
-    if (state === "stopped") {
-      if (context.exitCode !== undefined) event.exitCode = context.exitCode;
-      if (context.signal !== undefined) event.signal = context.signal;
-      if (context.stopReason !== undefined) event.stopReason = context.stopReason;
-      if (context.error !== undefined) event.error = context.error;
-    } else if (state === "stopping" && context.stopReason !== undefined) {
-      event.stopReason = context.stopReason;
-    } else if (state === "running" && context.handle?.ports) {
-      event.ports = context.handle.ports;
-    }
-    if (record.restarts > 0) event.restart = record.restarts;
-    if (record.recovered) event.recovered = true;
-    if (spec.traceId !== undefined) event.traceId = spec.traceId;
-
+    const event = transitionOf(record, record, context, from, state, this.#clock.now());
     if (state === "stopped") {
       record.stoppedAt = event.at;
       this.#onStopped(record, context);
@@ -1046,23 +923,7 @@ class Kernel implements RuntimeKernel {
   }
 
   #settleWaiters(record: WorkloadRecord, context?: LifecycleContext): void {
-    const waiters = record.waiters;
-    if (!waiters) return;
-    const pending: Waiter[] = [];
-    for (const waiter of waiters) {
-      const settled = this.#settlement(record, waiter.target, context);
-      if (!settled) pending.push(waiter);
-      else if (settled.ok) waiter.resolve(settled.status);
-      else waiter.reject(settled.error);
-    }
-    record.waiters = pending.length > 0 ? pending : undefined;
-  }
-
-  #rejectWaiters(record: WorkloadRecord, target: WorkloadState, error: unknown): void {
-    if (!record.waiters) return;
-    const pending = record.waiters.filter((w) => w.target !== target);
-    for (const w of record.waiters) if (w.target === target) w.reject(error);
-    record.waiters = pending.length > 0 ? pending : undefined;
+    record.waiters.settle((target) => this.#settlement(record, target, context));
   }
 
   // ── status ────────────────────────────────────────────────────────────────
@@ -1075,37 +936,7 @@ class Kernel implements RuntimeKernel {
     record: WorkloadRecord,
     context: LifecycleContext = record.actor.getSnapshot().context,
   ): WorkloadStatus {
-    const { spec } = record;
-    const state = record.state ?? "starting";
-    const status: WorkloadStatus = {
-      workloadId: spec.workloadId,
-      runId: record.runId,
-      ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
-      profile: spec.profile,
-      state,
-      createdAt: record.createdAt,
-      restarts: record.restarts,
-    };
-    if (context.startedAt !== undefined) status.startedAt = context.startedAt;
-    if (record.stoppedAt !== undefined) status.stoppedAt = record.stoppedAt;
-    if (context.exitCode !== undefined) status.exitCode = context.exitCode;
-    if (context.signal !== undefined) status.signal = context.signal;
-    if (
-      context.stopReason !== undefined &&
-      (state === "stopping" || state === "stopped" || state === "destroyed")
-    ) {
-      status.stopReason = context.stopReason;
-    }
-    const error = context.error ?? record.cleanupError;
-    if (error !== undefined) status.error = error;
-    if (record.restartAt !== undefined) status.restartAt = record.restartAt;
-    if (context.handle?.ports) status.ports = context.handle.ports;
-    if (state === "running") {
-      if (context.idleDeadline !== undefined) status.idleDeadline = context.idleDeadline;
-      if (context.maxLifetimeDeadline !== undefined) status.maxLifetimeDeadline = context.maxLifetimeDeadline;
-    }
-    if (spec.traceId !== undefined) status.traceId = spec.traceId;
-    return status;
+    return statusOf(record, record, context);
   }
 
   // ── shutdown ──────────────────────────────────────────────────────────────
@@ -1122,8 +953,7 @@ class Kernel implements RuntimeKernel {
         record.actor.stop();
         // No transition will settle these any more (create, stop, destroy, waitFor).
         const error = new KernelShutDownError({ workloadId: record.spec.workloadId });
-        for (const waiter of record.waiters ?? []) waiter.reject(error);
-        record.waiters = undefined;
+        record.waiters.rejectAll(error);
       }
       this.#records.clear();
     } else {
