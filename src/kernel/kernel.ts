@@ -1,53 +1,41 @@
 /**
- * `createRuntimeKernel()`: the host's entry point. The kernel keeps one lifecycle actor
- * per workload, interprets the machine's actions against the Backend port, and owns
- * the policies (idle TTL, max lifetime, quotas, restarts, reaping, recovery).
+ * `createRuntimeKernel()`: the host's entry point. The kernel keeps its workloads, one
+ * lifecycle actor per run, and owns the policies that act on transitions (idle TTL, max
+ * lifetime, quotas, restarts, reaping, recovery); run-effects.ts carries out the machine's
+ * actions against the Backend port.
  * @module
  */
 import { randomUUID } from "node:crypto";
-import { type Actor, createActor } from "xstate";
-import type {
-  Backend,
-  DiscoveredWorkload,
-  ExitStatus,
-  LogEntry,
-  LogOptions,
-  StartRequest,
-  WorkloadHandle,
-  WorkloadMount,
-} from "../backends/backend.js";
-import { decodeRunLabels, encodeRunLabels } from "../backends/run-labels.js";
+import { createActor } from "xstate";
+import type { Backend, DiscoveredWorkload, LogEntry, LogOptions } from "../backends/backend.js";
+import { decodeRunLabels } from "../backends/run-labels.js";
 import { type Clock, systemClock } from "../clock.js";
 import {
-  CleanupFailedError,
   isRuntimeKernelError,
   KernelShutDownError,
   RuntimeKernelError,
-  type SerializedError,
   StartFailedError,
-  serializeError,
   WorkloadConflictError,
   WorkloadNotFoundError,
 } from "../errors.js";
 import type { RuntimeKernel, ShutdownOptions, StopOptions } from "./api.js";
-import { brokerCredentials, redactError } from "./credentials.js";
 import { EventHub, type EventStreamOptions, type KernelEventMap } from "./events.js";
-import { ExitPoller, type PollTarget, probeExit } from "./exit-poller.js";
+import { ExitPoller } from "./exit-poller.js";
 import {
   type LifecycleContext,
   type LifecycleEvent,
   type LifecycleInput,
-  nextDeadline,
   type RunMachine,
   runMachine,
 } from "./machine.js";
 import { cleanupRetryDelay, restartDelay } from "./policies.js";
 import { statusOf, transitionOf } from "./projection.js";
 import { OwnerQuota } from "./quota.js";
-import type { ScheduledTask } from "./scheduler.js";
+import { Run, Workload } from "./run.js";
+import { asError, KILL_FAILURES_BEFORE_REJECT, RunEffects } from "./run-effects.js";
 import { MAX_DEADLINE, Scheduler } from "./scheduler.js";
 import { checkArguments, parseKernelOptions, parseWorkloadSpec, type RuntimeKernelOptions } from "./spec.js";
-import { StartQueue, type StartTicket } from "./start-queue.js";
+import { StartQueue } from "./start-queue.js";
 import {
   type ListFilter,
   type Profile,
@@ -58,59 +46,15 @@ import {
   type WorkloadState,
   type WorkloadStatus,
 } from "./types.js";
-import { Waiters } from "./waiters.js";
+import type { Settlement } from "./waiters.js";
 
 const DEFAULT_GRACE_MS = 10_000;
-/** After a successful kill, probe the exit this often in case the backend's watch missed it. */
-const KILL_PROBE_MS = 5_000;
-const KILL_RETRY_MS = 1_000;
-/**
- * After this many failed kills in a row, `stop()`, `destroy()` and `waitFor()` of the
- * workload reject with the kill's error instead of waiting on (the backend cannot be
- * reached, say); the kernel keeps retrying the kill.
- */
-const KILL_FAILURES_BEFORE_REJECT = 3;
 /** Cleanup attempts per workload at shutdown (1 s, then 2 s apart) before leaving it behind. */
 const SHUTDOWN_CLEANUP_ATTEMPTS = 3;
 
 const ORDER: Record<WorkloadState, number> = Object.fromEntries(
   WORKLOAD_STATES.map((s, i) => [s, i]),
 ) as Record<WorkloadState, number>;
-
-/** Everything the kernel keeps about one workload. Never holds secrets. */
-interface WorkloadRecord {
-  spec: WorkloadSpec;
-  profile: Profile;
-  runId: string;
-  createdAt: number;
-  actor: Actor<RunMachine>;
-  state: WorkloadState | null;
-  /** Restarts so far; the current run is restart number `restarts` (0: the first run). */
-  restarts: number;
-  /** Whether this record counts against its owner's quota. */
-  charged: boolean;
-  /** Set while the current run is being adopted by `recover()`. */
-  recovered: boolean;
-  ticket?: StartTicket;
-  abort?: AbortController;
-  unwatch?: () => void;
-  poll?: PollTarget;
-  /** The one scheduled task of the run (deadline, grace, retry, reap or restart: exclusive by state). */
-  timer?: ScheduledTask;
-  /** Serialises terminate, kill and cleanup for the handle. */
-  op?: Promise<unknown>;
-  readonly waiters: Waiters;
-  startError?: RuntimeKernelError;
-  cleanupError?: SerializedError;
-  cleanupAttempts: number;
-  /** Failed kills of the current run in a row. */
-  killFailures: number;
-  /** What to do once the current run is destroyed: start a new run. */
-  next?: { restart: boolean };
-  restartAt?: number;
-  /** Epoch ms at which the current run reached `stopped`. */
-  stoppedAt?: number;
-}
 
 class Kernel implements RuntimeKernel {
   readonly kernelId: string;
@@ -122,8 +66,9 @@ class Kernel implements RuntimeKernel {
   readonly #scheduler: Scheduler;
   readonly #starts: StartQueue;
   readonly #poller: ExitPoller;
+  readonly #effects: RunEffects;
   readonly #machine: RunMachine;
-  readonly #records = new Map<string, WorkloadRecord>();
+  readonly #workloads = new Map<string, Workload>();
   readonly #quota: OwnerQuota;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -141,6 +86,18 @@ class Kernel implements RuntimeKernel {
     this.#scheduler = new Scheduler(this.#clock);
     this.#starts = new StartQueue(options.maxConcurrentStarts ?? 32);
     this.#poller = new ExitPoller(this.backend, this.#scheduler, options.pollIntervalMs ?? 1_000);
+    this.#effects = new RunEffects({
+      kernelId: this.kernelId,
+      backend: this.backend,
+      clock: this.#clock,
+      scheduler: this.#scheduler,
+      starts: this.#starts,
+      poller: this.#poller,
+      hub: this.#hub,
+      credentials: options.credentials,
+      send: (run, event) => this.#send(run, event),
+      isCurrent: (run) => this.#isCurrent(run),
+    });
     this.#machine = this.#provideActions();
     this.#unwatchFaults = this.backend.watchFaults?.((error) => this.#hub.fault(error));
   }
@@ -153,10 +110,10 @@ class Kernel implements RuntimeKernel {
     for (;;) {
       // Again on every pass: a create that waited may resume while the kernel shuts down.
       if (this.#closing) throw new KernelShutDownError();
-      const existing = this.#records.get(spec.workloadId);
+      const existing = this.#workloads.get(spec.workloadId);
       if (!existing) {
         this.#charge(spec);
-        this.#startRun(this.#newRecord(spec), false);
+        this.#startRun(this.#newWorkload(spec, this.#profiles[spec.profile] as Profile, true), false);
         return this.#waitFor(spec.workloadId, "running");
       }
       if ((existing.spec.owner ?? "") !== (spec.owner ?? "")) {
@@ -165,31 +122,32 @@ class Kernel implements RuntimeKernel {
           `Workload "${spec.workloadId}" belongs to another owner`,
         );
       }
-      const state = existing.state;
+      const run = existing.run;
+      const state = run.state;
       if (state === "starting" || state === "running") {
         this.#touch(existing);
         return this.#waitFor(spec.workloadId, "running");
       }
-      if (state === "stopped" && !existing.next) {
-        // Reclaim the old run, then start a new one on the same record. The quota is
+      if (state === "stopped" && !run.next) {
+        // Reclaim the old run, then start a new one for the same workload. The quota is
         // checked first so that a refusal loses nothing.
         if (!existing.charged) {
           this.#charge(spec);
           existing.charged = true;
         }
-        this.#cancelTimer(existing);
-        existing.restartAt = undefined;
+        run.cancelTimer();
+        run.restartAt = undefined;
         existing.spec = spec;
         existing.profile = this.#profiles[spec.profile] as Profile;
-        existing.next = { restart: false };
-        existing.actor.send({ type: "DESTROY" });
+        run.next = { restart: false };
+        run.actor.send({ type: "DESTROY" });
         await this.#waitFor(spec.workloadId, "destroyed").catch((error) => {
-          existing.next = undefined;
+          existing.run.next = undefined;
           this.#uncharge(existing);
           throw error;
         });
         // A destroy() that landed during the reclaim cancelled the new run.
-        if (this.#records.get(spec.workloadId) !== existing) {
+        if (this.#workloads.get(spec.workloadId) !== existing) {
           throw new StartFailedError(
             spec.workloadId,
             `Workload "${spec.workloadId}" was destroyed before it ran`,
@@ -200,27 +158,28 @@ class Kernel implements RuntimeKernel {
       // Stopping, or a new run is already being prepared: wait for that and look again
       // (unless the stop cannot be done: its kill keeps failing).
       await this.#waitFor(spec.workloadId, state === "stopping" ? "stopped" : "running").catch((error) => {
-        if (existing.state === "stopping" && existing.killFailures >= KILL_FAILURES_BEFORE_REJECT)
-          throw error;
+        const current = existing.run;
+        if (current.state === "stopping" && current.killFailures >= KILL_FAILURES_BEFORE_REJECT) throw error;
       });
     }
   }
 
   get(workloadId: string): WorkloadStatus | undefined {
     checkArguments("get", [workloadId]);
-    const record = this.#records.get(workloadId);
-    return record ? this.#status(record) : undefined;
+    const workload = this.#workloads.get(workloadId);
+    return workload ? this.#status(workload) : undefined;
   }
 
   list(filter: ListFilter = {}): WorkloadStatus[] {
     checkArguments("list", [filter]);
     const states = filter.state === undefined ? undefined : ([] as WorkloadState[]).concat(filter.state);
     const out: WorkloadStatus[] = [];
-    for (const record of this.#records.values()) {
-      if (filter.owner !== undefined && record.spec.owner !== filter.owner) continue;
-      if (filter.profile !== undefined && record.spec.profile !== filter.profile) continue;
-      if (states && (record.state === null || !states.includes(record.state))) continue;
-      out.push(this.#status(record));
+    for (const workload of this.#workloads.values()) {
+      if (filter.owner !== undefined && workload.spec.owner !== filter.owner) continue;
+      if (filter.profile !== undefined && workload.spec.profile !== filter.profile) continue;
+      const state = workload.run.state;
+      if (states && (state === null || !states.includes(state))) continue;
+      out.push(this.#status(workload));
     }
     return out;
   }
@@ -232,12 +191,13 @@ class Kernel implements RuntimeKernel {
 
   async stop(workloadId: string, options: StopOptions = {}): Promise<WorkloadStatus> {
     checkArguments("stop", [workloadId, options]);
-    const record = this.#require(workloadId);
-    if (record.state === "stopped" || record.state === "destroyed") {
-      if (record.restartAt !== undefined) this.#cancelRestart(record);
-      return this.#status(record);
+    const workload = this.#require(workloadId);
+    const run = workload.run;
+    if (run.state === "stopped" || run.state === "destroyed") {
+      if (run.restartAt !== undefined) this.#cancelRestart(run);
+      return this.#status(workload);
     }
-    record.actor.send({
+    run.actor.send({
       type: "STOP",
       reason: options.reason ?? "requested",
       ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
@@ -247,14 +207,14 @@ class Kernel implements RuntimeKernel {
 
   async destroy(workloadId: string, options: { graceMs?: number } = {}): Promise<void> {
     checkArguments("destroy", [workloadId, options]);
-    const record = this.#require(workloadId);
-    record.next = undefined;
-    record.restartAt = undefined;
-    if (record.state === "stopped") this.#cancelTimer(record);
+    const run = this.#require(workloadId).run;
+    run.next = undefined;
+    run.restartAt = undefined;
+    if (run.state === "stopped") run.cancelTimer();
     const done = this.#waitFor(workloadId, "destroyed");
     // Between a destroyed run and the next one the old actor is final: clearing `next` is enough.
-    if (record.state !== "destroyed") {
-      record.actor.send({
+    if (run.state !== "destroyed") {
+      run.actor.send({
         type: "DESTROY",
         ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
       });
@@ -281,11 +241,11 @@ class Kernel implements RuntimeKernel {
     state: WorkloadState,
     options: { signal?: AbortSignal } = {},
   ): Promise<WorkloadStatus> {
-    const record = this.#records.get(workloadId);
-    if (!record) return Promise.reject(new WorkloadNotFoundError(workloadId));
-    const settled = this.#settlement(record, state);
+    const workload = this.#workloads.get(workloadId);
+    if (!workload) return Promise.reject(new WorkloadNotFoundError(workloadId));
+    const settled = this.#settlement(workload, state);
     if (settled) return settled.ok ? Promise.resolve(settled.status) : Promise.reject(settled.error);
-    return record.waiters.add(state, options.signal);
+    return workload.waiters.add(state, options.signal);
   }
 
   events(options?: EventStreamOptions): AsyncIterableIterator<TransitionEvent> {
@@ -299,13 +259,13 @@ class Kernel implements RuntimeKernel {
 
   logs(workloadId: string, options: LogOptions = {}): AsyncIterable<LogEntry> {
     checkArguments("logs", [workloadId, options]);
-    const record = this.#require(workloadId);
+    const workload = this.#require(workloadId);
     if (!this.backend.logs) {
       throw new RuntimeKernelError("UNSUPPORTED", `Backend "${this.backend.name}" cannot stream logs`, {
         workloadId,
       });
     }
-    const handle = record.actor.getSnapshot().context.handle;
+    const handle = workload.run.context.handle;
     if (!handle) {
       throw new WorkloadConflictError(workloadId, `Workload "${workloadId}" has no output: it never started`);
     }
@@ -324,9 +284,9 @@ class Kernel implements RuntimeKernel {
     const leftovers: DiscoveredWorkload[] = [];
     for (const item of found) {
       const id = decodeRunLabels(item.labels).workloadId ?? item.handle.workloadId;
-      const known = this.#records.get(id);
+      const known = this.#workloads.get(id);
       if (known) {
-        if (known.runId !== item.handle.runId) leftovers.push(item);
+        if (known.run.runId !== item.handle.runId) leftovers.push(item);
         continue;
       }
       const previous = newest.get(id);
@@ -340,12 +300,12 @@ class Kernel implements RuntimeKernel {
     // one that exited meanwhile must fit in what they leave of its owner's quota.
     const items = [...newest.values()].sort((x, y) => Number(x.exit !== null) - Number(y.exit !== null));
     for (const item of items) {
-      const record = this.#adopt(item);
+      const run = this.#adopt(item);
       if (item.exit) {
-        record.actor.send({ type: "EXITED", status: item.exit });
-        report.exited.push(this.#status(record));
-      } else report.adopted.push(this.#status(record));
-      record.recovered = false;
+        run.actor.send({ type: "EXITED", status: item.exit });
+        report.exited.push(this.#status(run.workload));
+      } else report.adopted.push(this.#status(run.workload));
+      run.recovered = false;
     }
     await Promise.all(
       leftovers.map(async (item) => {
@@ -392,52 +352,37 @@ class Kernel implements RuntimeKernel {
 
   // ── runs ──────────────────────────────────────────────────────────────────
 
-  #newRecord(spec: WorkloadSpec): WorkloadRecord {
-    const record = {
-      spec,
-      profile: this.#profiles[spec.profile] as Profile,
-      runId: "",
-      createdAt: 0,
-      actor: undefined as unknown as Actor<RunMachine>,
-      state: null,
-      restarts: 0,
-      charged: true,
-      recovered: false,
-      cleanupAttempts: 0,
-      killFailures: 0,
-      waiters: new Waiters(),
-    } satisfies WorkloadRecord;
-    this.#records.set(spec.workloadId, record);
-    return record;
+  #newWorkload(spec: WorkloadSpec, profile: Profile, charged: boolean): Workload {
+    const workload = new Workload(spec, profile, charged);
+    this.#workloads.set(spec.workloadId, workload);
+    return workload;
   }
 
-  #lifecycleInput(record: WorkloadRecord): LifecycleInput {
-    const { spec, profile } = record;
+  #lifecycleInput(run: Run): LifecycleInput {
+    const { spec, profile } = run.workload;
     return {
       workloadId: spec.workloadId,
-      runId: record.runId,
+      runId: run.runId,
       graceMs: spec.graceMs ?? profile.graceMs ?? DEFAULT_GRACE_MS,
       idleTimeoutMs: spec.idleTimeoutMs ?? profile.idleTimeoutMs ?? 0,
       maxLifetimeMs: spec.maxLifetimeMs ?? profile.maxLifetimeMs ?? 0,
     };
   }
 
-  #startRun(record: WorkloadRecord, restart: boolean): void {
-    if (restart) record.restarts++;
-    record.runId = randomUUID();
-    record.createdAt = this.#clock.now();
-    record.state = null;
-    record.cleanupAttempts = 0;
-    record.killFailures = 0;
-    record.startError = undefined;
-    record.cleanupError = undefined;
-    record.restartAt = undefined;
-    record.stoppedAt = undefined;
-    record.actor = createActor(this.#machine, { input: this.#lifecycleInput(record) });
-    record.actor.start();
+  /** Makes `run` its workload's current run and starts its actor. */
+  #begin(run: Run, input: LifecycleInput): void {
+    run.workload.run = run;
+    run.actor = createActor(this.#machine, { input });
+    run.actor.start();
   }
 
-  #adopt(item: DiscoveredWorkload): WorkloadRecord {
+  #startRun(workload: Workload, restart: boolean): void {
+    if (restart) workload.restarts++;
+    const run = new Run(workload, randomUUID(), this.#clock.now(), false);
+    this.#begin(run, this.#lifecycleInput(run));
+  }
+
+  #adopt(item: DiscoveredWorkload): Run {
     const labels = decodeRunLabels(item.labels);
     const profileName = labels.profile ?? "";
     const owner = labels.owner;
@@ -446,73 +391,45 @@ class Kernel implements RuntimeKernel {
       profile: profileName,
       ...(owner ? { owner } : {}),
     };
-    const record = this.#newRecord(spec);
-    record.profile = this.#profiles[profileName] ?? { runnable: {} };
-    record.runId = item.handle.runId;
-    record.createdAt = labels.createdAt || this.#clock.now();
-    record.restarts = labels.restart;
-    record.recovered = true;
-    record.charged = !item.exit;
-    if (record.charged) this.#quota.force(owner);
+    const workload = this.#newWorkload(spec, this.#profiles[profileName] ?? { runnable: {} }, !item.exit);
+    workload.restarts = labels.restart;
+    if (workload.charged) this.#quota.force(owner);
+    const run = new Run(workload, item.handle.runId, labels.createdAt || this.#clock.now(), true);
     const maxAt = labels.maxLifetimeAt;
-    record.actor = createActor(this.#machine, {
-      input: {
-        ...this.#lifecycleInput(record),
-        adopted: {
-          handle: item.handle,
-          now: this.#clock.now(),
-          // It did run (waitFor "running" must not call it a failed start); when exactly is
-          // not recorded, its creation is the closest bound known.
-          startedAt: record.createdAt,
-          // A label is read from the substrate: only a deadline the scheduler can hold is taken.
-          ...(maxAt !== undefined && maxAt <= MAX_DEADLINE ? { maxLifetimeDeadline: maxAt } : {}),
-        },
+    this.#begin(run, {
+      ...this.#lifecycleInput(run),
+      adopted: {
+        handle: item.handle,
+        now: this.#clock.now(),
+        // It did run (waitFor "running" must not call it a failed start); when exactly is
+        // not recorded, its creation is the closest bound known.
+        startedAt: run.createdAt,
+        // A label is read from the substrate: only a deadline the scheduler can hold is taken.
+        ...(maxAt !== undefined && maxAt <= MAX_DEADLINE ? { maxLifetimeDeadline: maxAt } : {}),
       },
     });
-    record.actor.start();
-    return record;
+    return run;
   }
 
-  #touch(record: WorkloadRecord): void {
-    if (record.state === "running") record.actor.send({ type: "TOUCH", now: this.#clock.now() });
+  #touch(workload: Workload): void {
+    const run = workload.run;
+    if (run.state === "running") run.actor.send({ type: "TOUCH", now: this.#clock.now() });
   }
 
-  #require(workloadId: string): WorkloadRecord {
-    const record = this.#records.get(workloadId);
-    if (!record) throw new WorkloadNotFoundError(workloadId);
-    return record;
+  #require(workloadId: string): Workload {
+    const workload = this.#workloads.get(workloadId);
+    if (!workload) throw new WorkloadNotFoundError(workloadId);
+    return workload;
+  }
+
+  /** Whether `run` is the current run of a workload the kernel still has: the one staleness test. */
+  #isCurrent(run: Run): boolean {
+    return run.latest && this.#workloads.get(run.workload.spec.workloadId) === run.workload;
   }
 
   /** Sends to the run that scheduled the call, and to no later run of the same workload. */
-  #sendTo(record: WorkloadRecord, runId: string, event: LifecycleEvent): void {
-    if (record.runId === runId && this.#records.get(record.spec.workloadId) === record)
-      record.actor.send(event);
-  }
-
-  #setTimer(record: WorkloadRecord, at: number, fire: () => void): void {
-    record.timer?.cancel();
-    record.timer = this.#scheduler.at(at, fire);
-  }
-
-  #cancelTimer(record: WorkloadRecord): void {
-    record.timer?.cancel();
-    record.timer = undefined;
-  }
-
-  /**
-   * Runs backend calls for one handle one at a time, in order. With none in flight the call
-   * starts at once, inside the transition that asked for it: a burst of stops then reaches
-   * the backend while the caller is still issuing the rest, not after it.
-   */
-  #serial<T>(record: WorkloadRecord, call: () => Promise<T>): Promise<T> {
-    // `new Promise` runs the call now and turns a synchronous throw into a rejection.
-    const run = record.op ? record.op.then(call, call) : new Promise<T>((resolve) => resolve(call()));
-    const release = () => {
-      if (record.op === settled) record.op = undefined;
-    };
-    const settled: Promise<void> = run.then(release, release);
-    record.op = settled;
-    return run;
+  #send(run: Run, event: LifecycleEvent): void {
+    if (this.#isCurrent(run)) run.actor.send(event);
   }
 
   // ── quota ─────────────────────────────────────────────────────────────────
@@ -521,475 +438,191 @@ class Kernel implements RuntimeKernel {
     this.#quota.charge(spec.owner, spec.workloadId);
   }
 
-  #uncharge(record: WorkloadRecord): void {
-    if (!record.charged) return;
-    record.charged = false;
-    this.#quota.release(record.spec.owner);
+  #uncharge(workload: Workload): void {
+    if (!workload.charged) return;
+    workload.charged = false;
+    this.#quota.release(workload.spec.owner);
   }
 
   // ── the machine's actions ─────────────────────────────────────────────────
 
   #provideActions(): RunMachine {
-    // Every action finds its record, and acts only if the run is still the record's current one.
-    const on = <P>(fn: (record: WorkloadRecord, context: LifecycleContext, params: P) => void) => {
-      return ({ context }: { context: LifecycleContext }, params: P) => {
-        const record = this.#records.get(context.workloadId);
-        if (record && record.runId === context.runId) fn(record, context, params);
+    // An action acts only for the current run of its workload: the actor's identity says which.
+    const on = <P>(fn: (run: Run, context: LifecycleContext, params: P) => void) => {
+      return ({ context, self }: { context: LifecycleContext; self: unknown }, params: P) => {
+        const run = this.#workloads.get(context.workloadId)?.run;
+        if (run !== undefined && run.actor === self) fn(run, context, params);
       };
     };
+    const effects = this.#effects;
     return runMachine.provide({
       actions: {
-        report: on((record, context, params: { state: WorkloadState }) =>
-          this.#report(record, context, params.state),
+        report: on((run, context, params: { state: WorkloadState }) =>
+          this.#report(run, context, params.state),
         ),
-        requestSlot: on((record) => this.#requestSlot(record)),
-        releaseSlot: on((record) => {
-          if (record.ticket) this.#starts.withdraw(record.ticket);
-          record.ticket = undefined;
-        }),
-        launch: on((record) => void this.#launch(record)),
-        watch: on((record, context) => this.#watch(record, context)),
-        arm: on((record, context) => this.#scheduleDeadline(record, context)),
-        rearm: on((record, context) => this.#scheduleDeadline(record, context)),
-        disarm: on((record) => this.#disarm(record)),
-        terminate: on((record, context) => this.#terminate(record, context)),
-        kill: on((record, context) => this.#kill(record, context)),
-        scheduleKillRetry: on((record) => {
-          const runId = record.runId;
-          this.#setTimer(record, this.#clock.now() + KILL_RETRY_MS, () =>
-            this.#sendTo(record, runId, { type: "RETRY_KILL" }),
-          );
-        }),
-        cleanup: on((record, context) => this.#cleanup(record, context)),
-        cleanupFailed: on((record, _context, params: { retryable: boolean }) =>
-          this.#cleanupFailed(record, params.retryable),
+        requestSlot: on((run) => effects.requestSlot(run)),
+        releaseSlot: on((run) => effects.releaseSlot(run)),
+        launch: on((run) => void effects.launch(run)),
+        watch: on((run, context) => effects.watch(run, context)),
+        arm: on((run, context) => effects.scheduleDeadline(run, context)),
+        rearm: on((run, context) => effects.scheduleDeadline(run, context)),
+        disarm: on((run) => effects.disarm(run)),
+        terminate: on((run, context) => effects.terminate(run, context)),
+        kill: on((run, context) => effects.kill(run, context)),
+        scheduleKillRetry: on((run) => effects.scheduleKillRetry(run)),
+        cleanup: on((run, context) => effects.cleanup(run, context)),
+        cleanupFailed: on((run, _context, params: { retryable: boolean }) =>
+          effects.cleanupFailed(run, params.retryable),
         ),
       },
     });
-  }
-
-  #requestSlot(record: WorkloadRecord): void {
-    const runId = record.runId;
-    const ticket: StartTicket = {
-      owner: record.spec.owner ?? "",
-      grant: () => {
-        record.ticket = undefined;
-        this.#sendTo(record, runId, { type: "LAUNCH" });
-      },
-    };
-    record.ticket = ticket;
-    this.#starts.request(ticket);
-  }
-
-  async #launch(record: WorkloadRecord): Promise<void> {
-    const { spec, profile, runId } = record;
-    const abort = new AbortController();
-    record.abort = abort;
-    let secrets: string[] = [];
-    let startTimer: ScheduledTask | undefined;
-    try {
-      const credentials = this.#options.credentials
-        ? await brokerCredentials(this.#options.credentials, {
-            workloadId: spec.workloadId,
-            runId,
-            profile: spec.profile,
-            ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
-          })
-        : {};
-      secrets = Object.values(credentials);
-      const request: StartRequest = {
-        kernelId: this.kernelId,
-        workloadId: spec.workloadId,
-        runId,
-        profile: spec.profile,
-        ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
-        runnable: { ...profile.runnable, ...spec.runnable },
-        env: { ...profile.env, ...spec.env, ...credentials },
-        ...(spec.resources || profile.resources
-          ? { resources: { ...profile.resources, ...spec.resources } }
-          : {}),
-        ...(spec.workspace !== undefined ? { workspace: spec.workspace } : {}),
-        // parseWorkloadSpec replaced the spec's mounts with the checked set.
-        ...(spec.mounts?.length ? { mounts: spec.mounts as WorkloadMount[] } : {}),
-        labels: this.#labels(record),
-      };
-      const timeoutMs = profile.startTimeoutMs ?? 0;
-      if (timeoutMs > 0) {
-        startTimer = this.#scheduler.after(timeoutMs, () =>
-          abort.abort(new StartFailedError(spec.workloadId, `Start timed out after ${timeoutMs} ms`)),
-        );
-      }
-      const handle = await this.backend.start(request, { signal: abort.signal });
-      if (this.#records.get(spec.workloadId) !== record || record.runId !== runId) {
-        // The run was abandoned while the backend started it: nobody will stop it, so reclaim it now.
-        this.#serial(record, () => this.backend.kill(handle))
-          .then(() => this.backend.cleanup(handle))
-          .catch((error) => this.#hub.fault(asError(error)));
-        return;
-      }
-      this.#sendTo(record, runId, { type: "STARTED", handle, now: this.#clock.now() });
-    } catch (thrown) {
-      const cause = redactError(thrown, secrets);
-      const error = isRuntimeKernelError(cause)
-        ? cause
-        : new StartFailedError(
-            spec.workloadId,
-            `Start of "${spec.workloadId}" failed: ${asError(cause).message}`,
-            {
-              cause,
-            },
-          );
-      record.startError =
-        error.code === "START_FAILED"
-          ? error
-          : new StartFailedError(spec.workloadId, error.message, {
-              cause: error,
-              retryable: error.retryable,
-            });
-      this.#sendTo(record, runId, { type: "START_FAILED", error: serializeError(error) });
-    } finally {
-      startTimer?.cancel();
-      record.abort = undefined;
-      this.#starts.release();
-    }
-  }
-
-  #labels(record: WorkloadRecord): Record<string, string> {
-    const { spec } = record;
-    const { maxLifetimeMs } = record.actor.getSnapshot().context;
-    return encodeRunLabels(
-      {
-        kernelId: this.kernelId,
-        workloadId: spec.workloadId,
-        runId: record.runId,
-        profile: spec.profile,
-        ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
-        createdAt: record.createdAt,
-        // The deadline is fixed at creation time so a recovering kernel can restore it; the
-        // run's own deadline (from when it reached running) is at most a start's duration later.
-        ...(maxLifetimeMs > 0 ? { maxLifetimeAt: record.createdAt + maxLifetimeMs } : {}),
-        restart: record.restarts,
-      },
-      spec.labels,
-    );
-  }
-
-  #watch(record: WorkloadRecord, context: LifecycleContext): void {
-    if (record.unwatch || record.poll) return;
-    const handle = context.handle as WorkloadHandle;
-    const runId = record.runId;
-    const onExit = (status: ExitStatus) => this.#sendTo(record, runId, { type: "EXITED", status });
-    if (this.backend.watchExit) {
-      record.unwatch = this.backend.watchExit(handle, onExit);
-    } else {
-      record.poll = { handle, onExit, onError: (error) => this.#hub.fault(asError(error)) };
-      this.#poller.add(record.poll);
-    }
-  }
-
-  #scheduleDeadline(record: WorkloadRecord, context: LifecycleContext): void {
-    const at = nextDeadline(context);
-    if (at === undefined) return;
-    const runId = record.runId;
-    this.#setTimer(record, at, () =>
-      this.#sendTo(record, runId, { type: "DEADLINE", now: this.#clock.now() }),
-    );
-  }
-
-  #disarm(record: WorkloadRecord): void {
-    record.unwatch?.();
-    record.unwatch = undefined;
-    if (record.poll) this.#poller.delete(record.poll);
-    record.poll = undefined;
-    this.#cancelTimer(record);
-  }
-
-  #terminate(record: WorkloadRecord, context: LifecycleContext): void {
-    this.#cancelTimer(record);
-    const handle = context.handle as WorkloadHandle;
-    const { runId } = record;
-    const graceMs = context.graceMs;
-    this.#serial(record, () => this.backend.terminate(handle, { graceMs })).then(
-      () => {
-        // The grace runs from when the graceful signal was delivered.
-        if (record.actor.getSnapshot().matches({ stopping: "terminating" })) {
-          this.#setTimer(record, this.#clock.now() + graceMs, () =>
-            this.#sendTo(record, runId, { type: "GRACE_EXPIRED" }),
-          );
-        }
-      },
-      (error) => {
-        this.#hub.fault(asError(error));
-        this.#sendTo(record, runId, { type: "TERMINATE_FAILED", error: serializeError(error) });
-      },
-    );
-  }
-
-  #kill(record: WorkloadRecord, context: LifecycleContext): void {
-    this.#cancelTimer(record);
-    const handle = context.handle as WorkloadHandle;
-    const { runId } = record;
-    this.#serial(record, () => this.backend.kill(handle)).then(
-      () => {
-        record.killFailures = 0;
-        this.#probeAfterKill(record, runId, handle);
-      },
-      (error) => {
-        this.#hub.fault(asError(error));
-        if (record.runId === runId && ++record.killFailures >= KILL_FAILURES_BEFORE_REJECT) {
-          // Whoever waits for the stop learns why it does not come; the retries go on.
-          record.waiters.reject("stopped", error);
-          record.waiters.reject("destroyed", error);
-        }
-        this.#sendTo(record, runId, { type: "KILL_FAILED", error: serializeError(error) });
-      },
-    );
-  }
-
-  /** A safety net: if the exit of a killed workload is not pushed, ask for it. */
-  #probeAfterKill(record: WorkloadRecord, runId: string, handle: WorkloadHandle): void {
-    if (record.runId !== runId || record.state !== "stopping") return;
-    this.#setTimer(record, this.#clock.now() + KILL_PROBE_MS, () => {
-      probeExit(this.backend, handle).then(
-        (status) => {
-          if (status === null) this.#probeAfterKill(record, runId, handle);
-          else this.#sendTo(record, runId, { type: "EXITED", status });
-        },
-        (error) => {
-          this.#hub.fault(asError(error));
-          this.#probeAfterKill(record, runId, handle);
-        },
-      );
-    });
-  }
-
-  #cleanup(record: WorkloadRecord, context: LifecycleContext): void {
-    this.#cancelTimer(record);
-    const { runId } = record;
-    const handle = context.handle;
-    if (!handle) {
-      this.#sendTo(record, runId, { type: "CLEANED" });
-      return;
-    }
-    this.#serial(record, () => this.backend.cleanup(handle)).then(
-      () => this.#sendTo(record, runId, { type: "CLEANED" }),
-      (error) => {
-        const failure = isRuntimeKernelError(error, "CLEANUP_FAILED")
-          ? error
-          : new CleanupFailedError(record.spec.workloadId, `Cleanup failed: ${asError(error).message}`, {
-              cause: error,
-              retryable: !isRuntimeKernelError(error) || error.retryable,
-            });
-        this.#sendTo(record, runId, {
-          type: "CLEANUP_FAILED",
-          error: serializeError(failure),
-          retryable: failure.retryable,
-        });
-      },
-    );
-  }
-
-  #cleanupFailed(record: WorkloadRecord, retryable: boolean): void {
-    record.cleanupAttempts++;
-    const error = new CleanupFailedError(
-      record.spec.workloadId,
-      `Cleanup of "${record.spec.workloadId}" failed (attempt ${record.cleanupAttempts}); ` +
-        (retryable
-          ? "the reaper retries"
-          : "the backend says it will not pass by itself: fix it, then call destroy()"),
-      { retryable },
-    );
-    record.cleanupError = error.toJSON();
-    record.next = undefined;
-    this.#hub.fault(error);
-    record.waiters.reject("destroyed", error);
-    // A permanent failure is left for someone to fix: retrying it forever would only load the backend.
-    if (!retryable) return;
-    const runId = record.runId;
-    this.#setTimer(record, this.#clock.now() + cleanupRetryDelay(record.cleanupAttempts), () =>
-      this.#sendTo(record, runId, { type: "DESTROY" }),
-    );
   }
 
   // ── transitions ───────────────────────────────────────────────────────────
 
-  #report(record: WorkloadRecord, context: LifecycleContext, state: WorkloadState): void {
-    const from = record.state;
-    record.state = state;
-    const event = transitionOf(record, record, context, from, state, this.#clock.now());
+  #report(run: Run, context: LifecycleContext, state: WorkloadState): void {
+    const from = run.state;
+    run.state = state;
+    const event = transitionOf(run.workload, run, context, from, state, this.#clock.now());
     if (state === "stopped") {
-      record.stoppedAt = event.at;
-      this.#onStopped(record, context);
+      run.stoppedAt = event.at;
+      this.#onStopped(run, context);
     }
     this.#hub.publish(event);
-    if (state === "destroyed") this.#onDestroyed(record, context);
-    else this.#settleWaiters(record, context);
+    if (state === "destroyed") this.#onDestroyed(run, context);
+    else this.#settleWaiters(run.workload, context);
   }
 
-  #onStopped(record: WorkloadRecord, context: LifecycleContext): void {
+  #onStopped(run: Run, context: LifecycleContext): void {
+    const { workload } = run;
     if (context.destroyRequested) {
-      this.#uncharge(record);
+      this.#uncharge(workload);
       return;
     }
     let delay = this.#closing
       ? undefined
-      : restartDelay(record.profile.restart, context.stopReason, record.restarts + 1);
-    if (delay !== undefined && !record.charged) {
+      : restartDelay(workload.profile.restart, context.stopReason, workload.restarts + 1);
+    if (delay !== undefined && !workload.charged) {
       // An exit found by recover() was never charged; its restart is live again, within the quota.
       try {
-        this.#charge(record.spec);
-        record.charged = true;
+        this.#charge(workload.spec);
+        workload.charged = true;
       } catch {
         delay = undefined;
       }
     }
     if (delay !== undefined) {
       // The quota stays charged: the restart is the same workload going on.
-      record.restartAt = this.#clock.now() + delay;
-      record.next = { restart: true };
-      const runId = record.runId;
-      this.#setTimer(record, record.restartAt, () => this.#sendTo(record, runId, { type: "DESTROY" }));
+      run.restartAt = this.#clock.now() + delay;
+      run.next = { restart: true };
+      run.setTimer(this.#scheduler, run.restartAt, () => this.#send(run, { type: "DESTROY" }));
       return;
     }
-    this.#uncharge(record);
-    this.#scheduleReap(record);
+    this.#uncharge(workload);
+    this.#scheduleReap(run);
   }
 
-  #scheduleReap(record: WorkloadRecord): void {
-    const runId = record.runId;
-    this.#setTimer(record, this.#clock.now() + (this.#options.reapAfterMs ?? 60_000), () =>
-      this.#sendTo(record, runId, { type: "DESTROY" }),
+  #scheduleReap(run: Run): void {
+    run.setTimer(this.#scheduler, this.#clock.now() + (this.#options.reapAfterMs ?? 60_000), () =>
+      this.#send(run, { type: "DESTROY" }),
     );
   }
 
-  #cancelRestart(record: WorkloadRecord): void {
-    record.next = undefined;
-    record.restartAt = undefined;
-    this.#uncharge(record);
-    this.#scheduleReap(record);
+  #cancelRestart(run: Run): void {
+    run.next = undefined;
+    run.restartAt = undefined;
+    this.#uncharge(run.workload);
+    this.#scheduleReap(run);
   }
 
-  #onDestroyed(record: WorkloadRecord, context: LifecycleContext): void {
-    this.#cancelTimer(record);
-    const next = record.next;
+  #onDestroyed(run: Run, context: LifecycleContext): void {
+    run.cancelTimer();
+    const next = run.next;
     if (!next || this.#closing) {
-      this.#forget(record, context);
+      this.#forget(run, context);
       return;
     }
     // Settle the old run's waiters (stop, destroy, reclaim); waits for `running` stay
     // pending for the new run while `next` is set. The new run starts outside this
     // run's action, so that one actor never runs inside another's transition.
-    this.#settleWaiters(record, context);
+    this.#settleWaiters(run.workload, context);
     queueMicrotask(() => {
-      if (record.next !== next || this.#closing) this.#forget(record, context);
+      if (run.next !== next || this.#closing) this.#forget(run, context);
       else {
-        record.next = undefined;
-        this.#startRun(record, next.restart);
+        run.next = undefined;
+        this.#startRun(run.workload, next.restart);
       }
     });
   }
 
   /** The workload is gone for good: drop it and release its quota. */
-  #forget(record: WorkloadRecord, context: LifecycleContext): void {
-    record.next = undefined;
-    this.#uncharge(record);
-    if (this.#records.get(record.spec.workloadId) === record) this.#records.delete(record.spec.workloadId);
-    this.#settleWaiters(record, context);
+  #forget(run: Run, context: LifecycleContext): void {
+    const { workload } = run;
+    run.next = undefined;
+    this.#uncharge(workload);
+    if (this.#workloads.get(workload.spec.workloadId) === workload)
+      this.#workloads.delete(workload.spec.workloadId);
+    this.#settleWaiters(workload, context);
   }
 
-  // ── waiting ───────────────────────────────────────────────────────────────
+  // ── waiting and status ────────────────────────────────────────────────────
 
-  /** Whether a wait for `target` is decided by the record's current state. */
+  /** Whether a wait for `target` is decided by the workload's current run. */
   #settlement(
-    record: WorkloadRecord,
+    workload: Workload,
     target: WorkloadState,
-    context: LifecycleContext = record.actor.getSnapshot().context,
-  ): { ok: true; status: WorkloadStatus } | { ok: false; error: unknown } | undefined {
-    const state = record.state;
+    context: LifecycleContext = workload.run.context,
+  ): Settlement | undefined {
+    const run = workload.run;
+    const state = run.state;
     if (state === null || ORDER[state] < ORDER[target]) return undefined;
-    if (target === "running" && record.next) return undefined; // a new run is on its way
+    if (target === "running" && run.next) return undefined; // a new run is on its way
     if (target === "running" && state !== "running" && context.startedAt === undefined) {
+      const { workloadId } = workload.spec;
       return {
         ok: false,
         error:
-          record.startError ??
+          run.startError ??
           new StartFailedError(
-            record.spec.workloadId,
-            `Workload "${record.spec.workloadId}" was stopped (${context.stopReason ?? "requested"}) before it ran`,
+            workloadId,
+            `Workload "${workloadId}" was stopped (${context.stopReason ?? "requested"}) before it ran`,
           ),
       };
     }
-    return { ok: true, status: this.#status(record, context) };
+    return { ok: true, status: this.#status(workload, context) };
   }
 
-  #settleWaiters(record: WorkloadRecord, context?: LifecycleContext): void {
-    record.waiters.settle((target) => this.#settlement(record, target, context));
+  #settleWaiters(workload: Workload, context?: LifecycleContext): void {
+    workload.waiters.settle((target) => this.#settlement(workload, target, context));
   }
-
-  // ── status ────────────────────────────────────────────────────────────────
 
   /**
    * Inside an action the actor's snapshot is still the previous one, so the machine's
    * actions pass the new context in; outside, the snapshot is current.
    */
-  #status(
-    record: WorkloadRecord,
-    context: LifecycleContext = record.actor.getSnapshot().context,
-  ): WorkloadStatus {
-    return statusOf(record, record, context);
+  #status(workload: Workload, context: LifecycleContext = workload.run.context): WorkloadStatus {
+    return statusOf(workload, workload.run, context);
   }
 
   // ── shutdown ──────────────────────────────────────────────────────────────
 
   async #shutdown(options: ShutdownOptions): Promise<void> {
     this.#closing = true;
-    const records = [...this.#records.values()];
+    const workloads = [...this.#workloads.values()];
     if (options.leaveRunning) {
-      for (const record of records) {
-        this.#disarm(record);
-        if (record.ticket) this.#starts.withdraw(record.ticket);
+      for (const workload of workloads) {
+        const run = workload.run;
+        this.#effects.disarm(run);
+        this.#effects.releaseSlot(run);
         // A start still in flight cannot be left running for recover(): the backend reclaims it.
-        record.abort?.abort(new KernelShutDownError({ workloadId: record.spec.workloadId }));
-        record.actor.stop();
+        run.abort?.abort(new KernelShutDownError({ workloadId: workload.spec.workloadId }));
+        run.actor.stop();
         // No transition will settle these any more (create, stop, destroy, waitFor).
-        const error = new KernelShutDownError({ workloadId: record.spec.workloadId });
-        record.waiters.rejectAll(error);
+        workload.waiters.rejectAll(new KernelShutDownError({ workloadId: workload.spec.workloadId }));
       }
-      this.#records.clear();
+      this.#workloads.clear();
     } else {
-      await Promise.all(
-        records.map(async (record) => {
-          const id = record.spec.workloadId;
-          record.next = undefined;
-          record.restartAt = undefined;
-          if (record.state === "starting" || record.state === "running") {
-            record.actor.send({
-              type: "STOP",
-              reason: "shutdown",
-              ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
-            });
-          }
-          // A failed cleanup is retried a few times, soon (not on the reaper's backoff, which
-          // may have grown to minutes), so that a transient failure leaves nothing behind.
-          for (let attempt = 1; ; attempt++) {
-            try {
-              await this.destroy(id, options.graceMs !== undefined ? { graceMs: options.graceMs } : {});
-              break;
-            } catch (error) {
-              if (isRuntimeKernelError(error, "WORKLOAD_NOT_FOUND")) break;
-              if (!isRuntimeKernelError(error, "CLEANUP_FAILED")) {
-                this.#hub.fault(asError(error));
-                break;
-              }
-              // Already reported on `error` (by #cleanupFailed); give up after a few attempts,
-              // or at once when the backend says the failure will not pass by itself.
-              if (attempt >= SHUTDOWN_CLEANUP_ATTEMPTS || !error.retryable) break;
-              const retryMs = cleanupRetryDelay(attempt);
-              await new Promise<void>((resolve) => this.#scheduler.after(retryMs, resolve));
-            }
-          }
-        }),
-      );
+      await Promise.all(workloads.map((workload) => this.#stopForShutdown(workload, options.graceMs)));
     }
     this.#scheduler.clear();
     this.#poller.close();
@@ -997,14 +630,39 @@ class Kernel implements RuntimeKernel {
     await this.backend.close?.();
     this.#unwatchFaults?.();
   }
+
+  async #stopForShutdown(workload: Workload, graceMs: number | undefined): Promise<void> {
+    const id = workload.spec.workloadId;
+    const run = workload.run;
+    run.next = undefined;
+    run.restartAt = undefined;
+    if (run.state === "starting" || run.state === "running") {
+      run.actor.send({ type: "STOP", reason: "shutdown", ...(graceMs !== undefined ? { graceMs } : {}) });
+    }
+    // A failed cleanup is retried a few times, soon (not on the reaper's backoff, which
+    // may have grown to minutes), so that a transient failure leaves nothing behind.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.destroy(id, graceMs !== undefined ? { graceMs } : {});
+        return;
+      } catch (error) {
+        if (isRuntimeKernelError(error, "WORKLOAD_NOT_FOUND")) return;
+        if (!isRuntimeKernelError(error, "CLEANUP_FAILED")) {
+          this.#hub.fault(asError(error));
+          return;
+        }
+        // Already reported on `error` (by cleanupFailed); give up after a few attempts,
+        // or at once when the backend says the failure will not pass by itself.
+        if (attempt >= SHUTDOWN_CLEANUP_ATTEMPTS || !error.retryable) return;
+        const retryMs = cleanupRetryDelay(attempt);
+        await new Promise<void>((resolve) => this.#scheduler.after(retryMs, resolve));
+      }
+    }
+  }
 }
 
 function createdAt(item: DiscoveredWorkload): number {
   return decodeRunLabels(item.labels).createdAt;
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }
 
 /**
