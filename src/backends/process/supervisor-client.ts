@@ -32,7 +32,8 @@ import {
   type WireExit,
 } from "./protocol.js";
 import { ensureStateDir } from "./state-dir.js";
-import { readLimits, readProcStat, type SupervisorConfig, supervisorSource } from "./supervisor.js";
+import { type SupervisorConfig, supervisorSource } from "./supervisor.js";
+import { readLimits, readProcStat } from "./supervisor-proc.js";
 
 /** What the client needs to find, launch and talk to its supervisor. */
 export interface SupervisorClientOptions {

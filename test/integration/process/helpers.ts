@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessBackendOptions } from "../../../src/backends/process/index.js";
 import type { JournalEntry } from "../../../src/backends/process/protocol.js";
-import { parseJournalLine, signedLine } from "../../../src/backends/process/supervisor.js";
+import { parseJournalLine, signedLine } from "../../../src/backends/process/supervisor-journal.js";
 import type { RuntimeKernel, TransitionEvent } from "../../../src/index.js";
 
 /** A fresh state dir under the system temp dir (short, so the socket path fits). */

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { JournalEntry, RunRecord } from "../../../../src/backends/process/protocol.js";
-import { parseJournalLine, signedLine } from "../../../../src/backends/process/supervisor.js";
+import { parseJournalLine, signedLine } from "../../../../src/backends/process/supervisor-journal.js";
 
 const sign = (body: string) => createHmac("sha256", "k".repeat(64)).update(body).digest("base64url");
 const other = (body: string) => createHmac("sha256", "x".repeat(64)).update(body).digest("base64url");

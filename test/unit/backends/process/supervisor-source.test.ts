@@ -1,12 +1,8 @@
 import { Script } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION } from "../../../../src/backends/process/protocol.js";
-import {
-  readLimits,
-  readProcStat,
-  type SupervisorConfig,
-  supervisorSource,
-} from "../../../../src/backends/process/supervisor.js";
+import { type SupervisorConfig, supervisorSource } from "../../../../src/backends/process/supervisor.js";
+import { readLimits, readProcStat } from "../../../../src/backends/process/supervisor-proc.js";
 
 /** A stand-in for node:fs over an in-memory set of files (the calls readProcStat and readLimits make). */
 const fakeFs = (files: Record<string, string>) => {
