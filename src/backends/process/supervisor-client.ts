@@ -5,16 +5,7 @@
  * same tick leave in one write.
  * @module
  */
-import {
-  closeSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import {
   BackendUnavailableError,
@@ -24,7 +15,6 @@ import {
 } from "../../errors.js";
 import {
   PROTOCOL_VERSION,
-  type ReadyLine,
   type Replies,
   type RequestBody,
   type ServerMessage,
@@ -32,18 +22,11 @@ import {
   type WireExit,
 } from "./protocol.js";
 import { ensureStateDir } from "./state-dir.js";
-import { type SupervisorConfig, supervisorSource } from "./supervisor.js";
+import { type LaunchOptions, launchSupervisor } from "./supervisor-launcher.js";
 import { readLimits, readProcStat } from "./supervisor-proc.js";
 
 /** What the client needs to find, launch and talk to its supervisor. */
-export interface SupervisorClientOptions {
-  config: SupervisorConfig;
-  /** Where to write the supervisor's program. */
-  scriptPath: string;
-  /** The Node binary that runs the supervisor. */
-  nodePath: string;
-  /** How long a launch may take before it is an error. */
-  launchTimeoutMs: number;
+export interface SupervisorClientOptions extends LaunchOptions {
   /** Called for every exit the supervisor pushes. */
   onExit: (runId: string, exit: WireExit) => void;
   /** Called after the connection was lost and is back (possibly to a new supervisor). */
@@ -299,7 +282,8 @@ export class SupervisorClient {
           // socket for a while, then launch again.
           if (Date.now() - lastLaunch > 500) {
             lastLaunch = Date.now();
-            await this.#launch().catch((launchError: unknown) => {
+            ensureFileDescriptors(8, "launch the process supervisor");
+            await launchSupervisor(this.#options).catch((launchError: unknown) => {
               if (launchError instanceof RuntimeKernelError) throw launchError;
               throw new BackendUnavailableError(
                 `Cannot launch the process supervisor: ${(launchError as Error).message}`,
@@ -404,88 +388,6 @@ export class SupervisorClient {
       if (this.#socket || this.#closing || this.#holds === 0) return;
       this.#connect().catch(() => this.#scheduleReconnect(Math.min(delayMs * 2, 5_000)));
     }, delayMs);
-  }
-
-  /**
-   * Starts a supervisor through execa (lazily imported: it is only needed here), detached
-   * into its own session so it outlives this process, with an empty environment (the host's
-   * NODE_OPTIONS or loaders must not leak into it). It prints one line when ready.
-   */
-  async #launch(): Promise<void> {
-    const { config, scriptPath, nodePath, launchTimeoutMs } = this.#options;
-    ensureFileDescriptors(8, "launch the process supervisor");
-    writeScript(scriptPath, supervisorSource(config));
-    const { execa } = await import("execa");
-    const subprocess = execa(nodePath, [scriptPath], {
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "ignore",
-      detached: true,
-      cleanup: false,
-      buffer: false,
-      reject: false,
-      extendEnv: false,
-      env: {},
-      cwd: config.stateDir,
-    });
-    const line = await new Promise<ReadyLine | undefined>((resolve) => {
-      let text = "";
-      const timer = setTimeout(
-        () => resolve({ error: `no answer within ${launchTimeoutMs} ms` }),
-        launchTimeoutMs,
-      );
-      subprocess.stdout?.setEncoding("utf8");
-      subprocess.stdout?.on("data", (chunk: string) => {
-        text += chunk;
-        const newline = text.indexOf("\n");
-        if (newline < 0) return;
-        clearTimeout(timer);
-        try {
-          resolve(JSON.parse(text.slice(0, newline)) as ReadyLine);
-        } catch {
-          resolve({ error: `unexpected output: ${text.slice(0, 200)}` });
-        }
-      });
-      subprocess.stdout?.on("end", () => {
-        clearTimeout(timer);
-        resolve(undefined);
-      });
-    });
-    subprocess.stdout?.destroy();
-    subprocess.unref();
-    // The supervisor outlives us; its eventual exit is no error of ours.
-    subprocess.catch(() => {});
-    if (line === undefined) {
-      const result = await Promise.race([subprocess, new Promise((r) => setTimeout(r, 1_000))]);
-      const exitCode = (result as { exitCode?: number } | undefined)?.exitCode;
-      throw new BackendUnavailableError(
-        `The process supervisor exited during start-up (exit code ${exitCode ?? "unknown"}); see ${config.stateDir}/supervisor.log`,
-      );
-    }
-    if ("error" in line) {
-      throw new BackendUnavailableError(`The process supervisor could not start: ${line.error}`);
-    }
-    // {ready: false, locked: true}: another supervisor holds this state dir; connect to it.
-  }
-}
-
-/**
- * Writes the supervisor's program, unless it is already there as it should be (so that a
- * supervisor can be launched on a full disk), through a temporary file that never stays.
- */
-function writeScript(path: string, source: string): void {
-  try {
-    if (readFileSync(path, "utf8") === source) return;
-  } catch {}
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, source, { mode: 0o600 });
-    renameSync(tmp, path);
-  } catch (error) {
-    try {
-      unlinkSync(tmp);
-    } catch {}
-    throw error;
   }
 }
 
