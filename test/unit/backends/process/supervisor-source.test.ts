@@ -1,7 +1,11 @@
 import { Script } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION } from "../../../../src/backends/process/protocol.js";
-import { type SupervisorConfig, supervisorSource } from "../../../../src/backends/process/supervisor.js";
+import {
+  programFunctions,
+  type SupervisorConfig,
+  supervisorSource,
+} from "../../../../src/backends/process/supervisor.js";
 import { readLimits, readProcStat } from "../../../../src/backends/process/supervisor-proc.js";
 
 /** A stand-in for node:fs over an in-memory set of files (the calls readProcStat and readLimits make). */
@@ -76,5 +80,25 @@ describe("the supervisor program", () => {
     expect(() => new Script(source, { filename: "supervisor.cjs" })).not.toThrow();
     expect(source).toContain(JSON.stringify(config));
     expect(source).not.toMatch(/\brequire\(|\bimport\(|^import /m);
+    // What a loader makes of a call into another module (vitest's, tsx's): such a call must
+    // go through the program's table of functions instead.
+    expect(source).not.toMatch(/__vite_ssr_import_|__vi_import_|\bimport_\w+\.|\(0,\s*[\w$]+\.[\w$]+\)/);
+  });
+
+  it("holds every function of the modules it is made of, each once, and a table of them by name", () => {
+    const source = supervisorSource(config);
+    const functions = programFunctions();
+    const names = functions.map(([name]) => name);
+    // One script: a second declaration of a name would silently replace the first.
+    const declared = [...source.matchAll(/^(?:async )?function (\w+)/gm)].map((match) => match[1]);
+    expect(declared.length).toBeGreaterThan(names.length);
+    expect(new Set(declared).size).toBe(declared.length);
+    expect(names).toEqual(
+      expect.arrayContaining(["createJournal", "createLogFiles", "createBackstop", "launchWorkload"]),
+    );
+    for (const [name, fn] of functions) {
+      expect(source).toContain(fn.toString());
+      expect(source).toContain(`${name}: ${fn.name}`);
+    }
   });
 });
