@@ -19,7 +19,8 @@ import {
   teardown,
 } from "./helpers.js";
 
-const MARK = "RK_FULL_DISK_TEST";
+// One name per test process: other runs of the suite on this machine have workloads of their own.
+const MARK = `RK_FULL_DISK_TEST_${process.pid}`;
 const profiles = { p: { runnable: { command: ["sleep", "600"] }, graceMs: 0 } };
 
 const cleanups: Array<() => Promise<void> | void> = [];

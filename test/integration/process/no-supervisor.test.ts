@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createRuntimeKernel } from "../../../src/index.js";
 import { eventually, isRunning, livingWithEnv, newBackend, teardown, tempStateDir } from "./helpers.js";
 
-const MARK = "RK_NO_SUPERVISOR_TEST";
+// One name per test process: other runs of the suite on this machine have workloads of their own.
+const MARK = `RK_NO_SUPERVISOR_TEST_${process.pid}`;
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
