@@ -302,6 +302,10 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     const command = sandbox
       ? sandboxArgv(sandbox, { request, command: inner, cwd, ...(egressSocket ? { egressSocket } : {}) })
       : inner;
+    if (sandbox) {
+      // The host's HOME and TMPDIR are not in the sandbox: its own /tmp is, unless the request says.
+      for (const name of ["HOME", "TMPDIR"]) if (request.env[name] === undefined) env[name] = "/tmp";
+    }
     if (egress) {
       for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"])
         env[name] = EGRESS_PROXY_URL;

@@ -180,6 +180,7 @@ describe("a sandboxed workload", () => {
   });
 
   it("cannot read the host's environment, or any host process's", async () => {
+    expect((await run(sandboxed, 'echo "home=$HOME tmp=$TMPDIR"')).lines).toEqual(["home=/tmp tmp=/tmp"]);
     const script = [
       attempt("env", `env | grep -q ${HOST_SECRET}`),
       attempt("environ", `cat /proc/[0-9]*/environ | grep -aq ${HOST_SECRET}`),
