@@ -66,6 +66,9 @@ export const DEFAULT_SYSTEM_PATHS: readonly string[] = [
   "/etc/ca-certificates",
 ];
 
+/** The uids of `uidPerOwner: true`: [1,000,000, 2,000,000), clear of the usual system and subuid ranges. */
+const DEFAULT_UID_RANGE = { base: 1_000_000, count: 1_000_000 };
+
 /** A system path as the host has it: a directory or file to bind, or a link to recreate. */
 export type SystemPath = { path: string; link?: string };
 
@@ -117,9 +120,13 @@ export function probeSandbox(
     if (!found) throw unavailable(`ProcessBackend({ sandbox }) needs ${name} (Debian package "${pkg}")`);
     return found;
   };
+  const issues: ValidationIssue[] = [];
   const system: SystemPath[] = [];
-  for (const p of options.systemPaths ?? DEFAULT_SYSTEM_PATHS) {
-    if (!p.startsWith("/")) throw unavailable(`sandbox.systemPaths: ${p} is not an absolute path`);
+  for (const [i, p] of (options.systemPaths ?? DEFAULT_SYSTEM_PATHS).entries()) {
+    if (typeof p !== "string" || !p.startsWith("/")) {
+      issues.push({ path: `sandbox.systemPaths.${i}`, message: "must be an absolute path" });
+      continue;
+    }
     let stats: ReturnType<typeof lstatSync>;
     try {
       stats = lstatSync(p);
@@ -128,10 +135,14 @@ export function probeSandbox(
     }
     system.push(stats.isSymbolicLink() ? { path: p, link: readlinkSync(p) } : { path: p });
   }
+  const network = options.network ?? "none";
+  if (network !== "none" && network !== "host") {
+    issues.push({ path: "sandbox.network", message: 'must be "none" or "host"' });
+  }
   const own = options.uidPerOwner;
-  let uidPerOwner: HostSandbox["uidPerOwner"];
-  if (own) {
-    const { base = 1_000_000, count = 1_000_000 } = own === true ? {} : own;
+  const uidPerOwner = own ? { ...DEFAULT_UID_RANGE, ...(own === true ? {} : own) } : undefined;
+  if (uidPerOwner) {
+    const { base, count } = uidPerOwner;
     if (
       !Number.isSafeInteger(base) ||
       !Number.isSafeInteger(count) ||
@@ -139,16 +150,17 @@ export function probeSandbox(
       count < 1 ||
       base + count > 2 ** 31
     ) {
-      throw unavailable(
-        "sandbox.uidPerOwner: base and count must be positive integers, base + count <= 2^31",
-      );
+      issues.push({
+        path: "sandbox.uidPerOwner",
+        message: "base and count must be positive integers with base + count <= 2^31",
+      });
     }
-    if ((process.geteuid?.() ?? 0) !== 0) {
-      throw unavailable(
-        "sandbox.uidPerOwner needs the supervisor to run as root (to take on each owner's uid)",
-      );
-    }
-    uidPerOwner = { base, count };
+  }
+  if (issues.length > 0) throw new InvalidSpecError(issues, { subject: "ProcessBackend options" });
+  if (uidPerOwner && (process.geteuid?.() ?? 0) !== 0) {
+    throw unavailable(
+      "sandbox.uidPerOwner needs the supervisor to run as root (to take on each owner's uid)",
+    );
   }
   return {
     bwrap,
@@ -156,7 +168,7 @@ export function probeSandbox(
     setpriv: uidPerOwner ? tool("setpriv", "util-linux") : "setpriv",
     node: process.execPath,
     system,
-    network: options.network ?? "none",
+    network,
     ...(uidPerOwner ? { uidPerOwner } : {}),
   };
 }
@@ -179,7 +191,7 @@ export function sandboxIdentity(
   owner: string | undefined,
   uidPerOwner: true | { base?: number; count?: number },
 ): { uid: number; gid: number } {
-  const { base = 1_000_000, count = 1_000_000 } = uidPerOwner === true ? {} : uidPerOwner;
+  const { base, count } = { ...DEFAULT_UID_RANGE, ...(uidPerOwner === true ? {} : uidPerOwner) };
   const uid = base + (fnv1a32(owner ?? "") % count);
   return { uid, gid: uid };
 }

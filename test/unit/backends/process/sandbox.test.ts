@@ -209,6 +209,18 @@ describe("probeSandbox", () => {
     expect(() => probeSandbox({}, { PATH: "/nonexistent" })).toThrow(/bwrap was not found on PATH/);
   });
 
+  it("refuses bad options naming the field", () => {
+    expect(() =>
+      probeSandbox({
+        systemPaths: ["usr"],
+        network: "bridge" as "none",
+        uidPerOwner: { base: 0, count: 10 },
+      }),
+    ).toThrow(
+      /sandbox\.systemPaths\.0: must be an absolute path; sandbox\.network: .*; sandbox\.uidPerOwner: /,
+    );
+  });
+
   it("keeps top-level links as links and skips missing paths", () => {
     const probed = probeSandbox({ systemPaths: ["/usr", "/nonexistent-dir"] });
     expect(probed.system).toEqual([{ path: "/usr" }]);
