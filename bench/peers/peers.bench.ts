@@ -1,0 +1,230 @@
+/**
+ * runtime-kernel beside its peers, in one run: the same 200 `sleep 60` workloads created at
+ * once (until all run), stopped (until all have exited), and destroyed, through
+ *
+ * - **raw**: plain `child_process.spawn` (stdio ignored), `kill()`, and as the destroy the
+ *   release of each `ChildProcess` (an exited child leaves nothing to reclaim): the floor;
+ * - **runtime-kernel**: the kernel on its ProcessBackend (the supervisor already running);
+ * - **vexa**: Vexa's Python kernel on its process backend, driven in process from 16 threads
+ *   (bench/peers/vexa.py), when its source is given:
+ *
+ *   VEXA_SOURCE=/tmp/vexa/core/runtime npm run bench:peers
+ *
+ * (see docs/performance.md for how to get it; nothing here needs the network). Then a short
+ * workload's round trip, 200 times one after the other: `true` from spawn to exit (raw), and
+ * from `create` to its `stopped` event (runtime-kernel), p50 and p99. Rounds
+ * alternate between the three after one warm-up round each; every phase is the median of
+ * the measured rounds, and each ratio is taken against raw within its round. Prints one JSON
+ * line per implementation.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ProcessBackend } from "../../src/backends/process/index.js";
+import { createRuntimeKernel } from "../../src/index.js";
+
+const N = Number(process.env.BENCH_N ?? 200);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SHORT_N = Number(process.env.BENCH_SHORT_N ?? 200);
+const PYTHON = process.env.PYTHON ?? "python3";
+
+interface Phases {
+  createMs: number;
+  stopMs: number;
+  destroyMs: number;
+}
+type Phase = keyof Phases;
+const PHASES: Phase[] = ["createMs", "stopMs", "destroyMs"];
+
+const now = () => performance.now();
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+};
+const median = (xs: number[]) => pct(xs, 50);
+const round2 = (x: number) => Math.round(x * 100) / 100;
+const exited = (child: ChildProcess) =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => child.once("exit", () => resolve()));
+
+async function raw(): Promise<Phases> {
+  const t0 = now();
+  const children = await Promise.all(
+    Array.from(
+      { length: N },
+      () =>
+        new Promise<ChildProcess>((resolve, reject) => {
+          const child = spawn("sleep", ["60"], { stdio: "ignore", detached: true });
+          child.once("spawn", () => resolve(child)).once("error", reject);
+        }),
+    ),
+  );
+  const t1 = now();
+  const exits = children.map(exited);
+  for (const child of children) child.kill("SIGTERM");
+  await Promise.all(exits);
+  const t2 = now();
+  // A reaped child leaves nothing on the system to reclaim; a group sweep by pid now could hit
+  // a process that reused the pid. Releasing the handles is all a destroy needs here.
+  for (const child of children) child.removeAllListeners();
+  const t3 = now();
+  return { createMs: t1 - t0, stopMs: t2 - t1, destroyMs: t3 - t2 };
+}
+
+/** Spawn to exit of one `true`, `SHORT_N` times one after the other: the floor of a short workload. */
+async function rawShort(): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < SHORT_N; i++) {
+    const t0 = now();
+    await exited(spawn("true", [], { stdio: "ignore", detached: true }));
+    times.push(now() - t0);
+  }
+  return times;
+}
+
+/** `create` of a `true` until its `stopped`, `SHORT_N` times one after the other (each destroyed after). */
+async function kernelShort(backend: ProcessBackend, round: string): Promise<number[]> {
+  const kernel = createRuntimeKernel({
+    backend,
+    kernelId: `peers-short-${round}`,
+    reapAfterMs: 600_000,
+    profiles: { short: { runnable: { command: ["true"] } } },
+  });
+  const times: number[] = [];
+  for (let i = 0; i < SHORT_N; i++) {
+    const workloadId = `s-${round}-${i}`;
+    const t0 = now();
+    await kernel.create({ workloadId, profile: "short" });
+    await kernel.waitFor(workloadId, "stopped");
+    times.push(now() - t0);
+    await kernel.destroy(workloadId);
+  }
+  await kernel.shutdown();
+  return times;
+}
+
+async function viaKernel(backend: ProcessBackend, round: string): Promise<Phases> {
+  const kernel = createRuntimeKernel({
+    backend,
+    kernelId: `peers-${round}`,
+    reapAfterMs: 600_000,
+    maxConcurrentStarts: 256,
+    profiles: { sleeper: { runnable: { command: ["sleep", "60"] }, graceMs: 30_000 } },
+  });
+  const ids = Array.from({ length: N }, (_, i) => `k-${round}-${i}`);
+  const t0 = now();
+  await Promise.all(ids.map((workloadId) => kernel.create({ workloadId, profile: "sleeper" })));
+  const t1 = now();
+  await Promise.all(ids.map((id) => kernel.stop(id)));
+  const t2 = now();
+  await Promise.all(ids.map((id) => kernel.destroy(id)));
+  const t3 = now();
+  await kernel.shutdown();
+  return { createMs: t1 - t0, stopMs: t2 - t1, destroyMs: t3 - t2 };
+}
+
+/** Where Vexa's `runtime_kernel` package is, from VEXA_SOURCE (its repo, `core/runtime`, or `src`). */
+function vexaSource(): string | undefined {
+  const given = process.env.VEXA_SOURCE;
+  if (!given) return undefined;
+  for (const dir of [join(given, "core/runtime/src"), join(given, "src"), given]) {
+    if (existsSync(join(dir, "runtime_kernel/kernel.py"))) return dir;
+  }
+  throw new Error(`VEXA_SOURCE=${given} holds no runtime_kernel/kernel.py (nor core/runtime/src/...)`);
+}
+
+function viaVexa(source: string, round: string): Phases {
+  const script = join(dirname(fileURLToPath(import.meta.url)), "vexa.py");
+  const out = execFileSync(PYTHON, [script, source, String(N), round], { encoding: "utf8" });
+  return JSON.parse(out) as Phases;
+}
+
+/**
+ * Waits until the supervisor's pool of empty log files holds `files` (it refills while idle):
+ * its target is two per workload of the most that were live, 64 at least.
+ */
+async function settle(backend: ProcessBackend, files: number): Promise<void> {
+  while ((await backend.supervisorStats()).pooledLogFiles < files)
+    await new Promise((r) => setTimeout(r, 50));
+}
+
+const source = vexaSource();
+if (!source) {
+  process.stderr.write(
+    "bench:peers: VEXA_SOURCE not set, so no Vexa column (docs/performance.md says how to get its source)\n",
+  );
+}
+const stateDir = await mkdtemp(join(tmpdir(), "rk-peers-"));
+const backend = new ProcessBackend({ stateDir, supervisorIdleMs: 5_000 });
+await backend.supervisorStats();
+
+const samples: Record<string, Phases[]> = { raw: [], "runtime-kernel": [], vexa: [] };
+const short: Record<string, number[][]> = { raw: [], "runtime-kernel": [] };
+const load0 = loadavg()[0] as number;
+for (let r = -1; r < ROUNDS; r++) {
+  const round = r < 0 ? "warm" : String(r);
+  const rawSample = await raw();
+  const rawShortSample = await rawShort();
+  await settle(backend, r < 0 ? 128 : 2 * Math.max(64, N));
+  const kernelSample = await viaKernel(backend, round);
+  await settle(backend, 2 * Math.max(64, N));
+  const kernelShortSample = await kernelShort(backend, round);
+  const vexaSample = source ? viaVexa(source, round) : undefined;
+  if (r < 0) continue;
+  samples.raw?.push(rawSample);
+  samples["runtime-kernel"]?.push(kernelSample);
+  if (vexaSample) samples.vexa?.push(vexaSample);
+  short.raw?.push(rawShortSample);
+  short["runtime-kernel"]?.push(kernelShortSample);
+}
+const load1 = loadavg()[0] as number;
+await backend.stopSupervisor({ force: true });
+rmSync(stateDir, { recursive: true, force: true });
+
+const raws = samples.raw as Phases[];
+for (const [implementation, runs] of Object.entries(samples)) {
+  if (runs.length === 0) continue;
+  const line: Record<string, unknown> = {
+    bench: "peers",
+    implementation,
+    workloads: N,
+    rounds: ROUNDS,
+    cores: availableParallelism(),
+    loadAvg: [round2(load0), round2(load1)],
+  };
+  for (const phase of PHASES) line[phase] = round2(median(runs.map((s) => s[phase])));
+  const shortRuns = short[implementation];
+  if (shortRuns) {
+    line.shortP50Ms = round2(median(shortRuns.flat()));
+    line.shortP99Ms = round2(pct(shortRuns.flat(), 99));
+  }
+  if (implementation !== "raw") {
+    line.vsRaw = Object.fromEntries(
+      PHASES.map((phase) => [
+        phase.replace(/Ms$/, ""),
+        round2(median(runs.map((s, i) => s[phase] / (raws[i] as Phases)[phase]))),
+      ]),
+    );
+    if (shortRuns) {
+      const rawShorts = short.raw as number[][];
+      line.vsRaw = {
+        ...(line.vsRaw as object),
+        shortP50: round2(median(shortRuns.map((s, i) => median(s) / median(rawShorts[i] as number[])))),
+      };
+    }
+  }
+  if (implementation === "runtime-kernel" && samples.vexa?.length) {
+    const vexa = samples.vexa;
+    line.vsVexa = Object.fromEntries(
+      PHASES.map((phase) => [
+        phase.replace(/Ms$/, ""),
+        round2(median(runs.map((s, i) => s[phase] / (vexa[i] as Phases)[phase]))),
+      ]),
+    );
+  }
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
