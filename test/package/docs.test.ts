@@ -42,6 +42,11 @@ const TYPE_CHECK_ONLY: Record<string, string> = {
   "docs/gestalt.md#3": "a proxy server that runs until closed",
   "docs/gestalt.md#4": "needs a plugin host",
   "docs/http.md#1": "a server, around the reader's kernel",
+  "docs/isolation.md#1":
+    "a service's paths (/var/lib, /srv) and bubblewrap; examples/sandbox.ts runs the same (process tier)",
+  "docs/isolation.md#2": "needs bubblewrap; examples/sandbox.ts runs a sandboxed backend (process tier)",
+  "docs/isolation.md#3":
+    "needs bubblewrap and root; test/integration/process/sandbox.test.ts runs uidPerOwner",
   "docs/kubernetes-backend.md#1": "needs a Kubernetes cluster",
   "docs/process-backend.md#1":
     "a service's paths (/var/lib, /srv) and an agent that runs until stopped; examples/process.ts runs the same (process tier)",
