@@ -11,14 +11,13 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
   BackendUnavailableError,
   CleanupFailedError,
   InvalidSpecError,
   isRuntimeKernelError,
-  ResourceExhaustedError,
   RuntimeKernelError,
   StartAbortedError,
   StartFailedError,
@@ -32,7 +31,6 @@ import type {
   LogEntry,
   LogOptions,
   StartRequest,
-  WorkloadHandle,
 } from "../backend.js";
 import { decodeRunLabels } from "../run-labels.js";
 import {
@@ -45,12 +43,18 @@ import {
   workingDirectoryOf,
 } from "./launch-spec.js";
 import { readLogs } from "./log-reader.js";
-import { PROTOCOL_VERSION, type RunRecord, type SupervisorStats, type WireExit } from "./protocol.js";
+import {
+  checkOptions,
+  type ProcessBackendOptions,
+  resolveStateDir,
+  supervisorConfigOf,
+} from "./process-backend-options.js";
+import { handleOf, type ProcessHandle, readBootId, startError, toExitStatus } from "./process-handle.js";
+import type { SupervisorStats } from "./protocol.js";
 import {
   EGRESS_PROXY_URL,
   egressOf,
   type HostSandbox,
-  type ProcessSandboxOptions,
   probeSandbox,
   programInSandbox,
   sandboxArgv,
@@ -62,70 +66,8 @@ import {
   SupervisorError,
 } from "./supervisor-client.js";
 
-/** Options of {@link ProcessBackend}. */
-export interface ProcessBackendOptions {
-  /**
-   * Where the supervisor keeps its socket, its journal of starts and exits, and its own
-   * diagnostics. A kernel that restarts with the same `stateDir` (and `kernelId`) finds its
-   * workloads again. Created with mode 0700 if missing.
-   */
-  stateDir: string;
-  /** Where each run's `<workload>.<run>.stdout.log` and `.stderr.log` go. Default: `<stateDir>/logs`. */
-  logDir?: string;
-  /** Host variables passed through to workloads, when set. Default: PATH, HOME, LANG, TZ, TMPDIR. */
-  inheritEnv?: readonly string[];
-  /** Working directory of a workload with no workspace and no `runnable.cwd`. Default: `process.cwd()`. */
-  cwd?: string;
-  /** Size of a log file (per stream) past which it is rotated to `.1`; at most twice this on disk. Default 8 MiB. */
-  maxLogBytes?: number;
-  /** Most live workloads in the state dir; beyond it a start fails with `RESOURCE_EXHAUSTED`. Default: half of min(RLIMIT_NPROC, pid_max). */
-  maxWorkloads?: number;
-  /**
-   * Margin after a run's max-lifetime deadline (the kernel's `maxLifetimeMs`) at which the
-   * supervisor SIGKILLs its group even if no kernel is alive to stop it. Default 30,000 ms.
-   */
-  lifetimeBackstopMs?: number;
-  /** The supervisor exits after this long with no live workload and no connected kernel. Default 60,000 ms. */
-  supervisorIdleMs?: number;
-  /**
-   * Keep a pool of empty log files ready, so that a start renames two files into place
-   * instead of creating them (creating files measured 2-3x slower starts here; see the
-   * docs). Default true; the pool lives in `<logDir>/.pool`.
-   */
-  logFilePool?: boolean;
-  /**
-   * POSIX resource limits for every workload, applied through util-linux `prlimit`; a
-   * profile's `runnable.rlimits` overrides them per field. Default: none (the host's own).
-   */
-  rlimits?: ProcessLimits;
-  /** Keep log files when a run is cleaned up (default: delete them with the run). */
-  keepLogs?: boolean;
-  /** The Node binary that runs the supervisor. Default: `process.execPath`. */
-  nodePath?: string;
-  /** How long launching the supervisor may take. Default 10,000 ms. */
-  launchTimeoutMs?: number;
-  /**
-   * Run every workload in a bubblewrap sandbox (namespaces, only the system paths and its
-   * mounts, no capabilities, loopback-only network); see docs/isolation.md. Refused at
-   * construction when bubblewrap is missing. Default: none (for trusted code only).
-   */
-  sandbox?: ProcessSandboxOptions;
-}
-
-/** The JSON handle of one process run. */
-export interface ProcessHandle extends WorkloadHandle {
-  backend: "process";
-  /** The workload's pid, which is also its process group id. */
-  pid: number;
-  /** Field 22 of /proc/<pid>/stat: with the pid, identifies the process across pid reuse. */
-  startTime: number;
-  /** /proc/sys/kernel/random/boot_id at the start: a pid and start time only mean something within one boot. */
-  bootId: string;
-  /** The file that receives the run's stdout. */
-  stdoutPath: string;
-  /** The file that receives the run's stderr. */
-  stderrPath: string;
-}
+export type { ProcessBackendOptions } from "./process-backend-options.js";
+export type { ProcessHandle } from "./process-handle.js";
 
 /** One `watchExit` subscription. */
 interface Watch {
@@ -133,19 +75,12 @@ interface Watch {
   cancel(): void;
 }
 
-/** Unix socket paths are limited to 107 bytes on Linux. */
-const MAX_SOCKET_PATH = 107;
 /** Exits pushed for runs nobody asked about yet are kept up to this many. */
 const MAX_CACHED_EXITS = 20_000;
 
 /** 8 hex digits of a run id: its egress socket's name stays as short as the supervisor's. */
 function shortHash(runId: string): string {
   return createHash("sha256").update(runId).digest("hex").slice(0, 8);
-}
-
-function toExitStatus(exit: WireExit): ExitStatus {
-  if (exit.lost) return { exitCode: null, lost: true };
-  return exit.signal ? { exitCode: exit.exitCode, signal: exit.signal } : { exitCode: exit.exitCode };
 }
 
 /**
@@ -192,69 +127,19 @@ export class ProcessBackend implements Backend<ProcessHandle> {
 
   /** Creates the backend; nothing is launched until the first call that needs the supervisor. */
   constructor(options: ProcessBackendOptions) {
-    if (typeof options?.stateDir !== "string" || options.stateDir === "") {
-      throw new InvalidSpecError([{ path: "stateDir", message: "a directory path is required" }], {
-        subject: "ProcessBackend options",
-      });
-    }
-    this.#stateDir = resolve(options.stateDir);
+    checkOptions(options);
+    this.#stateDir = resolveStateDir(options);
     this.#logDir = resolve(options.logDir ?? join(this.#stateDir, "logs"));
     this.#inheritEnv = options.inheritEnv ?? DEFAULT_INHERITED_ENV;
     this.#cwd = options.cwd ?? process.cwd();
     this.#keepLogs = options.keepLogs ?? false;
     this.#backstopMs = options.lifetimeBackstopMs ?? 30_000;
     this.#rlimits = options.rlimits;
-    // Refuse bad limits now rather than at every start.
-    withLimits(["true"], options.rlimits, "prlimit", {
-      kernelId: "",
-      workloadId: "",
-      runId: "",
-      profile: "",
-      runnable: {},
-      env: {},
-      labels: {},
-    });
     this.#bootId = readBootId();
     this.#prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((p) => existsSync(p)) ?? "prlimit";
     this.#sandbox = options.sandbox ? probeSandbox(options.sandbox) : undefined;
-    const socketPath = join(this.#stateDir, "supervisor.sock");
-    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
-      throw new InvalidSpecError(
-        [
-          {
-            path: "stateDir",
-            message: `too long for a unix socket path (${socketPath} is over ${MAX_SOCKET_PATH} bytes)`,
-          },
-        ],
-        { subject: "ProcessBackend options" },
-      );
-    }
-    for (const [field, value] of [
-      ["maxLogBytes", options.maxLogBytes],
-      ["maxWorkloads", options.maxWorkloads],
-      ["lifetimeBackstopMs", options.lifetimeBackstopMs],
-      ["supervisorIdleMs", options.supervisorIdleMs],
-    ] as const) {
-      if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
-        throw new InvalidSpecError([{ path: field, message: "must be a non-negative integer" }], {
-          subject: "ProcessBackend options",
-        });
-      }
-    }
     this.#client = new SupervisorClient({
-      config: {
-        version: PROTOCOL_VERSION,
-        stateDir: this.#stateDir,
-        socketPath,
-        idleMs: options.supervisorIdleMs ?? 60_000,
-        maxLogBytes: options.maxLogBytes ?? 8 * 1024 * 1024,
-        logCheckMs: 2_000,
-        maxWorkloads: options.maxWorkloads ?? 0,
-        orphanPollMs: 250,
-        logDir: this.#logDir,
-        logPoolMin: options.logFilePool === false ? 0 : 64,
-        logPoolMax: 4096,
-      },
+      config: supervisorConfigOf(options, this.#stateDir, this.#logDir),
       scriptPath: join(this.#stateDir, "supervisor.cjs"),
       nodePath: options.nodePath ?? process.execPath,
       launchTimeoutMs: options.launchTimeoutMs ?? 10_000,
@@ -612,38 +497,4 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   #resync(): void {
     for (const runId of this.#watchers.keys()) this.#query(runId);
   }
-}
-
-function readBootId(): string {
-  try {
-    return readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
-  } catch {
-    return "";
-  }
-}
-
-function handleOf(record: RunRecord): ProcessHandle {
-  return {
-    workloadId: record.workloadId,
-    runId: record.runId,
-    backend: "process",
-    pid: record.pid,
-    startTime: record.startTime,
-    bootId: record.bootId,
-    stdoutPath: record.stdoutPath,
-    stderrPath: record.stderrPath,
-  };
-}
-
-function startError(workloadId: string, error: unknown): Error {
-  if (error instanceof SupervisorError) {
-    if (error.code === "RESOURCE_EXHAUSTED") return new ResourceExhaustedError(error.message, { workloadId });
-    if (error.code === "BACKEND_UNAVAILABLE")
-      return new BackendUnavailableError(error.message, { workloadId });
-    return new StartFailedError(workloadId, error.message);
-  }
-  if (isRuntimeKernelError(error)) return error;
-  return new StartFailedError(workloadId, `Cannot start "${workloadId}": ${(error as Error).message}`, {
-    cause: error,
-  });
 }
