@@ -4,6 +4,7 @@
  * @module
  */
 import { RuntimeKernelError, type RuntimeKernelErrorOptions } from "../errors.js";
+import { quoteLogTail } from "./provider.js";
 
 /** The steps of a hosted plugin's bootstrap, in order. */
 export type BootstrapStep =
@@ -47,10 +48,7 @@ export class HostedPluginError extends RuntimeKernelError {
     const where = context.provider
       ? `hosted plugin "${context.plugin}" on runtime provider "${context.provider}"`
       : `hosted plugin "${context.plugin}"`;
-    const quoted = tail.length
-      ? `\n--- last ${tail.length} line(s) of the plugin's log ---\n${tail.join("\n")}`
-      : "";
-    super("START_FAILED", `${where}: ${message}${quoted}`, options);
+    super("START_FAILED", `${where}: ${message}${quoteLogTail(tail)}`, options);
     this.step = context.step;
     this.plugin = context.plugin;
     if (context.provider !== undefined) this.provider = context.provider;

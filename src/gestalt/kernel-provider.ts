@@ -19,9 +19,7 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
-import { watch } from "node:fs";
-import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
-import { connect } from "node:net";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRuntimeKernelError } from "../errors.js";
@@ -42,6 +40,7 @@ import {
   type StartSessionRequest,
   sessionNotFound,
 } from "./provider.js";
+import { waitForSocket, waitForTcp } from "./wait.js";
 import { gitAvailable, prepareWorkspace, removeWorkspace } from "./workspace.js";
 
 /** The kernel methods a kernel-backed provider uses (a `RuntimeKernel` has them all). */
@@ -194,78 +193,6 @@ export function sessionStateOf(status: WorkloadStatus | undefined): {
       return { state: failed ? "failed" : "stopped", reason, ...(message ? { message } : {}) };
     }
   }
-}
-
-function waitForPath(path: string, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const dir = path.slice(0, path.lastIndexOf("/")) || "/";
-    let done = false;
-    const finish = (error?: unknown) => {
-      if (done) return;
-      done = true;
-      watcher?.close();
-      clearInterval(timer);
-      signal.removeEventListener("abort", onAbort);
-      if (error) reject(error);
-      else resolve();
-    };
-    const check = () => {
-      stat(path).then(
-        () => finish(),
-        () => {},
-      );
-    };
-    const onAbort = () => finish(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    let watcher: ReturnType<typeof watch> | undefined;
-    try {
-      watcher = watch(dir, () => check());
-      watcher.on("error", () => {});
-    } catch {
-      watcher = undefined;
-    }
-    // Some filesystems (bind mounts written from a container, overlay) do not report every
-    // change to inotify: a slow poll backs the watch up.
-    const timer = setInterval(check, 100);
-    check();
-  });
-}
-
-/** Resolves once something accepts a connection at `target`; retries refusals every 10 ms (50 ms for TCP). */
-function waitForListener(
-  target: { path: string } | { host: string; port: number },
-  signal: AbortSignal,
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const attempt = () => {
-      if (signal.aborted) return reject(signal.reason);
-      const socket = "path" in target ? connect(target.path) : connect(target.port, target.host);
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve();
-      });
-      socket.once("error", () => {
-        socket.destroy();
-        setTimeout(attempt, "path" in target ? 10 : 50);
-      });
-    };
-    attempt();
-  });
-}
-
-/**
- * Resolves once the plugin listens on its unix socket. The file appears at bind(), a moment
- * before listen(): a connection in between is refused, so the file alone is not enough.
- */
-async function waitForSocket(path: string, signal: AbortSignal): Promise<void> {
-  await waitForPath(path, signal);
-  await waitForListener({ path }, signal);
-}
-
-function waitForTcp(address: string, signal: AbortSignal): Promise<void> {
-  const m = /^(.*):(\d+)$/.exec(address);
-  const host = (m?.[1] ?? "127.0.0.1").replace(/^\[|\]$/g, "");
-  return waitForListener({ host, port: Number(m?.[2] ?? 0) }, signal);
 }
 
 /**
@@ -437,12 +364,9 @@ export function kernelRuntimeProvider(
     // The workload exists: from now on the session's state is the workload's (or failed).
     s.state = "started";
     const tail = await logTail(s);
-    const quoted = tail.length
-      ? `\n--- last ${tail.length} line(s) of the plugin's log ---\n${tail.join("\n")}`
-      : "";
     s.failure = message;
     s.forward?.push("runtime", message);
-    return new RuntimeProviderError("START_FAILED", "StartPlugin", `${message}${quoted}`, { cause });
+    return new RuntimeProviderError("START_FAILED", "StartPlugin", message, { cause, logTail: tail });
   };
 
   const stop = async (s: SessionRecord, grace = graceMs): Promise<void> => {

@@ -252,18 +252,49 @@ export class RuntimeProviderError extends RuntimeKernelError {
   readonly unimplemented: boolean;
   /** The gRPC status code, when the provider is remote. */
   readonly grpcCode?: number;
+  /** What went wrong, without the log tail that {@link message} quotes after it. */
+  readonly reason: string;
+  /** The last lines of the plugin's log, when the provider sent them (quoted at the end of {@link message}). */
+  readonly logTail: readonly string[];
 
   constructor(
     code: RuntimeKernelErrorCode,
     method: string,
     message: string,
-    options: RuntimeKernelErrorOptions & { unimplemented?: boolean; grpcCode?: number } = {},
+    options: RuntimeKernelErrorOptions & {
+      unimplemented?: boolean;
+      grpcCode?: number;
+      logTail?: readonly string[];
+    } = {},
   ) {
-    super(code, message, options);
+    const logTail = options.logTail ?? [];
+    super(code, `${message}${quoteLogTail(logTail)}`, options);
     this.method = method;
     this.unimplemented = options.unimplemented ?? false;
     if (options.grpcCode !== undefined) this.grpcCode = options.grpcCode;
+    this.reason = message;
+    this.logTail = logTail;
   }
+}
+
+/** How an error quotes the plugin's last lines after its message, as gestaltd shows them. */
+export function quoteLogTail(tail: readonly string[]): string {
+  return tail.length ? `\n--- last ${tail.length} line(s) of the plugin's log ---\n${tail.join("\n")}` : "";
+}
+
+/**
+ * Splits a message that ends in a quoted log tail (see {@link quoteLogTail}) into its reason
+ * and the lines: for an error that crossed the wire, where text is all there is.
+ */
+export function splitLogTail(message: string): { reason: string; logTail: string[] } {
+  const at = message.lastIndexOf("\n--- last ");
+  const header =
+    at < 0 ? null : /^\n--- last (\d+) line\(s\) of the plugin's log ---\n/.exec(message.slice(at));
+  if (header) {
+    const lines = message.slice(at + header[0].length).split("\n");
+    if (lines.length === Number(header[1])) return { reason: message.slice(0, at), logTail: lines };
+  }
+  return { reason: message, logTail: [] };
 }
 
 /** A session id the provider does not know. */

@@ -22,7 +22,7 @@ import type {
   StartPluginRequest,
   StartSessionRequest,
 } from "./provider.js";
-import { RuntimeProviderError } from "./provider.js";
+import { RuntimeProviderError, splitLogTail } from "./provider.js";
 
 const ACCESS_TO_WIRE = {
   unspecified: pb.PluginRuntimeHostServiceAccess.PLUGIN_RUNTIME_HOST_SERVICE_ACCESS_UNSPECIFIED,
@@ -301,8 +301,11 @@ export function errorFromStatus(method: string, error: ServiceError): RuntimePro
     details: error.details || error.message,
     metadata: trailersOf(error.metadata),
   });
-  return new RuntimeProviderError(decoded.code, method, decoded.message, {
+  // The wire has no field for a log tail: a provider's start error quotes it after its message.
+  const { reason, logTail } = splitLogTail(decoded.message);
+  return new RuntimeProviderError(decoded.code, method, reason, {
     cause: error,
+    logTail,
     grpcCode: error.code,
     unimplemented: error.code === GrpcStatus.UNIMPLEMENTED,
     retryable: decoded.retryable,

@@ -2,7 +2,12 @@ import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { InvalidSpecError, RuntimeKernelError } from "../../../src/errors.js";
 import * as pb from "../../../src/gen/gestalt/provider/v1/provider.js";
-import { RuntimeProviderError, unimplemented } from "../../../src/gestalt/provider.js";
+import {
+  quoteLogTail,
+  RuntimeProviderError,
+  splitLogTail,
+  unimplemented,
+} from "../../../src/gestalt/provider.js";
 import {
   bindFromWire,
   bindToWire,
@@ -146,5 +151,18 @@ describe("errors on the wire", () => {
       code: status.INTERNAL,
       details: "internal error: plain",
     });
+  });
+});
+
+describe("a start error's log tail", () => {
+  it("is a field of the provider's error, quoted after its message, and read back from the wire's text", () => {
+    const error = new RuntimeProviderError("START_FAILED", "StartPlugin", "plugin exited", {
+      logTail: ["one", "two: --- last 9 line(s)"],
+    });
+    expect(error.reason).toBe("plugin exited");
+    expect(error.message).toBe(`plugin exited${quoteLogTail(error.logTail)}`);
+    expect(splitLogTail(error.message)).toEqual({ reason: "plugin exited", logTail: error.logTail });
+    expect(splitLogTail("no tail here")).toEqual({ reason: "no tail here", logTail: [] });
+    expect(new RuntimeProviderError("START_FAILED", "StartPlugin", "x").message).toBe("x");
   });
 });
