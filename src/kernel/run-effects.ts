@@ -234,7 +234,7 @@ export class RunEffects {
         },
         (error) => {
           this.#c.hub.fault(asError(error));
-          if (run.latest && ++run.killFailures >= KILL_FAILURES_BEFORE_REJECT) {
+          if (this.#c.isCurrent(run) && ++run.killFailures >= KILL_FAILURES_BEFORE_REJECT) {
             // Whoever waits for the stop learns why it does not come; the retries go on.
             run.workload.waiters.reject("stopped", error);
             run.workload.waiters.reject("destroyed", error);
@@ -252,7 +252,7 @@ export class RunEffects {
 
   /** A safety net: if the exit of a killed workload is not pushed, ask for it. */
   #probeAfterKill(run: Run, handle: WorkloadHandle): void {
-    if (!run.latest || run.state !== "stopping") return;
+    if (!this.#c.isCurrent(run) || run.state !== "stopping") return;
     run.setTimer(this.#c.scheduler, this.#c.clock.now() + KILL_PROBE_MS, () => {
       probeExit(this.#c.backend, handle).then(
         (status) => {
