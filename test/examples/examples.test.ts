@@ -11,7 +11,9 @@ import { describe, expect, it } from "vitest";
 const run = async (file: string) =>
   (await promisify(execFile)(process.execPath, ["--import", "tsx", file], { timeout: 60_000 })).stdout;
 
-describe("runnable examples", () => {
+// Each example is a fresh Node process compiling TypeScript through tsx: seconds on a loaded
+// machine, so the case waits as long as the process may run.
+describe("runnable examples", { timeout: 60_000 }, () => {
   it("examples/fake-backend.ts shows each policy on the fake backend", async () => {
     const out = await run("examples/fake-backend.ts");
     expect(out).toContain("chat after 60 s idle: idle_timeout");
