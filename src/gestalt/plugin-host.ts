@@ -225,12 +225,6 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
   const starting = new Set<Promise<unknown>>();
   let closed = false;
 
-  const effectiveDefault = (): string | undefined => {
-    if (config.server.runtime.defaultHostedProvider) return config.server.runtime.defaultHostedProvider;
-    const defaults = Object.entries(config.runtime.providers).filter(([, e]) => e.default);
-    return defaults.length === 1 ? defaults[0]![0] : undefined;
-  };
-
   const stopSession = async (p: RuntimeProvider, sessionId: string): Promise<void> => {
     await p.stopSession({ sessionId }, { signal: AbortSignal.timeout(options.stopTimeoutMs ?? 3_000) });
   };
@@ -296,7 +290,7 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
     },
     provider: (name) => providers.get(name),
     async describeProviders() {
-      const defaultName = effectiveDefault();
+      const defaultName = effectiveDefault(config);
       return Promise.all(
         Object.entries(config.runtime.providers).map(([name, entry]) =>
           describeProvider(name, entry, defaultName, providers, hostCapabilities, known.get(name)),
@@ -418,6 +412,13 @@ async function describeProvider(
     view.error = messageOf(error);
   }
   return view;
+}
+
+/** The provider of hosted plugins that name none: the configured default, else the single `default: true` one. */
+function effectiveDefault(config: GestaltConfig): string | undefined {
+  if (config.server.runtime.defaultHostedProvider) return config.server.runtime.defaultHostedProvider;
+  const defaults = Object.entries(config.runtime.providers).filter(([, e]) => e.default);
+  return defaults.length === 1 ? defaults[0]![0] : undefined;
 }
 
 function isParsed(config: unknown): config is GestaltConfig {
