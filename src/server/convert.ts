@@ -244,6 +244,7 @@ export function specToWire(spec: WorkloadSpec): wire.WorkloadSpec {
     graceMs: spec.graceMs,
     labels: spec.labels ?? {},
     traceId: spec.traceId,
+    mounts: (spec.mounts ?? []).map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly ?? false })),
   };
 }
 
@@ -266,6 +267,10 @@ export function specFromWire(spec: wire.WorkloadSpec | undefined): WorkloadSpec 
     graceMs: spec.graceMs,
     labels: nonEmpty(spec.labels),
     traceId: spec.traceId,
+    mounts:
+      spec.mounts.length === 0
+        ? undefined
+        : spec.mounts.map((m) => (m.readOnly ? { ...m } : { source: m.source, target: m.target })),
   });
 }
 

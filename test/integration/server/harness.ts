@@ -2,7 +2,7 @@
  * A kernel on the fake backend behind a real runtime.v1 server on a unix socket, and a
  * client dialing it: what every service test starts from.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -27,6 +27,8 @@ export const PROFILES: Record<string, Profile> = {
   default: { runnable: { command: ["agent"] }, graceMs: 5_000, allowSpecRunnableKeys: ["fake"] },
   stubborn: { runnable: { command: ["agent"], fake: { ignoreTerminate: true } }, graceMs: 60_000 },
   other: { runnable: { command: ["other"] } },
+  // Mount sources must lie in the machine's temporary directory.
+  mounted: { runnable: { command: ["agent"] }, mountRoots: [realpathSync(tmpdir())] },
 };
 
 export interface Harness {

@@ -170,6 +170,7 @@ describe("runtime-kernel serve under hostile input", () => {
       profile: "default",
       env: {},
       labels: {},
+      mounts: [],
       runnable: undefined,
       resources: undefined,
     };

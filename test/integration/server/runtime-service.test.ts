@@ -1,3 +1,6 @@
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as wire from "../../../src/gen/runtime/v1/runtime.js";
@@ -69,6 +72,36 @@ describe("the runtime.v1 service, on the fake backend", () => {
         fake: { output: ["from extras"] },
       });
     });
+
+    it("carries the spec's mounts to the kernel, which checks them and gives the backend the resolved set", async () => {
+      const source = mkdtempSync(join(realpathSync(tmpdir()), "rk-mount-"));
+      try {
+        await h.client.create({
+          workloadId: "w1",
+          profile: "mounted",
+          mounts: [
+            { source, target: "/work" },
+            { source, target: "/data", readOnly: true },
+          ],
+        });
+        expect(h.fake.inspect("w1")?.request.mounts).toEqual([
+          { source, target: "/work", readOnly: false, root: realpathSync(tmpdir()) },
+          { source, target: "/data", readOnly: true, root: realpathSync(tmpdir()) },
+        ]);
+        const error = await rejection(
+          h.client.create({
+            workloadId: "w2",
+            profile: "mounted",
+            mounts: [{ source: "/etc", target: "/etc" }],
+          }),
+        );
+        expect(error.code).toBe("INVALID_SPEC");
+        expect(error.message).toContain("mounts.0.source");
+        expect(h.fake.inspect("w2")).toBeUndefined();
+      } finally {
+        rmSync(source, { recursive: true, force: true });
+      }
+    });
   });
 
   describe("errors", () => {
@@ -83,7 +116,7 @@ describe("the runtime.v1 service, on the fake backend", () => {
       const error = await rejection(h.client.create({ workloadId: "w1", profile: "nope" }));
       expect(error.statusName).toBe("INVALID_ARGUMENT");
       expect(error.message).toContain(
-        'profile: unknown profile "nope" (configured: default, stubborn, other)',
+        'profile: unknown profile "nope" (configured: default, stubborn, other, mounted)',
       );
     });
 

@@ -166,6 +166,10 @@ describe("specs on the wire", () => {
       graceMs: 0,
       labels: { team: "a" },
       traceId: "trace-4bf92f35",
+      mounts: [
+        { source: "/srv/ws/a", target: "/work" },
+        { source: "/srv/ws/data", target: "/data", readOnly: true },
+      ],
     };
     expect(specFromWire(overTheWire(wire.WorkloadSpec, specToWire(spec)))).toEqual(spec);
   });

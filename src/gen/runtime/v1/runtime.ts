@@ -295,7 +295,14 @@ export interface WorkloadSpec {
    * The caller's correlation id (1 to 128 printable ASCII characters), carried unchanged
    * on every status and event of the workload; the backend never sees it.
    */
-  traceId?: string | undefined;
+  traceId?:
+    | string
+    | undefined;
+  /**
+   * Host directories to give the workload, in order, each inside one of the profile's
+   * mount roots (checked by the kernel after resolving links).
+   */
+  mounts: Mount[];
 }
 
 export interface WorkloadSpec_EnvEntry {
@@ -306,6 +313,16 @@ export interface WorkloadSpec_EnvEntry {
 export interface WorkloadSpec_LabelsEntry {
   key: string;
   value: string;
+}
+
+/** A host directory given to a workload. */
+export interface Mount {
+  /** An absolute host path. */
+  source: string;
+  /** Where the workload sees it: an absolute, normalized path inside the workload. */
+  target: string;
+  /** The workload may only read it. */
+  readOnly: boolean;
 }
 
 /** An error as carried in statuses and events: a stable code (for example START_FAILED) and a message. */
@@ -729,6 +746,7 @@ function createBaseWorkloadSpec(): WorkloadSpec {
     graceMs: undefined,
     labels: {},
     traceId: undefined,
+    mounts: [],
   };
 }
 
@@ -769,6 +787,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     });
     if (message.traceId !== undefined) {
       writer.uint32(98).string(message.traceId);
+    }
+    for (const v of message.mounts) {
+      Mount.encode(v!, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -888,6 +909,14 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
             message.traceId = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.mounts.push(Mount.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -960,6 +989,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
         : isSet(object.trace_id)
         ? globalThis.String(object.trace_id)
         : undefined,
+      mounts: globalThis.Array.isArray(object?.mounts)
+        ? object.mounts.map((e: any) => Mount.fromJSON(e))
+        : [],
     };
   },
 
@@ -1013,6 +1045,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     if (message.traceId !== undefined) {
       obj.traceId = message.traceId;
     }
+    if (message.mounts?.length) {
+      obj.mounts = message.mounts.map((e) => Mount.toJSON(e));
+    }
     return obj;
   },
 
@@ -1053,6 +1088,7 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
       {},
     );
     message.traceId = object.traceId ?? undefined;
+    message.mounts = object.mounts?.map((e) => Mount.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1223,6 +1259,111 @@ export const WorkloadSpec_LabelsEntry: MessageFns<WorkloadSpec_LabelsEntry> = {
     const message = createBaseWorkloadSpec_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseMount(): Mount {
+  return { source: "", target: "", readOnly: false };
+}
+
+export const Mount: MessageFns<Mount> = {
+  encode(message: Mount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.target !== "") {
+      writer.uint32(18).string(message.target);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(24).bool(message.readOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Mount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Mount {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+    };
+  },
+
+  toJSON(message: Mount): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Mount>): Mount {
+    return Mount.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Mount>): Mount {
+    const message = createBaseMount();
+    message.source = object.source ?? "";
+    message.target = object.target ?? "";
+    message.readOnly = object.readOnly ?? false;
     return message;
   },
 };
