@@ -151,26 +151,45 @@ export function recordStart(
   return { pid, startTime };
 }
 
-/** Kills what is left of a run (its group), deletes its logs unless kept, and forgets it. */
-export async function cleanupRun(s: Supervisor, run: Run, keepLogs: boolean): Promise<Record<string, never>> {
-  if (!run.exit) {
-    s.lib.signalRun(s, run, "SIGKILL");
-    if (run.orphan) {
-      const deadline = Date.now() + 10_000;
-      while (!run.exit && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
-        if (!s.lib.isAlive(s, run.record)) s.lib.markOrphanGone(s, run);
-      }
-    }
-    if (!(await s.lib.waitExit(run, 10_000))) {
-      throw fail(
-        "CLEANUP_FAILED",
-        `Run ${run.record.runId} (pid ${run.record.pid}) did not die after SIGKILL`,
-      );
+/**
+ * Kills what is left of a run (its group), deletes its logs unless kept, and forgets it. A run
+ * that has exited is done at once, so its reply leaves with the other replies to the same
+ * chunk of requests (a burst of destroys costs one write back, not one turn per cleanup).
+ */
+export function cleanupRun(
+  s: Supervisor,
+  run: Run,
+  keepLogs: boolean,
+): Record<string, never> | Promise<Record<string, never>> {
+  if (run.exit) return forgetRun(s, run, keepLogs);
+  return reapThenForget(s, run, keepLogs);
+}
+
+/** Cleanup of a run still alive: SIGKILL to its group, then its exit awaited (polled for an orphan). */
+export async function reapThenForget(
+  s: Supervisor,
+  run: Run,
+  keepLogs: boolean,
+): Promise<Record<string, never>> {
+  s.lib.signalRun(s, run, "SIGKILL");
+  if (run.orphan) {
+    const deadline = Date.now() + 10_000;
+    while (!run.exit && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      if (!s.lib.isAlive(s, run.record)) s.lib.markOrphanGone(s, run);
     }
   }
-  // Whatever the workload left in its group (grandchildren) goes too.
-  s.lib.signalRun(s, run, "SIGKILL");
+  if (!(await s.lib.waitExit(run, 10_000))) {
+    throw fail("CLEANUP_FAILED", `Run ${run.record.runId} (pid ${run.record.pid}) did not die after SIGKILL`);
+  }
+  return forgetRun(s, run, keepLogs);
+}
+
+/** The end of a cleanup, once the run has exited: its group swept, its logs and its record gone. */
+export function forgetRun(s: Supervisor, run: Run, keepLogs: boolean): Record<string, never> {
+  // Whatever the workload left in its group (grandchildren) goes too; a group found empty
+  // when its leader was reaped stays empty (nothing can join a group that has no member).
+  if (!run.groupGone) s.lib.signalRun(s, run, "SIGKILL");
   if (!keepLogs) {
     // This supervisor only knows of the rotations it did itself.
     const earlier = run.record.startedAt < s.startedAt;

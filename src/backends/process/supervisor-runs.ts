@@ -64,6 +64,20 @@ export function signalRun(s: Supervisor, run: Run, signal: "SIGTERM" | "SIGKILL"
   }
 }
 
+/**
+ * Whether the process group `pgid` has no member left. Asked right after its leader was
+ * reaped; should the pid be reused by then, the answer is "not gone", which only costs a
+ * signal that `signalRun` checks anyway.
+ */
+export function groupGone(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
 /** Records a run's exit, pushes it to the kernels (on the next turn) and wakes its waiters. */
 export function recordExit(s: Supervisor, run: Run, exit: WireExit): void {
   if (run.exit) return;
@@ -102,6 +116,7 @@ export function onChildExit(
   if (run.refusal) return;
   const at = preciseNow();
   s.logs.activity();
+  run.groupGone = groupGone(run.record.pid);
   if (signal) {
     const n = s.os.constants.signals[signal] ?? 0;
     recordExit(s, run, { exitCode: 128 + n, signal, at });

@@ -60,6 +60,8 @@ export interface Run {
   exitWaiters: Array<() => void>;
   /** Its start line could not be written: killed, forgotten, and its start answered with this. */
   refusal?: WireError;
+  /** Nothing of its process group was left when this supervisor reaped it: a cleanup has nothing to kill. */
+  groupGone?: boolean;
 }
 
 /**
