@@ -5,7 +5,11 @@
  */
 
 export type { RequestCounts } from "./api.js";
-export { KubernetesBackend, type KubernetesBackendStats, type KubernetesHandle } from "./backend.js";
+export {
+  KubernetesBackend,
+  type KubernetesBackendStats,
+  type KubernetesHandle,
+} from "./kubernetes-backend.js";
 export { podName } from "./names.js";
 export type { KubernetesBackendOptions, KubernetesProfile, KubernetesWorkspace } from "./options.js";
 export {

@@ -120,61 +120,62 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   readonly name = "kubernetes";
   /** The namespace of every Pod and Secret. */
   readonly namespace: string;
-  private readonly api: KubeApi;
-  private readonly options: KubernetesBackendOptions;
-  private readonly watches = new Map<string, PodWatch>();
+  readonly #api: KubeApi;
+  readonly #options: KubernetesBackendOptions;
+  readonly #watches = new Map<string, PodWatch>();
   /** Grace (seconds) of the kernel's own delete of each Pod: a Pod gone without one was deleted behind its back. */
-  private readonly deleting = new Map<string, number>();
-  private readonly finalExits = new Map<string, ExitStatus>();
+  readonly #deleting = new Map<string, number>();
+  readonly #finalExits = new Map<string, ExitStatus>();
   /** Runs being started by this instance: their Secret may exist before their Pod. */
-  private readonly starting = new Set<string>();
-  private closed = false;
+  readonly #starting = new Set<string>();
+  #closed = false;
 
   constructor(options: KubernetesBackendOptions = {}) {
-    this.options = options;
+    this.#options = options;
     const kc = loadKubeConfig(options.kubeConfig);
-    this.api = new KubeApi(kc);
+    this.#api = new KubeApi(kc);
     this.namespace = resolveNamespace(kc, options.namespace);
   }
 
   /** Requests made so far and what the shared watches did. */
   stats(): KubernetesBackendStats {
     const watch: PodWatchStats = { lists: 0, watches: 0, expired: 0, dropped: 0, events: 0 };
-    for (const w of this.watches.values())
+    for (const w of this.#watches.values())
       for (const k of Object.keys(watch) as (keyof PodWatchStats)[]) watch[k] += w.stats[k];
-    return { requests: { total: this.api.counts.total, byKind: { ...this.api.counts.byKind } }, watch };
+    return { requests: { total: this.#api.counts.total, byKind: { ...this.#api.counts.byKind } }, watch };
   }
 
-  private profile(name: string): KubernetesProfile {
-    return mergeProfiles(this.options.defaults, this.options.profiles?.[name]);
+  #profile(name: string): KubernetesProfile {
+    return mergeProfiles(this.#options.defaults, this.#options.profiles?.[name]);
   }
 
   /** The shared watch of `kernelId`'s Pods (one per kernel id; a backend normally serves one kernel). */
-  private watchFor(kernelId: string): PodWatch {
-    let w = this.watches.get(kernelId);
+  #watchFor(kernelId: string): PodWatch {
+    let w = this.#watches.get(kernelId);
     if (w) return w;
     const selector = kernelSelector(kernelId);
     const ns = this.namespace;
-    const timeoutSeconds = this.options.watchTimeoutSeconds ?? 300;
-    w = new PodWatch(podWatchTransport(this.api, ns, selector, timeoutSeconds), {
-      resyncMs: this.options.resyncMs ?? 300_000,
+    const timeoutSeconds = this.#options.watchTimeoutSeconds ?? 300;
+    w = new PodWatch(podWatchTransport(this.#api, ns, selector, timeoutSeconds), {
+      resyncMs: this.#options.resyncMs ?? 300_000,
       idleMs: (timeoutSeconds * 1.1 + 30) * 1000,
       reconnectMs: {
-        initial: this.options.reconnectMs?.initial ?? 200,
-        max: this.options.reconnectMs?.max ?? 10_000,
+        initial: this.#options.reconnectMs?.initial ?? 200,
+        max: this.#options.reconnectMs?.max ?? 10_000,
       },
     });
     // Every Pod seen gone gets its final exit recorded, watched or not, so exitCode can answer.
     w.onGone((name, last) => {
-      if (!this.finalExits.has(name)) this.rememberExit(name, exitOfDeleted(last, this.deleting.get(name)));
+      if (!this.#finalExits.has(name))
+        this.#rememberExit(name, exitOfDeleted(last, this.#deleting.get(name)));
     });
-    this.watches.set(kernelId, w);
+    this.#watches.set(kernelId, w);
     return w;
   }
 
-  private async synced(kernelId: string): Promise<PodWatch> {
-    if (this.closed) throw new BackendUnavailableError("The Kubernetes backend is closed");
-    const w = this.watchFor(kernelId);
+  async #synced(kernelId: string): Promise<PodWatch> {
+    if (this.#closed) throw new BackendUnavailableError("The Kubernetes backend is closed");
+    const w = this.#watchFor(kernelId);
     try {
       await w.ready();
     } catch (error) {
@@ -184,31 +185,31 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     return w;
   }
 
-  private rememberExit(pod: string, exit: ExitStatus): void {
-    this.finalExits.delete(pod);
-    this.finalExits.set(pod, exit);
-    if (this.finalExits.size > FINAL_EXITS_MAX) {
-      const oldest = this.finalExits.keys().next().value;
-      if (oldest !== undefined) this.finalExits.delete(oldest);
+  #rememberExit(pod: string, exit: ExitStatus): void {
+    this.#finalExits.delete(pod);
+    this.#finalExits.set(pod, exit);
+    if (this.#finalExits.size > FINAL_EXITS_MAX) {
+      const oldest = this.#finalExits.keys().next().value;
+      if (oldest !== undefined) this.#finalExits.delete(oldest);
     }
   }
 
   /** The exit of `handle` given the watch's view: `null` while it runs, `undefined` when unknown. */
-  private exitFromCache(w: PodWatch, handle: KubernetesHandle): ExitStatus | null | undefined {
+  #exitFromCache(w: PodWatch, handle: KubernetesHandle): ExitStatus | null | undefined {
     const pod = w.pods.get(handle.pod);
     if (pod && pod.metadata?.uid === handle.uid) return exitOf(pod);
-    return this.finalExits.get(handle.pod);
+    return this.#finalExits.get(handle.pod);
   }
 
   async start(request: StartRequest, { signal }: { signal: AbortSignal }): Promise<KubernetesHandle> {
-    const profile = this.profile(request.profile);
+    const profile = this.#profile(request.profile);
     const { pod, secret } = buildPodManifests(request, {
       namespace: this.namespace,
-      namePrefix: this.options.namePrefix ?? "rk",
+      namePrefix: this.#options.namePrefix ?? "rk",
       profile,
     });
     if (signal.aborted) throw new StartAbortedError(request.workloadId);
-    const watch = await this.synced(request.kernelId);
+    const watch = await this.#synced(request.kernelId);
     const name = pod.metadata.name;
     const ns = this.namespace;
     const handle: KubernetesHandle = {
@@ -226,11 +227,11 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     let onChange: (() => void) | undefined;
     const unsubscribe = watch.subscribe(name, () => onChange?.());
     let created = false;
-    this.starting.add(name);
+    this.#starting.add(name);
     try {
       if (secret) {
         try {
-          await this.api.call("create", (core) =>
+          await this.#api.call("create", (core) =>
             core.createNamespacedSecret({ namespace: ns, body: secret }),
           );
         } catch (error) {
@@ -242,18 +243,18 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
       if (signal.aborted) throw new StartAbortedError(request.workloadId);
       let createdPod: V1Pod;
       try {
-        createdPod = await this.api.call("create", (core) =>
+        createdPod = await this.#api.call("create", (core) =>
           core.createNamespacedPod({ namespace: ns, body: pod }),
         );
       } catch (error) {
         if (!isStatus(error, 409)) throw toKernelError(error, `creating Pod ${name}`, request.workloadId);
-        createdPod = await this.api.call("get", (core) => core.readNamespacedPod({ name, namespace: ns }));
+        createdPod = await this.#api.call("get", (core) => core.readNamespacedPod({ name, namespace: ns }));
       }
       created = true;
       handle.uid = createdPod.metadata?.uid ?? "";
       if (secret) {
         // Owned by its Pod: a cluster's garbage collector removes it with the Pod even if we never do.
-        await this.api
+        await this.#api
           .call("patch", (core) =>
             core.patchNamespacedSecret({
               name,
@@ -273,31 +274,31 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
             throw toKernelError(error, `setting the owner of Secret ${name}`, request.workloadId);
           });
       }
-      await this.waitStarted(watch, handle, request, signal, (fn) => {
+      await this.#waitStarted(watch, handle, request, signal, (fn) => {
         onChange = fn;
       });
       return handle;
     } catch (error) {
       unsubscribe();
-      await this.discard(handle, created).catch(() => undefined);
+      await this.#discard(handle, created).catch(() => undefined);
       if (isRuntimeKernelError(error)) throw error;
       if (signal.aborted) throw new StartAbortedError(request.workloadId, { cause: error });
       throw toKernelError(error, `starting ${name}`, request.workloadId);
     } finally {
-      this.starting.delete(name);
+      this.#starting.delete(name);
       unsubscribe();
     }
   }
 
   /** Resolves once the Pod runs or has exited; rejects on a fatal or timed-out Pending, deletion, or abort. */
-  private waitStarted(
+  #waitStarted(
     watch: PodWatch,
     handle: KubernetesHandle,
     request: StartRequest,
     signal: AbortSignal,
     listen: (fn: () => void) => void,
   ): Promise<void> {
-    const timeoutMs = this.options.startTimeoutMs ?? 120_000;
+    const timeoutMs = this.#options.startTimeoutMs ?? 120_000;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -346,18 +347,18 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   }
 
   /** Deletes what a failed start created; waits until the Pod is gone. */
-  private async discard(handle: KubernetesHandle, created: boolean): Promise<void> {
+  async #discard(handle: KubernetesHandle, created: boolean): Promise<void> {
     if (created) await this.cleanup(handle);
-    else if (handle.secret) await this.deleteSecret(handle.secret, handle.namespace, handle.workloadId);
+    else if (handle.secret) await this.#deleteSecret(handle.secret, handle.namespace, handle.workloadId);
   }
 
   async exitCode(handle: KubernetesHandle): Promise<number | null> {
-    const w = await this.synced(handle.kernelId);
-    const exit = this.exitFromCache(w, handle);
+    const w = await this.#synced(handle.kernelId);
+    const exit = this.#exitFromCache(w, handle);
     if (exit === undefined) {
       // Not in the watch's view: confirm with the server before calling it lost.
       try {
-        const pod = await this.api.call("get", (core) =>
+        const pod = await this.#api.call("get", (core) =>
           core.readNamespacedPod({ name: handle.pod, namespace: handle.namespace }),
         );
         if (pod.metadata?.uid === handle.uid) return exitOf(pod)?.exitCode ?? null;
@@ -381,7 +382,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
       unsubscribe?.();
       onExit(exit);
     };
-    const w = this.watchFor(handle.kernelId);
+    const w = this.#watchFor(handle.kernelId);
     unsubscribe = w.subscribe(handle.pod, (pod, last) => {
       if (pod) {
         if (pod.metadata?.uid !== handle.uid) return;
@@ -390,14 +391,14 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
         return;
       }
       if (last && last.metadata?.uid !== handle.uid) return;
-      report(this.onDeleted(handle.pod, last));
+      report(this.#onDeleted(handle.pod, last));
     });
     w.ready().then(
       () => {
         if (done) return;
-        const exit = this.exitFromCache(w, handle);
+        const exit = this.#exitFromCache(w, handle);
         if (exit) report(exit);
-        else if (exit === undefined) report(this.onDeleted(handle.pod, undefined));
+        else if (exit === undefined) report(this.#onDeleted(handle.pod, undefined));
       },
       () => {
         // The watch could not sync; the kernel's exitCode poll reports the API error instead.
@@ -411,31 +412,31 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   }
 
   /** The final exit of a Pod seen gone, remembered for `exitCode`. */
-  private onDeleted(pod: string, last: V1Pod | undefined): ExitStatus {
-    const known = this.finalExits.get(pod);
+  #onDeleted(pod: string, last: V1Pod | undefined): ExitStatus {
+    const known = this.#finalExits.get(pod);
     if (known) return known;
-    const exit = exitOfDeleted(last, this.deleting.get(pod));
-    this.rememberExit(pod, exit);
+    const exit = exitOfDeleted(last, this.#deleting.get(pod));
+    this.#rememberExit(pod, exit);
     return exit;
   }
 
-  private async deletePod(handle: KubernetesHandle, graceSeconds: number): Promise<void> {
-    const previous = this.deleting.get(handle.pod);
-    this.deleting.set(handle.pod, previous === undefined ? graceSeconds : Math.min(previous, graceSeconds));
+  async #deletePod(handle: KubernetesHandle, graceSeconds: number): Promise<void> {
+    const previous = this.#deleting.get(handle.pod);
+    this.#deleting.set(handle.pod, previous === undefined ? graceSeconds : Math.min(previous, graceSeconds));
     // On a Pod already terminating with a grace period, a delete with grace 0 only shortens the
     // period to 0 (the API server then waits for the kubelet); a second one removes it at once.
-    const cached = this.watches.get(handle.kernelId)?.pods.get(handle.pod);
+    const cached = this.#watches.get(handle.kernelId)?.pods.get(handle.pod);
     const terminating =
       (previous !== undefined && previous > 0) ||
       (cached?.metadata?.deletionTimestamp !== undefined &&
         (cached.metadata.deletionGracePeriodSeconds ?? 0) > 0);
-    await this.deleteOnce(handle, graceSeconds);
-    if (graceSeconds === 0 && terminating) await this.deleteOnce(handle, 0);
+    await this.#deleteOnce(handle, graceSeconds);
+    if (graceSeconds === 0 && terminating) await this.#deleteOnce(handle, 0);
   }
 
-  private async deleteOnce(handle: KubernetesHandle, graceSeconds: number): Promise<void> {
+  async #deleteOnce(handle: KubernetesHandle, graceSeconds: number): Promise<void> {
     try {
-      await this.api.call("delete", (core) =>
+      await this.#api.call("delete", (core) =>
         core.deleteNamespacedPod({
           name: handle.pod,
           namespace: handle.namespace,
@@ -454,9 +455,9 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     }
   }
 
-  private async deleteSecret(name: string, namespace: string, workloadId?: string): Promise<void> {
+  async #deleteSecret(name: string, namespace: string, workloadId?: string): Promise<void> {
     try {
-      await this.api.call("delete", (core) => core.deleteNamespacedSecret({ name, namespace }));
+      await this.#api.call("delete", (core) => core.deleteNamespacedSecret({ name, namespace }));
     } catch (error) {
       if (isStatus(error, 404)) return;
       throw toKernelError(error, `deleting Secret ${name}`, workloadId);
@@ -464,20 +465,20 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   }
 
   async terminate(handle: KubernetesHandle, { graceMs }: { graceMs: number }): Promise<void> {
-    await this.deletePod(handle, graceMs <= 0 ? 0 : Math.max(1, Math.ceil(graceMs / 1000)));
+    await this.#deletePod(handle, graceMs <= 0 ? 0 : Math.max(1, Math.ceil(graceMs / 1000)));
   }
 
   async kill(handle: KubernetesHandle): Promise<void> {
-    await this.deletePod(handle, 0);
+    await this.#deletePod(handle, 0);
   }
 
   async cleanup(handle: KubernetesHandle): Promise<void> {
     try {
       // A Pod the synced watch has seen go needs no second delete.
-      const w = this.watches.get(handle.kernelId);
-      const seenGone = w?.isSynced === true && !w.pods.has(handle.pod) && this.finalExits.has(handle.pod);
-      if (!seenGone) await this.deletePod(handle, 0);
-      if (handle.secret) await this.deleteSecret(handle.secret, handle.namespace, handle.workloadId);
+      const w = this.#watches.get(handle.kernelId);
+      const seenGone = w?.isSynced === true && !w.pods.has(handle.pod) && this.#finalExits.has(handle.pod);
+      if (!seenGone) await this.#deletePod(handle, 0);
+      if (handle.secret) await this.#deleteSecret(handle.secret, handle.namespace, handle.workloadId);
     } catch (error) {
       throw new CleanupFailedError(
         handle.workloadId,
@@ -488,18 +489,18 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
         },
       );
     }
-    await this.confirmGone(handle);
+    await this.#confirmGone(handle);
     // Reclaimed: from now on the run is unknown (exitCode says lost), and nothing of it is kept.
-    this.finalExits.delete(handle.pod);
-    this.deleting.delete(handle.pod);
+    this.#finalExits.delete(handle.pod);
+    this.#deleting.delete(handle.pod);
   }
 
   /** Resolves once the Pod is gone from the server (seen through the watch, else asked directly). */
-  private async confirmGone(handle: KubernetesHandle): Promise<void> {
-    const timeoutMs = this.options.cleanupTimeoutMs ?? 60_000;
+  async #confirmGone(handle: KubernetesHandle): Promise<void> {
+    const timeoutMs = this.#options.cleanupTimeoutMs ?? 60_000;
     let w: PodWatch | undefined;
     try {
-      w = await this.synced(handle.kernelId);
+      w = await this.#synced(handle.kernelId);
     } catch {
       w = undefined;
     }
@@ -531,7 +532,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     }
     // The watch did not show it gone: the server has the last word.
     try {
-      const pod = await this.api.call("get", (core) =>
+      const pod = await this.#api.call("get", (core) =>
         core.readNamespacedPod({ name: handle.pod, namespace: handle.namespace }),
       );
       if (handle.uid && pod.metadata?.uid !== handle.uid) return;
@@ -556,7 +557,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   }
 
   async discover({ kernelId }: { kernelId: string }): Promise<DiscoveredWorkload<KubernetesHandle>[]> {
-    const w = await this.synced(kernelId);
+    const w = await this.#synced(kernelId);
     const found: DiscoveredWorkload<KubernetesHandle>[] = [];
     for (const pod of w.pods.values()) {
       const meta = pod.metadata ?? {};
@@ -583,7 +584,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
       if (secretRef) handle.secret = secretRef;
       found.push({ handle, labels, exit: exitOf(pod) });
     }
-    if (this.options.reapOrphanSecrets) await this.deleteOrphanSecrets(kernelId, w);
+    if (this.#options.reapOrphanSecrets) await this.#deleteOrphanSecrets(kernelId, w);
     return found;
   }
 
@@ -593,14 +594,14 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
    * no Pod owns them for a garbage collector to find. Only the Secrets of runs this instance
    * is starting are spared: a kernel id belongs to one kernel at a time.
    */
-  private async deleteOrphanSecrets(kernelId: string, w: PodWatch): Promise<void> {
-    const list = await this.api.call("list", (core) =>
+  async #deleteOrphanSecrets(kernelId: string, w: PodWatch): Promise<void> {
+    const list = await this.#api.call("list", (core) =>
       core.listNamespacedSecret({ namespace: this.namespace, labelSelector: kernelSelector(kernelId) }),
     );
     for (const secret of list.items) {
       const name = secret.metadata?.name;
-      if (!name || w.pods.has(name) || this.starting.has(name)) continue;
-      await this.deleteSecret(name, this.namespace);
+      if (!name || w.pods.has(name) || this.#starting.has(name)) continue;
+      await this.#deleteSecret(name, this.namespace);
     }
   }
 
@@ -611,7 +612,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     const lines: LogEntry[] = [];
     let wake: (() => void) | undefined;
     let end: { status?: number; error?: unknown; body?: string } | undefined;
-    const request = this.api.stream(
+    const request = this.#api.stream(
       "logs",
       `/api/v1/namespaces/${encodeURIComponent(handle.namespace)}/pods/${encodeURIComponent(handle.pod)}/log?${q}`,
       {
@@ -660,9 +661,9 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    for (const w of this.watches.values()) w.close();
-    this.watches.clear();
-    this.api.close();
+    this.#closed = true;
+    for (const w of this.#watches.values()) w.close();
+    this.#watches.clear();
+    this.#api.close();
   }
 }
