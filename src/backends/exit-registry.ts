@@ -1,0 +1,166 @@
+/**
+ * The exits a backend has learnt and the `watchExit` callbacks waiting for them: one bounded
+ * record and one deliver-once rule for every backend. It learns exits only from its backend;
+ * it never asks a substrate anything and knows nothing of handles.
+ * @module
+ */
+import { BoundedMap } from "../bounded-map.js";
+import type { ExitStatus } from "./backend.js";
+
+/**
+ * How many exits a backend remembers, for `watchExit` and `exitCode` calls that come after
+ * the exit. A kernel asks within moments of an exit and cleans the run up soon after (which
+ * forgets it), so the limit only ever drops runs that nobody cleans up; an exit is a few dozen
+ * bytes, so a full record costs well under a megabyte.
+ */
+export const EXIT_RECORD_LIMIT = 10_000;
+
+/** Options of {@link ExitRegistry}. */
+export interface ExitRegistryOptions<K> {
+  /** The most exits remembered (default {@link EXIT_RECORD_LIMIT}). */
+  limit?: number;
+  /** Exits never forgotten for room (say, of runs this instance started); they go by `forget` only. */
+  keep?: (key: K) => boolean;
+  /**
+   * Receives what a watch's callback throws. Without it, the error is thrown on to whoever
+   * delivered the exit, once every watch of that exit has had it.
+   */
+  onError?: (error: unknown) => void;
+  /** Called when the last open watch ends (its exit delivered, or stopped). */
+  onIdle?: () => void;
+}
+
+/** One watch, as {@link ExitRegistry.watch} returns it. */
+export interface ExitWatch {
+  /** Whether the watch has ended: its exit was delivered, or it was stopped. */
+  readonly done: boolean;
+  /** Delivers `status` to this watch alone, unless it has ended (then nothing happens). */
+  deliver(status: ExitStatus): void;
+  /** Ends the watch without a call; `watchExit`'s unsubscribe function (bound: pass it as is). */
+  readonly stop: () => void;
+}
+
+interface Watch<K> extends ExitWatch {
+  readonly key: K;
+  done: boolean;
+}
+
+/**
+ * A bounded record of exits by key (a run id, a container id, a Pod name), and the watches of
+ * each key. Every watch is called at most once, never before `watch` has returned, and never
+ * after it was stopped.
+ */
+export class ExitRegistry<K = string> {
+  readonly #exits: BoundedMap<K, ExitStatus>;
+  readonly #watches = new Map<K, Set<Watch<K>>>();
+  readonly #onError: ((error: unknown) => void) | undefined;
+  readonly #onIdle: (() => void) | undefined;
+
+  constructor(options: ExitRegistryOptions<K> = {}) {
+    this.#exits = new BoundedMap<K, ExitStatus>({
+      limit: options.limit ?? EXIT_RECORD_LIMIT,
+      keep: options.keep,
+    });
+    this.#onError = options.onError;
+    this.#onIdle = options.onIdle;
+  }
+
+  /** The remembered exit of `key`. */
+  get(key: K): ExitStatus | undefined {
+    return this.#exits.get(key);
+  }
+
+  has(key: K): boolean {
+    return this.#exits.has(key);
+  }
+
+  /** Remembers `key`'s exit without telling its watches (they hear of it through `deliver`). */
+  remember(key: K, status: ExitStatus): void {
+    this.#exits.set(key, status);
+  }
+
+  /** Remembers `key`'s exit and delivers it to every open watch of `key`. */
+  settle(key: K, status: ExitStatus): void {
+    this.#exits.set(key, status);
+    const set = this.#watches.get(key);
+    if (!set) return;
+    let thrown: { error: unknown } | undefined;
+    for (const watch of [...set]) {
+      try {
+        watch.deliver(status);
+      } catch (error) {
+        thrown ??= { error };
+      }
+    }
+    if (thrown) throw thrown.error;
+  }
+
+  /** Forgets `key`'s exit (its run was cleaned up); open watches stay. */
+  forget(key: K): void {
+    this.#exits.delete(key);
+  }
+
+  /**
+   * Watches `key`: `onExit` is called once, with the exit `settle` or `deliver` brings, or
+   * with the remembered one on the next microtask (the caller does not hold `stop` yet).
+   */
+  watch(key: K, onExit: (status: ExitStatus) => void): ExitWatch {
+    const watch: Watch<K> = {
+      key,
+      done: false,
+      deliver: (status) => {
+        if (watch.done) return;
+        this.#end(watch);
+        if (!this.#onError) return onExit(status);
+        try {
+          onExit(status);
+        } catch (error) {
+          this.#onError(error);
+        }
+      },
+      stop: () => this.#end(watch),
+    };
+    const known = this.#exits.get(key);
+    if (known) {
+      queueMicrotask(() => watch.deliver(known));
+      return watch;
+    }
+    let set = this.#watches.get(key);
+    if (!set) {
+      set = new Set();
+      this.#watches.set(key, set);
+    }
+    set.add(watch);
+    return watch;
+  }
+
+  /** Whether `key` has an open watch. */
+  isWatched(key: K): boolean {
+    return this.#watches.has(key);
+  }
+
+  /** The keys with open watches. */
+  watchedKeys(): K[] {
+    return [...this.#watches.keys()];
+  }
+
+  /** How many keys have open watches. */
+  get watching(): number {
+    return this.#watches.size;
+  }
+
+  /** Ends every open watch without a call (the backend is closing). */
+  close(): void {
+    for (const set of this.#watches.values()) for (const watch of set) watch.done = true;
+    this.#watches.clear();
+  }
+
+  #end(watch: Watch<K>): void {
+    watch.done = true;
+    const set = this.#watches.get(watch.key);
+    if (!set?.delete(watch)) return;
+    if (set.size > 0) return;
+    this.#watches.delete(watch.key);
+    if (this.#watches.size === 0) this.#onIdle?.();
+  }
+}
