@@ -137,10 +137,10 @@ function pooledConfig(config: KubeConfig, maxSockets: number, agents: Map<string
 export class KubeApi {
   readonly core: CoreV1Api;
   readonly counts: RequestCounts = { total: 0, byKind: {} };
-  private readonly agents = new Map<string, https.Agent>();
-  private readonly maxConcurrent: number;
-  private inFlight = 0;
-  private readonly queued: Array<() => void> = [];
+  readonly #agents = new Map<string, https.Agent>();
+  readonly #maxConcurrent: number;
+  #inFlight = 0;
+  readonly #queued: Array<() => void> = [];
 
   /**
    * @param maxConcurrent typed calls in flight at once (more wait their turn here); watches and
@@ -150,14 +150,14 @@ export class KubeApi {
     readonly config: KubeConfig,
     maxConcurrent = 32,
   ) {
-    this.maxConcurrent = maxConcurrent;
-    this.core = pooledConfig(config, maxConcurrent, this.agents).makeApiClient(CoreV1Api);
+    this.#maxConcurrent = maxConcurrent;
+    this.core = pooledConfig(config, maxConcurrent, this.#agents).makeApiClient(CoreV1Api);
   }
 
   /** Closes the pooled connections. */
   close(): void {
-    for (const agent of this.agents.values()) agent.destroy();
-    this.agents.clear();
+    for (const agent of this.#agents.values()) agent.destroy();
+    this.#agents.clear();
   }
 
   /**
@@ -169,15 +169,15 @@ export class KubeApi {
    */
   async call<T>(kind: string, fn: (core: CoreV1Api) => Promise<T>): Promise<T> {
     this.count(kind);
-    if (this.inFlight < this.maxConcurrent) this.inFlight++;
-    else await new Promise<void>((resolve) => this.queued.push(resolve));
+    if (this.#inFlight < this.#maxConcurrent) this.#inFlight++;
+    else await new Promise<void>((resolve) => this.#queued.push(resolve));
     try {
       return await fn(this.core);
     } finally {
       // The slot passes straight to the next call waiting, if any.
-      const next = this.queued.shift();
+      const next = this.#queued.shift();
       if (next) next();
-      else this.inFlight--;
+      else this.#inFlight--;
     }
   }
 
