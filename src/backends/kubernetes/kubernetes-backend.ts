@@ -8,7 +8,6 @@ import {
   CleanupFailedError,
   isRuntimeKernelError,
   StartAbortedError,
-  StartFailedError,
   WorkloadLostError,
 } from "../../errors.js";
 import type {
@@ -20,21 +19,24 @@ import type {
   StartRequest,
   WorkloadHandle,
 } from "../backend.js";
+import { ExitRegistry } from "../exit-registry.js";
 import { apiFailure, isStatus, KubeApi, type RequestCounts, toKernelError } from "./api.js";
 import type { KubeConfig } from "./client.js";
 import { loadKubeConfig } from "./kubeconfig.js";
 import type { V1Pod } from "./models.js";
 import type { KubernetesBackendOptions, KubernetesProfile } from "./options.js";
+import { podLogs } from "./pod-logs.js";
 import {
   ANNOTATION_IDS,
   ANNOTATION_LABELS,
   buildPodManifests,
   kernelSelector,
-  MAIN_CONTAINER,
   mergeProfiles,
 } from "./pod-spec.js";
-import { exitOf, exitOfDeleted, fatalPendingReason, hasStarted, pendingReason } from "./pod-status.js";
-import { PodWatch, type PodWatchStats, type PodWatchTransport } from "./pod-watch.js";
+import { exitOf, exitOfDeleted } from "./pod-status.js";
+import { waitGone, waitStarted } from "./pod-waits.js";
+import { PodWatch, type PodWatchStats } from "./pod-watch.js";
+import { podWatchTransport } from "./pod-watch-transport.js";
 
 /** The handle of one run: plain JSON, enough to find the Pod again after a kernel restart. */
 export interface KubernetesHandle extends WorkloadHandle {
@@ -53,48 +55,6 @@ export interface KubernetesHandle extends WorkloadHandle {
 export interface KubernetesBackendStats {
   requests: RequestCounts;
   watch: PodWatchStats;
-}
-
-/** Final exits of Pods that are gone, kept so `exitCode` can still answer; bounded. */
-const FINAL_EXITS_MAX = 10_000;
-
-/** The list and watch calls of a {@link PodWatch} over the Pods of `selector` in `namespace`. */
-export function podWatchTransport(
-  api: KubeApi,
-  namespace: string,
-  selector: string,
-  timeoutSeconds: number,
-): PodWatchTransport {
-  return {
-    list: async () => {
-      const list = await api.call("list", (core) =>
-        core.listNamespacedPod({ namespace, labelSelector: selector }),
-      );
-      return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
-    },
-    watch: (resourceVersion, handlers) => {
-      const q = new URLSearchParams({
-        watch: "true",
-        labelSelector: selector,
-        resourceVersion,
-        allowWatchBookmarks: "true",
-        // Jitter keeps many backends from reconnecting in step.
-        timeoutSeconds: String(Math.round(timeoutSeconds * (0.9 + Math.random() * 0.2))),
-      });
-      return api.stream("watch", `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${q}`, {
-        onLine: (line) => {
-          let event: { type?: string; object?: unknown };
-          try {
-            event = JSON.parse(line) as { type?: string; object?: unknown };
-          } catch {
-            return;
-          }
-          if (event.type) handlers.onEvent(event.type, event.object);
-        },
-        onEnd: handlers.onEnd,
-      });
-    },
-  };
 }
 
 function resolveNamespace(kc: KubeConfig, option: string | undefined): string {
@@ -125,7 +85,8 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   readonly #watches = new Map<string, PodWatch>();
   /** Grace (seconds) of the kernel's own delete of each Pod: a Pod gone without one was deleted behind its back. */
   readonly #deleting = new Map<string, number>();
-  readonly #finalExits = new Map<string, ExitStatus>();
+  /** Final exits of Pods that are gone, by Pod name, kept so `exitCode` can still answer. */
+  readonly #exits = new ExitRegistry();
   /** Runs being started by this instance: their Secret may exist before their Pod. */
   readonly #starting = new Set<string>();
   #closed = false;
@@ -166,8 +127,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     });
     // Every Pod seen gone gets its final exit recorded, watched or not, so exitCode can answer.
     w.onGone((name, last) => {
-      if (!this.#finalExits.has(name))
-        this.#rememberExit(name, exitOfDeleted(last, this.#deleting.get(name)));
+      if (!this.#exits.has(name)) this.#exits.remember(name, exitOfDeleted(last, this.#deleting.get(name)));
     });
     this.#watches.set(kernelId, w);
     return w;
@@ -185,20 +145,11 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     return w;
   }
 
-  #rememberExit(pod: string, exit: ExitStatus): void {
-    this.#finalExits.delete(pod);
-    this.#finalExits.set(pod, exit);
-    if (this.#finalExits.size > FINAL_EXITS_MAX) {
-      const oldest = this.#finalExits.keys().next().value;
-      if (oldest !== undefined) this.#finalExits.delete(oldest);
-    }
-  }
-
   /** The exit of `handle` given the watch's view: `null` while it runs, `undefined` when unknown. */
   #exitFromCache(w: PodWatch, handle: KubernetesHandle): ExitStatus | null | undefined {
     const pod = w.pods.get(handle.pod);
     if (pod && pod.metadata?.uid === handle.uid) return exitOf(pod);
-    return this.#finalExits.get(handle.pod);
+    return this.#exits.get(handle.pod);
   }
 
   async start(request: StartRequest, { signal }: { signal: AbortSignal }): Promise<KubernetesHandle> {
@@ -274,8 +225,12 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
             throw toKernelError(error, `setting the owner of Secret ${name}`, request.workloadId);
           });
       }
-      await this.#waitStarted(watch, handle, request, signal, (fn) => {
-        onChange = fn;
+      await waitStarted(watch, handle, {
+        signal,
+        timeoutMs: this.#options.startTimeoutMs ?? 120_000,
+        listen: (fn) => {
+          onChange = fn;
+        },
       });
       return handle;
     } catch (error) {
@@ -288,62 +243,6 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
       this.#starting.delete(name);
       unsubscribe();
     }
-  }
-
-  /** Resolves once the Pod runs or has exited; rejects on a fatal or timed-out Pending, deletion, or abort. */
-  #waitStarted(
-    watch: PodWatch,
-    handle: KubernetesHandle,
-    request: StartRequest,
-    signal: AbortSignal,
-    listen: (fn: () => void) => void,
-  ): Promise<void> {
-    const timeoutMs = this.#options.startTimeoutMs ?? 120_000;
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const settle = (error?: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      let seen = false;
-      const check = () => {
-        const pod = watch.pods.get(handle.pod);
-        if (!pod || pod.metadata?.uid !== handle.uid) {
-          // Seen, then gone: deleted (by someone else) before it ran.
-          if (seen)
-            settle(
-              new StartFailedError(request.workloadId, `Pod ${handle.pod} was deleted before it started`),
-            );
-          return;
-        }
-        seen = true;
-        if (hasStarted(pod) || exitOf(pod)) return settle();
-        const fatal = fatalPendingReason(pod);
-        if (fatal)
-          settle(new StartFailedError(request.workloadId, `Pod ${handle.pod} cannot start: ${fatal}`));
-      };
-      const onAbort = () => settle(new StartAbortedError(request.workloadId));
-      // Aborted while the Pod (or its Secret's owner) was being written: no event will come.
-      if (signal.aborted) return onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      timer = setTimeout(() => {
-        const pod = watch.pods.get(handle.pod);
-        const reason = pod ? pendingReason(pod) : "the Pod is not visible";
-        settle(
-          new StartFailedError(
-            request.workloadId,
-            `Pod ${handle.pod} did not start within ${timeoutMs} ms: ${reason}`,
-          ),
-        );
-      }, timeoutMs);
-      listen(check);
-      check();
-    });
   }
 
   /** Deletes what a failed start created; waits until the Pod is gone. */
@@ -374,49 +273,46 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
   }
 
   watchExit(handle: KubernetesHandle, onExit: (status: ExitStatus) => void): () => void {
-    let done = false;
     let unsubscribe: (() => void) | undefined;
-    const report = (exit: ExitStatus) => {
-      if (done) return;
-      done = true;
+    const watch = this.#exits.watch(handle.pod, (exit) => {
       unsubscribe?.();
       onExit(exit);
-    };
+    });
     const w = this.#watchFor(handle.kernelId);
     unsubscribe = w.subscribe(handle.pod, (pod, last) => {
       if (pod) {
         if (pod.metadata?.uid !== handle.uid) return;
         const exit = exitOf(pod);
-        if (exit) report(exit);
+        if (exit) watch.deliver(exit);
         return;
       }
       if (last && last.metadata?.uid !== handle.uid) return;
-      report(this.#onDeleted(handle.pod, last));
+      watch.deliver(this.#onDeleted(handle.pod, last));
     });
     w.ready().then(
       () => {
-        if (done) return;
+        if (watch.done) return;
         const exit = this.#exitFromCache(w, handle);
-        if (exit) report(exit);
-        else if (exit === undefined) report(this.#onDeleted(handle.pod, undefined));
+        if (exit) watch.deliver(exit);
+        else if (exit === undefined) watch.deliver(this.#onDeleted(handle.pod, undefined));
       },
       () => {
         // The watch could not sync; the kernel's exitCode poll reports the API error instead.
       },
     );
-    if (done) unsubscribe();
+    if (watch.done) unsubscribe();
     return () => {
-      done = true;
+      watch.stop();
       unsubscribe?.();
     };
   }
 
   /** The final exit of a Pod seen gone, remembered for `exitCode`. */
   #onDeleted(pod: string, last: V1Pod | undefined): ExitStatus {
-    const known = this.#finalExits.get(pod);
+    const known = this.#exits.get(pod);
     if (known) return known;
     const exit = exitOfDeleted(last, this.#deleting.get(pod));
-    this.#rememberExit(pod, exit);
+    this.#exits.remember(pod, exit);
     return exit;
   }
 
@@ -476,7 +372,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     try {
       // A Pod the synced watch has seen go needs no second delete.
       const w = this.#watches.get(handle.kernelId);
-      const seenGone = w?.isSynced === true && !w.pods.has(handle.pod) && this.#finalExits.has(handle.pod);
+      const seenGone = w?.isSynced === true && !w.pods.has(handle.pod) && this.#exits.has(handle.pod);
       if (!seenGone) await this.#deletePod(handle, 0);
       if (handle.secret) await this.#deleteSecret(handle.secret, handle.namespace, handle.workloadId);
     } catch (error) {
@@ -491,7 +387,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     }
     await this.#confirmGone(handle);
     // Reclaimed: from now on the run is unknown (exitCode says lost), and nothing of it is kept.
-    this.#finalExits.delete(handle.pod);
+    this.#exits.forget(handle.pod);
     this.#deleting.delete(handle.pod);
   }
 
@@ -504,32 +400,7 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     } catch {
       w = undefined;
     }
-    const present = () => {
-      const pod = w?.pods.get(handle.pod);
-      return pod !== undefined && (!handle.uid || pod.metadata?.uid === handle.uid);
-    };
-    if (w && !present()) return;
-    if (w) {
-      const watch = w;
-      const gone = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          unsubscribe();
-          resolve(false);
-        }, timeoutMs);
-        const unsubscribe = watch.subscribe(handle.pod, () => {
-          if (present()) return;
-          clearTimeout(timer);
-          unsubscribe();
-          resolve(true);
-        });
-        if (!present()) {
-          clearTimeout(timer);
-          unsubscribe();
-          resolve(true);
-        }
-      });
-      if (gone) return;
-    }
+    if (w && (await waitGone(w, handle, timeoutMs))) return;
     // The watch did not show it gone: the server has the last word.
     try {
       const pod = await this.#api.call("get", (core) =>
@@ -605,59 +476,8 @@ export class KubernetesBackend implements Backend<KubernetesHandle> {
     }
   }
 
-  async *logs(handle: KubernetesHandle, options: LogOptions): AsyncIterable<LogEntry> {
-    const q = new URLSearchParams({ container: MAIN_CONTAINER, timestamps: "true" });
-    if (options.follow) q.set("follow", "true");
-    if (options.tail !== undefined) q.set("tailLines", String(options.tail));
-    const lines: LogEntry[] = [];
-    let wake: (() => void) | undefined;
-    let end: { status?: number; error?: unknown; body?: string } | undefined;
-    const request = this.#api.stream(
-      "logs",
-      `/api/v1/namespaces/${encodeURIComponent(handle.namespace)}/pods/${encodeURIComponent(handle.pod)}/log?${q}`,
-      {
-        onLine: (raw) => {
-          const space = raw.indexOf(" ");
-          const stamp = space > 0 ? Date.parse(raw.slice(0, space)) : Number.NaN;
-          const entry: LogEntry = Number.isNaN(stamp)
-            ? { stream: "stdout", line: raw }
-            : { stream: "stdout", line: raw.slice(space + 1), at: stamp };
-          lines.push(entry);
-          wake?.();
-        },
-        onEnd: (result) => {
-          end = result;
-          wake?.();
-        },
-      },
-    );
-    const onAbort = () => request.abort();
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      for (;;) {
-        while (lines.length > 0) yield lines.shift() as LogEntry;
-        if (end) break;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = undefined;
-      }
-      if (options.signal?.aborted) return;
-      if (end.status !== undefined && end.status !== 200) {
-        if (end.status === 404)
-          throw new WorkloadLostError(handle.workloadId, `Pod ${handle.pod} no longer exists`);
-        throw toKernelError(
-          { code: end.status, body: end.body },
-          `reading the logs of Pod ${handle.pod}`,
-          handle.workloadId,
-        );
-      }
-      if (end.error !== undefined && end.status === undefined)
-        throw toKernelError(end.error, `reading the logs of Pod ${handle.pod}`, handle.workloadId);
-    } finally {
-      options.signal?.removeEventListener("abort", onAbort);
-      request.abort();
-    }
+  logs(handle: KubernetesHandle, options: LogOptions): AsyncIterable<LogEntry> {
+    return podLogs(this.#api, handle, options);
   }
 
   async close(): Promise<void> {
