@@ -17,16 +17,12 @@
  */
 import type { Readable } from "node:stream";
 import type Dockerode from "dockerode";
+import { BoundedMap } from "../../bounded-map.js";
 import { type ExitStatus, signalForExitCode } from "../backend.js";
+import { EXIT_RECORD_LIMIT, ExitRegistry } from "../exit-registry.js";
 
 /** Inspects one container: its exit, `null` while it runs. Rejects when the engine cannot tell. */
 export type ResolveExit = (containerId: string) => Promise<ExitStatus | null>;
-
-interface Watch {
-  readonly containerId: string;
-  readonly onExit: (status: ExitStatus) => void;
-  done: boolean;
-}
 
 interface EngineEvent {
   Type?: string;
@@ -36,8 +32,6 @@ interface EngineEvent {
   Actor?: { ID?: string; Attributes?: Record<string, string> };
 }
 
-/** How many recent exits (and starts) are remembered for a watch that arrives after the event. */
-const RECENT_EXITS = 2048;
 /** How far back the first subscription asks the engine to replay (seconds, on the local clock). */
 const REPLAY_SECONDS = 60;
 /** How long an unwatched stream stays open (unref'd) for the watches of starts about to finish. */
@@ -59,11 +53,14 @@ export interface ExitWatcherOptions {
 export class ExitWatcher {
   readonly #docker: Dockerode;
   readonly #options: ExitWatcherOptions;
-  readonly #watches = new Map<string, Set<Watch>>();
-  readonly #recentExits = new Map<string, ExitStatus>();
+  /** Exits by container id, remembered for a watch that arrives after the event, and the watches. */
+  readonly #exits: ExitRegistry;
   readonly #oomSeen = new Set<string>();
-  /** Containers whose start this process saw while the stream was open, with that stream's generation. */
-  readonly #startedUnder = new Map<string, number>();
+  /**
+   * Containers whose start this process saw while the stream was open, with that stream's
+   * generation; bounded like the exits: a container cleaned up elsewhere is never forgotten here.
+   */
+  readonly #startedUnder = new BoundedMap<string, number>({ limit: EXIT_RECORD_LIMIT });
   #stream: Readable | undefined;
   #state: "idle" | "connecting" | "open" = "idle";
   /** Bumped every time a stream opens: a container started under generation g was covered by it. */
@@ -81,6 +78,12 @@ export class ExitWatcher {
     this.#docker = docker;
     this.#options = options;
     this.#backoff = options.reconnectMs.initial;
+    this.#exits = new ExitRegistry({
+      onError: (error) => this.#options.onError?.(error),
+      onIdle: () => {
+        if (this.#pendingStarts === 0) this.#scheduleLinger();
+      },
+    });
   }
 
   /** The current stream's generation when it is open (a container created now is covered by it). */
@@ -112,53 +115,38 @@ export class ExitWatcher {
    */
   started(containerId: string | undefined, generation: number | undefined): void {
     this.#pendingStarts = Math.max(0, this.#pendingStarts - 1);
-    if (containerId !== undefined && generation !== undefined) {
+    if (containerId !== undefined && generation !== undefined)
       this.#startedUnder.set(containerId, generation);
-      // Bounded like the recent exits: a container cleaned up elsewhere is never forgotten here.
-      if (this.#startedUnder.size > RECENT_EXITS) {
-        const oldest = this.#startedUnder.keys().next().value;
-        if (oldest !== undefined) this.#startedUnder.delete(oldest);
-      }
-    }
-    if (this.#watches.size === 0 && this.#pendingStarts === 0) this.#scheduleLinger();
+    if (this.#exits.watching === 0 && this.#pendingStarts === 0) this.#scheduleLinger();
   }
 
   /** Forgets a container (after its cleanup). */
   forget(containerId: string): void {
     this.#startedUnder.delete(containerId);
-    this.#recentExits.delete(containerId);
+    this.#exits.forget(containerId);
     this.#oomSeen.delete(containerId);
   }
 
   /** Calls `onExit` once, when the container exits or is lost. Returns an unsubscribe function. */
   watch(containerId: string, onExit: (status: ExitStatus) => void): () => void {
-    const watch: Watch = { containerId, onExit, done: false };
-    const recent = this.#recentExits.get(containerId);
-    if (recent) {
-      // Never before watch() returns: the caller does not hold the unsubscribe function yet.
-      queueMicrotask(() => this.#deliver(watch, recent));
-      return () => this.#remove(watch);
-    }
-    let set = this.#watches.get(containerId);
-    if (!set) {
-      set = new Set();
-      this.#watches.set(containerId, set);
-    }
-    set.add(watch);
+    // A recent exit is delivered by the registry (on the next microtask): nothing to watch.
+    const known = this.#exits.has(containerId);
+    const { stop } = this.#exits.watch(containerId, onExit);
+    if (known) return stop;
     this.#refStream();
     if (this.#state === "open") {
       // Covered when it was created under this very stream: its death cannot have been missed.
-      if (this.#startedUnder.get(containerId) !== this.#generation) void this.#reconcile([watch]);
+      if (this.#startedUnder.get(containerId) !== this.#generation) void this.#reconcile([containerId]);
     } else if (this.#state === "idle") {
       this.#connect();
     }
-    return () => this.#remove(watch);
+    return stop;
   }
 
   /** Closes the stream and drops every watch. */
   close(): void {
     this.#closed = true;
-    this.#watches.clear();
+    this.#exits.close();
     this.#disconnect();
     this.#settleOpened();
   }
@@ -172,7 +160,7 @@ export class ExitWatcher {
     clearTimeout(this.#lingerTimer);
     this.#lingerTimer = setTimeout(() => {
       this.#lingerTimer = undefined;
-      if (this.#watches.size === 0 && this.#pendingStarts === 0) this.#disconnect();
+      if (this.#exits.watching === 0 && this.#pendingStarts === 0) this.#disconnect();
     }, this.#options.lingerMs ?? DEFAULT_LINGER_MS);
     this.#lingerTimer.unref();
     this.#refStream();
@@ -182,42 +170,8 @@ export class ExitWatcher {
   #refStream(): void {
     const socket = (this.#stream as { socket?: { ref?: () => void; unref?: () => void } } | undefined)
       ?.socket;
-    if (this.#watches.size > 0) socket?.ref?.();
+    if (this.#exits.watching > 0) socket?.ref?.();
     else socket?.unref?.();
-  }
-
-  #remove(watch: Watch): void {
-    watch.done = true;
-    const set = this.#watches.get(watch.containerId);
-    if (!set) return;
-    set.delete(watch);
-    if (set.size === 0) this.#watches.delete(watch.containerId);
-    if (this.#watches.size === 0 && this.#pendingStarts === 0) this.#scheduleLinger();
-  }
-
-  #deliver(watch: Watch, status: ExitStatus): void {
-    if (watch.done) return;
-    this.#remove(watch);
-    try {
-      watch.onExit(status);
-    } catch (error) {
-      this.#options.onError?.(error);
-    }
-  }
-
-  #deliverAll(containerId: string, status: ExitStatus): void {
-    const set = this.#watches.get(containerId);
-    if (!set) return;
-    for (const watch of [...set]) this.#deliver(watch, status);
-  }
-
-  #remember(containerId: string, status: ExitStatus): void {
-    this.#recentExits.delete(containerId);
-    this.#recentExits.set(containerId, status);
-    if (this.#recentExits.size > RECENT_EXITS) {
-      const oldest = this.#recentExits.keys().next().value;
-      if (oldest !== undefined) this.#recentExits.delete(oldest);
-    }
   }
 
   #connect(): void {
@@ -231,7 +185,7 @@ export class ExitWatcher {
     }) as Promise<Readable>;
     request.then(
       (stream) => {
-        if (this.#closed || (this.#watches.size === 0 && this.#pendingStarts === 0 && !this.#lingerTimer)) {
+        if (this.#closed || (this.#exits.watching === 0 && this.#pendingStarts === 0 && !this.#lingerTimer)) {
           stream.destroy();
           this.#state = "idle";
           this.#settleOpened();
@@ -280,8 +234,7 @@ export class ExitWatcher {
       dropped();
     });
     // Exits that happened before this subscription (or while the engine was away).
-    const all = [...this.#watches.values()].flatMap((set) => [...set]);
-    void this.#reconcile(all);
+    void this.#reconcile(this.#exits.watchedKeys());
   }
 
   #disconnect(): void {
@@ -296,7 +249,7 @@ export class ExitWatcher {
   }
 
   #scheduleReconnect(): void {
-    if (this.#closed || this.#watches.size === 0 || this.#retryTimer) return;
+    if (this.#closed || this.#exits.watching === 0 || this.#retryTimer) return;
     const delay = this.#backoff;
     this.#backoff = Math.min(this.#backoff * 2, this.#options.reconnectMs.max);
     this.#retryTimer = setTimeout(() => {
@@ -331,7 +284,7 @@ export class ExitWatcher {
         return;
       }
       case "destroy":
-        if (!this.#recentExits.has(id)) this.#settle(id, { exitCode: null, lost: true });
+        if (!this.#exits.has(id)) this.#settle(id, { exitCode: null, lost: true });
         return;
       default:
         return;
@@ -340,8 +293,7 @@ export class ExitWatcher {
 
   #settle(id: string, status: ExitStatus): void {
     this.#oomSeen.delete(id);
-    this.#remember(id, status);
-    this.#deliverAll(id, status);
+    this.#exits.settle(id, status);
   }
 
   async #confirm(id: string, exitCode: number | null): Promise<void> {
@@ -357,22 +309,20 @@ export class ExitWatcher {
     this.#settle(id, status);
   }
 
-  async #reconcile(watches: Watch[]): Promise<void> {
+  /** Inspects each still-watched container and settles the exits found. */
+  async #reconcile(containerIds: string[]): Promise<void> {
     await Promise.all(
-      watches.map(async (watch) => {
-        if (watch.done) return;
+      containerIds.map(async (containerId) => {
+        if (!this.#exits.isWatched(containerId)) return;
         let status: ExitStatus | null;
         try {
-          status = await this.#options.resolveExit(watch.containerId);
+          status = await this.#options.resolveExit(containerId);
         } catch (error) {
           // Unreachable engine: the stream is down too, and its reconnect reconciles again.
           this.#options.onError?.(error);
           return;
         }
-        if (status && !watch.done) {
-          this.#remember(watch.containerId, status);
-          this.#deliverAll(watch.containerId, status);
-        }
+        if (status && this.#exits.isWatched(containerId)) this.#exits.settle(containerId, status);
       }),
     );
   }
