@@ -5,7 +5,6 @@
  * anonymous volumes on cleanup.
  * @module
  */
-import type { Readable } from "node:stream";
 import type Dockerode from "dockerode";
 import {
   BackendUnavailableError,
@@ -27,6 +26,7 @@ import {
   type StartRequest,
   type WorkloadHandle,
 } from "../backend.js";
+import { containerLogs } from "./container-logs.js";
 import {
   BACKEND_LABEL,
   BACKEND_NAME,
@@ -45,7 +45,7 @@ import {
   unavailable,
 } from "./engine-errors.js";
 import { ExitWatcher, exitStatus } from "./exit-watcher.js";
-import { LogDemuxer } from "./log-demux.js";
+import { pullImage } from "./image-pull.js";
 import {
   connectionFor,
   type DockerBackendOptions,
@@ -56,7 +56,6 @@ import {
   type ResolvedDockerProfile,
   resolveProfile,
 } from "./options.js";
-import { authForImage, type RegistryAuth } from "./pull-auth.js";
 
 /** The handle of one run: plain JSON, valid across kernel restarts. */
 export interface DockerHandle extends WorkloadHandle {
@@ -144,7 +143,7 @@ export class DockerBackend implements Backend<DockerHandle> {
     const spec = buildContainerSpec(request, profile, this.#namePrefix);
 
     if (profile.pullPolicy === "always") {
-      await this.#pull(spec.image, profile, request, signal);
+      await pullImage(this.#docker, spec.image, profile, request.workloadId, signal);
       if (signal.aborted) throw new StartAbortedError(workloadId, { cause: signal.reason });
     }
     // Created under an open event stream, the container's exit cannot be missed: its watch
@@ -271,47 +270,10 @@ export class DockerBackend implements Backend<DockerHandle> {
     return found.filter((f): f is DiscoveredWorkload<DockerHandle> => f !== undefined);
   }
 
-  async *logs(handle: DockerHandle, options: LogOptions): AsyncIterable<LogEntry> {
-    const { follow = false, tail, signal } = options;
-    if (signal?.aborted) return;
-    const container = this.#docker.getContainer(handle.containerId);
-    const query = {
-      stdout: true,
-      stderr: true,
-      timestamps: true,
-      ...(tail === undefined ? {} : { tail: Math.max(0, Math.floor(tail)) }),
-    };
-    const demux = new LogDemuxer(true);
-    if (!follow) {
-      let body: Buffer;
-      try {
-        body = (await container.logs({ ...query, follow: false })) as unknown as Buffer;
-      } catch (error) {
-        throw this.#workloadError(handle, "reading logs", error);
-      }
-      yield* demux.push(Buffer.isBuffer(body) ? body : Buffer.from(String(body), "utf8"));
-      yield* demux.end();
-      return;
-    }
-    let stream: Readable;
-    try {
-      stream = (await container.logs({ ...query, follow: true })) as unknown as Readable;
-    } catch (error) {
-      throw this.#workloadError(handle, "following logs", error);
-    }
-    const abort = () => stream.destroy();
-    signal?.addEventListener("abort", abort, { once: true });
-    try {
-      for await (const chunk of stream) {
-        yield* demux.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
-      }
-    } catch (error) {
-      if (!signal?.aborted) throw this.#workloadError(handle, "following logs", error);
-    } finally {
-      signal?.removeEventListener("abort", abort);
-      stream.destroy();
-    }
-    yield* demux.end();
+  logs(handle: DockerHandle, options: LogOptions): AsyncIterable<LogEntry> {
+    return containerLogs(this.#docker.getContainer(handle.containerId), options, (what, error) =>
+      this.#workloadError(handle, what, error),
+    );
   }
 
   /** Closes the event stream. The backend may not be used afterwards. */
@@ -353,7 +315,7 @@ export class DockerBackend implements Backend<DockerHandle> {
               },
             );
           }
-          await this.#pull(spec.image, profile, request, signal);
+          await pullImage(this.#docker, spec.image, profile, request.workloadId, signal);
           pulled = true;
           if (signal.aborted) throw new StartAbortedError(request.workloadId, { cause: signal.reason });
           continue;
@@ -389,66 +351,6 @@ export class DockerBackend implements Backend<DockerHandle> {
       await this.#docker.getContainer(existing.Id).remove({ force: true, v: true });
     } catch (error) {
       if (!isNotFound(error)) throw this.#apiError(`removing stale container ${spec.name}`, error);
-    }
-  }
-
-  async #pull(
-    image: string,
-    profile: ResolvedDockerProfile,
-    request: StartRequest,
-    signal: AbortSignal,
-  ): Promise<void> {
-    let auth: RegistryAuth | undefined;
-    if (profile.imagePullAuth) {
-      try {
-        auth = authForImage(image, profile.imagePullAuth.dockerConfigJson);
-      } catch (error) {
-        throw new StartFailedError(request.workloadId, (error as Error).message);
-      }
-    }
-    const { repository, tag } = splitImage(image);
-    let stream: Readable;
-    try {
-      // Credentials travel in the X-Registry-Auth header only (never in the query string).
-      const opts = { fromImage: repository, tag };
-      stream = (await (auth
-        ? this.#docker.createImage(auth as Dockerode.AuthConfig, opts)
-        : this.#docker.createImage(opts))) as unknown as Readable;
-    } catch (error) {
-      if (isConnectionError(error)) throw unavailable(`pulling ${image}`, error);
-      throw new StartFailedError(
-        request.workloadId,
-        `Pulling image ${image} failed: ${engineMessage(error)}`,
-        {
-          cause: sanitize(error),
-        },
-      );
-    }
-    const abort = () => stream.destroy(new Error("pull aborted"));
-    signal.addEventListener("abort", abort, { once: true });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        this.#docker.modem.followProgress(
-          stream,
-          (error: Error | null, output: Array<{ error?: string }>) => {
-            if (error) return reject(error);
-            const failed = output?.find((o) => o.error);
-            if (failed) return reject(new Error(failed.error));
-            resolve();
-          },
-        );
-      });
-    } catch (error) {
-      if (signal.aborted) throw new StartAbortedError(request.workloadId, { cause: signal.reason });
-      throw new StartFailedError(
-        request.workloadId,
-        `Pulling image ${image} failed: ${engineMessage(error)}`,
-        {
-          cause: sanitize(error),
-        },
-      );
-    } finally {
-      signal.removeEventListener("abort", abort);
     }
   }
 
@@ -549,14 +451,4 @@ function startError(workloadId: string, what: string, error: unknown): RuntimeKe
   if (isConnectionError(error))
     return new BackendUnavailableError(`${what}: ${message}`, { cause: sanitize(error) });
   return new StartFailedError(workloadId, `${what}: ${message}`, { cause: sanitize(error) });
-}
-
-/** `repo[:tag][@digest]` into the pull API's `fromImage` and `tag`. */
-export function splitImage(image: string): { repository: string; tag: string } {
-  const at = image.indexOf("@");
-  if (at >= 0) return { repository: image.slice(0, at), tag: image.slice(at + 1) };
-  const slash = image.lastIndexOf("/");
-  const colon = image.lastIndexOf(":");
-  if (colon > slash) return { repository: image.slice(0, colon), tag: image.slice(colon + 1) };
-  return { repository: image, tag: "latest" };
 }

@@ -8,7 +8,8 @@
 export type { ContainerCreateBody, ContainerHostConfig, ContainerSpec } from "./container-spec.js";
 export { BACKEND_LABEL, buildContainerSpec, STOP_SIGNAL_LABEL } from "./container-spec.js";
 export type { DockerHandle } from "./docker-backend.js";
-export { DockerBackend, splitImage } from "./docker-backend.js";
+export { DockerBackend } from "./docker-backend.js";
+export { splitImage } from "./image-pull.js";
 export { LogDemuxer } from "./log-demux.js";
 export { containerName, dns1123 } from "./names.js";
 export type {

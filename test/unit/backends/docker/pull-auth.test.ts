@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { splitImage } from "../../../../src/backends/docker/docker-backend.js";
+import { splitImage } from "../../../../src/backends/docker/image-pull.js";
 import { authForImage, registryOf } from "../../../../src/backends/docker/pull-auth.js";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
