@@ -41,7 +41,7 @@ export interface ExitWatch {
 }
 
 interface Watch<K> extends ExitWatch {
-  readonly key: K;
+  readonly key: K | undefined;
   done: boolean;
 }
 
@@ -105,32 +105,25 @@ export class ExitRegistry<K = string> {
    * with the remembered one on the next microtask (the caller does not hold `stop` yet).
    */
   watch(key: K, onExit: (status: ExitStatus) => void): ExitWatch {
-    const watch: Watch<K> = {
-      key,
-      done: false,
-      deliver: (status) => {
-        if (watch.done) return;
-        this.#end(watch);
-        if (!this.#onError) return onExit(status);
-        try {
-          onExit(status);
-        } catch (error) {
-          this.#onError(error);
-        }
-      },
-      stop: () => this.#end(watch),
-    };
     const known = this.#exits.get(key);
-    if (known) {
-      queueMicrotask(() => watch.deliver(known));
-      return watch;
-    }
+    if (known) return this.deliverLater(known, onExit);
+    const watch = this.#watch(key, onExit);
     let set = this.#watches.get(key);
     if (!set) {
       set = new Set();
       this.#watches.set(key, set);
     }
     set.add(watch);
+    return watch;
+  }
+
+  /**
+   * A watch of an exit known already but not kept here (say, `lost` for a run the backend does
+   * not know): `onExit` is called with it on the next microtask, unless the watch is stopped first.
+   */
+  deliverLater(status: ExitStatus, onExit: (status: ExitStatus) => void): ExitWatch {
+    const watch = this.#watch(undefined, onExit);
+    queueMicrotask(() => watch.deliver(status));
     return watch;
   }
 
@@ -155,12 +148,32 @@ export class ExitRegistry<K = string> {
     this.#watches.clear();
   }
 
+  /** A watch of `key` (none: a watch no settle reaches), not yet among the open ones. */
+  #watch(key: K | undefined, onExit: (status: ExitStatus) => void): Watch<K> {
+    const watch: Watch<K> = {
+      key,
+      done: false,
+      deliver: (status) => {
+        if (watch.done) return;
+        this.#end(watch);
+        if (!this.#onError) return onExit(status);
+        try {
+          onExit(status);
+        } catch (error) {
+          this.#onError(error);
+        }
+      },
+      stop: () => this.#end(watch),
+    };
+    return watch;
+  }
+
   #end(watch: Watch<K>): void {
     watch.done = true;
-    const set = this.#watches.get(watch.key);
+    const set = watch.key === undefined ? undefined : this.#watches.get(watch.key);
     if (!set?.delete(watch)) return;
     if (set.size > 0) return;
-    this.#watches.delete(watch.key);
+    this.#watches.delete(watch.key as K);
     if (this.#watches.size === 0) this.#onIdle?.();
   }
 }

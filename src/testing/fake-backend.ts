@@ -15,6 +15,7 @@ import {
   type StartRequest,
   type WorkloadHandle,
 } from "../backends/backend.js";
+import { ExitRegistry } from "../backends/exit-registry.js";
 import { type Clock, systemClock } from "../clock.js";
 import {
   CleanupFailedError,
@@ -76,7 +77,6 @@ export interface FakeWorkload {
 
 interface Instance extends FakeWorkload {
   behavior: FakeBehavior;
-  watchers: Set<(status: ExitStatus) => void> | undefined;
   timers: unknown[];
   killFailures: number;
   cleanupFailures: number;
@@ -123,6 +123,10 @@ export class FakeBackend implements Backend<FakeHandle> {
   readonly #record: boolean;
   readonly #byRun = new Map<string, Instance>();
   readonly #behaviors = new Map<string, FakeBehavior>();
+  /** Exits and their watches, by run; a run the fake still holds is never forgotten for room. */
+  readonly #exits = new ExitRegistry<Instance>({
+    keep: (instance) => this.#byRun.get(instance.handle.runId) === instance,
+  });
   #serial = 0;
   #started = 0;
 
@@ -152,6 +156,7 @@ export class FakeBackend implements Backend<FakeHandle> {
     const instance = this.#current(workloadId);
     this.#end(instance, { exitCode: null, lost: true });
     this.#byRun.delete(instance.handle.runId);
+    this.#exits.forget(instance);
   }
 
   /** Appends output lines to the current run of `workloadId`. */
@@ -222,7 +227,6 @@ export class FakeBackend implements Backend<FakeHandle> {
       signals: [],
       cleanedUp: false,
       behavior: { ...behavior, output: behavior.output ? [...behavior.output] : undefined },
-      watchers: undefined,
       timers: [],
       killFailures: 0,
       cleanupFailures: 0,
@@ -237,6 +241,7 @@ export class FakeBackend implements Backend<FakeHandle> {
       this.#after(instance, behavior.lostAfterMs, () => {
         this.#end(instance, { exitCode: null, lost: true });
         this.#byRun.delete(instance.handle.runId);
+        this.#exits.forget(instance);
       });
     }
     return handle;
@@ -292,18 +297,13 @@ export class FakeBackend implements Backend<FakeHandle> {
     for (const timer of instance.timers) this.#clock.clearTimeout(timer);
     instance.cleanedUp = true;
     this.#byRun.delete(handle.runId);
+    this.#exits.forget(instance);
   }
 
   watchExit(handle: FakeHandle, onExit: (status: ExitStatus) => void): () => void {
     const instance = this.#find(handle);
-    const exit = instance ? instance.exit : { exitCode: null, lost: true };
-    if (!instance || exit) {
-      queueMicrotask(() => onExit(exit as ExitStatus));
-      return () => {};
-    }
-    instance.watchers ??= new Set();
-    instance.watchers.add(onExit);
-    return () => instance.watchers?.delete(onExit);
+    if (!instance) return this.#exits.deliverLater({ exitCode: null, lost: true }, onExit).stop;
+    return this.#exits.watch(instance, onExit).stop;
   }
 
   async discover(selector: { kernelId: string }): Promise<DiscoveredWorkload<FakeHandle>[]> {
@@ -357,8 +357,7 @@ export class FakeBackend implements Backend<FakeHandle> {
     instance.exit = status;
     for (const timer of instance.timers) this.#clock.clearTimeout(timer);
     instance.timers.length = 0;
-    for (const watcher of instance.watchers ?? []) watcher(status);
-    instance.watchers = undefined;
+    this.#exits.settle(instance, status);
     for (const wake of instance.logWaiters ?? []) wake();
   }
 

@@ -87,6 +87,20 @@ describe("ExitRegistry", () => {
       expect(late).not.toHaveBeenCalled();
     });
 
+    it("delivers an exit known elsewhere on the next microtask, unless stopped first", async () => {
+      const exits = new ExitRegistry();
+      const lost: ExitStatus = { exitCode: null, lost: true };
+      const onExit = vi.fn();
+      exits.deliverLater(lost, onExit);
+      const stopped = vi.fn();
+      exits.deliverLater(lost, stopped).stop();
+      expect(onExit).not.toHaveBeenCalled();
+      await microtask();
+      expect(onExit).toHaveBeenCalledWith(lost);
+      expect(stopped).not.toHaveBeenCalled();
+      expect(exits.has("run")).toBe(false);
+    });
+
     it("delivers to one watch alone through deliver, without remembering the exit", () => {
       const exits = new ExitRegistry();
       const mine = vi.fn();
