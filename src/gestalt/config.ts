@@ -9,7 +9,8 @@
  */
 import { parseDocument } from "yaml";
 import { z } from "zod";
-import { InvalidSpecError, type ValidationIssue } from "../errors.js";
+import { InvalidSpecError } from "../errors.js";
+import { issuesOf } from "../zod-issues.js";
 
 /** What `loadGestaltConfig` refuses with: an `INVALID_SPEC` error whose issues name each path. */
 export type GestaltConfigError = InvalidSpecError;
@@ -348,16 +349,6 @@ const configSchema = z
     check(["providers", "agent"], config.providers.agent);
   });
 
-function issuesOf(error: z.ZodError): ValidationIssue[] {
-  return error.issues.flatMap((issue) => {
-    const base = issue.path.map(String);
-    if (issue.code === "unrecognized_keys") {
-      return issue.keys.map((key) => ({ path: [...base, key].join("."), message: "is not a known key" }));
-    }
-    return [{ path: base.join("."), message: issue.message }];
-  });
-}
-
 /**
  * Parses and validates the Gestalt configuration subset, from YAML text or an object.
  * Throws an `INVALID_SPEC` {@link InvalidSpecError} whose `issues` name every bad path.
@@ -393,7 +384,10 @@ export function loadGestaltConfig(input: string | Record<string, unknown>): Gest
     });
   }
   const result = configSchema.safeParse(value);
-  if (!result.success) throw new InvalidSpecError(issuesOf(result.error), { subject: "gestalt config" });
+  if (!result.success)
+    throw new InvalidSpecError(issuesOf(result.error, { unknownKey: "is not a known key" }), {
+      subject: "gestalt config",
+    });
   return result.data as unknown as GestaltConfig;
 }
 

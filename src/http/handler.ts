@@ -21,9 +21,9 @@ import {
   isRuntimeKernelError,
   type RuntimeKernel,
   type RuntimeKernelErrorCode,
-  type ValidationIssue,
 } from "../index.js";
 import { bearerChecker } from "../net/listen.js";
+import { issuesOf } from "../zod-issues.js";
 import { KernelCallbacks } from "./callbacks.js";
 import { BACKEND_KINDS, type BackendKind, type WireError } from "./contract.js";
 import { backendKindOf } from "./convert.js";
@@ -196,18 +196,6 @@ class HttpError extends Error {
   ) {
     super(message);
   }
-}
-
-function issuesOf(error: z.ZodError): ValidationIssue[] {
-  return error.issues.flatMap((issue) => {
-    const path = issue.path.map(String);
-    if (issue.code === "unrecognized_keys") {
-      return issue.keys.map((key) => ({ path: [...path, key].join("."), message: "is not a known field" }));
-    }
-    const message =
-      issue.code === "invalid_key" ? (issue.issues[0]?.message ?? issue.message) : issue.message;
-    return [{ path: path.join("."), message }];
-  });
 }
 
 function errorBody(error: unknown): { status: number; body: WireError; headers: Record<string, string> } {

@@ -8,7 +8,8 @@
 import { z } from "zod";
 import type { Backend, WorkloadMount } from "../backends/backend.js";
 import type { Clock } from "../clock.js";
-import { InvalidSpecError, type ValidationIssue } from "../errors.js";
+import { InvalidSpecError } from "../errors.js";
+import { issuesOf } from "../zod-issues.js";
 import type { CredentialBroker } from "./credentials.js";
 import { resolveMounts } from "./mounts.js";
 import { type Profile, WORKLOAD_STATES, type WorkloadSpec } from "./types.js";
@@ -199,20 +200,6 @@ const optionsSchema = z.strictObject({
     )
     .optional(),
 });
-
-function issuesOf(error: z.ZodError, prefix = ""): ValidationIssue[] {
-  return error.issues.flatMap((issue) => {
-    const path = [prefix, ...issue.path.map(String)].filter(Boolean);
-    // Name each unknown field in the path, not only in the message.
-    if (issue.code === "unrecognized_keys") {
-      return issue.keys.map((key) => ({ path: [...path, key].join("."), message: "is not a known field" }));
-    }
-    // zod reports a refused record key as "Invalid key in record"; the key schema's message says why.
-    const message =
-      issue.code === "invalid_key" ? (issue.issues[0]?.message ?? issue.message) : issue.message;
-    return [{ path: path.join("."), message }];
-  });
-}
 
 /** Parses kernel options; throws {@link InvalidSpecError} naming each bad field. */
 export function parseKernelOptions(options: RuntimeKernelOptions): RuntimeKernelOptions {

@@ -9,8 +9,8 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { InvalidSpecError, type ValidationIssue, type WorkloadSpec, workloadSpecSchema } from "../index.js";
+import { issuesOf } from "../zod-issues.js";
 import { validateCron } from "./cron.js";
-import { issuesOf } from "./validate.js";
 
 /** The states of a job, in the order a one-shot job passes through them. */
 export const JOB_STATUSES = ["pending", "executing", "completed", "failed", "cancelled"] as const;
