@@ -15,7 +15,6 @@ import {
   closeSync,
   fsyncSync,
   lstatSync,
-  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -25,6 +24,7 @@ import {
 import { dirname } from "node:path";
 import { z } from "zod";
 import { InvalidSpecError } from "../errors.js";
+import { ensurePrivateDir } from "../private-path.js";
 
 const recordSchema = z.discriminatedUnion("t", [
   z.object({
@@ -57,17 +57,6 @@ function refuse(path: string, message: string): InvalidSpecError {
 
 const uid = () => (typeof process.getuid === "function" ? process.getuid() : undefined);
 
-/** Creates the outbox's directory private to this user, or checks that an existing one is safe. */
-function ensurePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const stat = lstatSync(dir);
-  if (!stat.isDirectory()) throw refuse(dir, "is not a directory");
-  const me = uid();
-  if (me !== undefined && stat.uid !== me) throw refuse(dir, `belongs to uid ${stat.uid}, not to this user`);
-  // Others may read (a shared state root), never write: whoever can write here can swap the file.
-  if ((stat.mode & 0o022) !== 0) throw refuse(dir, "is writable by other users");
-}
-
 /** An open outbox file. */
 export class OutboxJournal {
   readonly path: string;
@@ -86,7 +75,9 @@ export class OutboxJournal {
     path: string,
     onSkip: (line: number, reason: string) => void,
   ): { journal: OutboxJournal; records: OutboxRecord[] } {
-    ensurePrivateDir(dirname(path));
+    // Others may read the directory (a shared state root), never write: they could swap the file.
+    const problem = ensurePrivateDir(dirname(path));
+    if (problem) throw refuse(problem.path, problem.problem);
     let existing: Stats | undefined;
     try {
       existing = lstatSync(path);
