@@ -187,7 +187,7 @@ export function createHttpSurface(
   const log = options.log ?? (() => {});
   const outbox = new CallbackOutbox({
     ...options.callbacks,
-    ...(options.clock ? { clock: options.clock } : {}),
+    clock: options.clock,
     onError: (error) => events.emit("error", error),
     log,
   });
@@ -207,7 +207,7 @@ export function createHttpSurface(
       callbacks,
       backend,
       ownerEnv: options.ownerEnv ?? "VEXA_OWNER",
-      ...(node !== undefined ? { node } : {}),
+      node,
     }),
     openApiRoutes(() => openApiDocument(router, { title: "runtime-kernel runtime.v1", version: "1" })),
     ...extraGroups,

@@ -177,8 +177,8 @@ export class CallbackOutbox {
     const previous = this.#watches.get(workloadId);
     if (previous && previous.url === url && previous.traceId === traceId) return;
     if (previous) this.#dead++;
-    this.#watches.set(workloadId, { url, ...(traceId !== undefined ? { traceId } : {}) });
-    this.#write({ t: "watch", workloadId, url, ...(traceId !== undefined ? { traceId } : {}) });
+    this.#watches.set(workloadId, { url, traceId });
+    this.#write({ t: "watch", workloadId, url, traceId });
   }
 
   /** Stops sending the workload's events (what is already enqueued is still delivered). */
@@ -201,7 +201,7 @@ export class CallbackOutbox {
       workloadId,
       url: watch.url,
       body,
-      ...(trace !== undefined ? { traceId: trace } : {}),
+      traceId: trace,
       at: this.#clock.now(),
       attempts: 0,
     };
@@ -415,10 +415,7 @@ export class CallbackOutbox {
       switch (record.t) {
         case "watch":
           if (this.#watches.has(record.workloadId)) this.#dead++;
-          this.#watches.set(record.workloadId, {
-            url: record.url,
-            ...(record.traceId !== undefined ? { traceId: record.traceId } : {}),
-          });
+          this.#watches.set(record.workloadId, { url: record.url, traceId: record.traceId });
           break;
         case "unwatch":
           if (this.#watches.delete(record.workloadId)) this.#dead += 2;

@@ -78,10 +78,7 @@ export function scheduleRoutes(current: () => Scheduler | undefined): RouteGroup
       handle: async ({ query }) => {
         const status = query.get("status") ?? undefined;
         const limit = limitOf(query);
-        const jobs = await wired().list({
-          ...(status !== undefined ? { status: status as JobStatus } : {}),
-          ...(limit !== undefined ? { limit } : {}),
-        });
+        const jobs = await wired().list({ status: status as JobStatus | undefined, limit });
         return { status: 200, body: jobs };
       },
     }),

@@ -243,7 +243,7 @@ class JobScheduler extends EventEmitter<SchedulerEventMap> implements Scheduler 
     const job = buildJob(input, {
       now: this.#clock.now(),
       timeZone: this.#timeZone,
-      ...(this.#profiles ? { profiles: this.#profiles } : {}),
+      profiles: this.#profiles,
     });
     if (job.workload && !this.#kernel) {
       throw new InvalidSpecError(
@@ -263,7 +263,7 @@ class JobScheduler extends EventEmitter<SchedulerEventMap> implements Scheduler 
 
   async list(options: ListJobsOptions = {}): Promise<ScheduleJob[]> {
     const { status, limit = 50 } = parseOrRefuse(listSchema, options, "job listing");
-    const jobs = await this.store.list({ limit, ...(status ? { status } : {}) });
+    const jobs = await this.store.list({ limit, status });
     return jobs.map(redact);
   }
 

@@ -425,7 +425,7 @@ export class DockerBackend implements Backend<DockerHandle> {
       {
         cause: sanitize(error),
         retryable: (statusOf(error) ?? 500) >= 500,
-        ...(workloadId === undefined ? {} : { workloadId }),
+        workloadId,
       },
     );
   }

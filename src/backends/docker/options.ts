@@ -228,7 +228,7 @@ export function parseRunnableDocker(value: unknown, workloadId?: string): Docker
   if (!result.success) {
     throw new InvalidSpecError(issuesOf(result.error, "runnable.docker"), {
       subject: "docker runnable",
-      ...(workloadId === undefined ? {} : { workloadId }),
+      workloadId,
     });
   }
   return result.data as DockerProfile;

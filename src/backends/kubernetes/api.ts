@@ -61,7 +61,7 @@ export function isStatus(error: unknown, status: number): boolean {
  */
 export function toKernelError(error: unknown, what: string, workloadId?: string): RuntimeKernelError {
   const f = apiFailure(error);
-  const opts = { cause: error, ...(workloadId ? { workloadId } : {}) };
+  const opts = { cause: error, workloadId };
   if (f.status === undefined || f.status >= 500 || f.status === 429)
     return new BackendUnavailableError(`Kubernetes API unavailable while ${what}: ${f.message}`, opts);
   return new RuntimeKernelError(

@@ -33,8 +33,7 @@ const notFound = error("No workload with that id (never created, or destroyed)."
 /** The workload routes of runtime.v1. */
 export function workloadRoutes(context: WorkloadRoutesContext): RouteGroup {
   const { kernel, callbacks, backend } = context;
-  const wire = (status: WorkloadStatus) =>
-    statusToWire(status, { backend, ...(context.node !== undefined ? { node: context.node } : {}) });
+  const wire = (status: WorkloadStatus) => statusToWire(status, { backend, node: context.node });
   const known = (id: string): WorkloadStatus => {
     const status = kernel.get(id);
     if (status === undefined) throw new WorkloadNotFoundError(id);
