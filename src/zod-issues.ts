@@ -10,8 +10,11 @@ import type { ValidationIssue } from "./errors.js";
 export interface IssueNaming {
   /** Put before every path (say, `runnable.docker`). */
   prefix?: string;
-  /** The message of an unknown key. Default "is not a known field". */
-  unknownKey?: string;
+  /**
+   * The message of each unknown key, named in the path (default "is not a known field");
+   * `false` keeps zod's one issue per object, whose message lists the keys.
+   */
+  unknownKey?: string | false;
 }
 
 /**
@@ -19,10 +22,10 @@ export interface IssueNaming {
  * a refused record key with its key schema's message (zod says only "Invalid key in record").
  */
 export function issuesOf(error: z.ZodError, naming: IssueNaming = {}): ValidationIssue[] {
-  const unknownKey = naming.unknownKey ?? "is not a known field";
+  const { unknownKey = "is not a known field" } = naming;
   return error.issues.flatMap((issue) => {
     const path = [naming.prefix ?? "", ...issue.path.map(String)].filter(Boolean);
-    if (issue.code === "unrecognized_keys") {
+    if (issue.code === "unrecognized_keys" && unknownKey !== false) {
       return issue.keys.map((key) => ({ path: [...path, key].join("."), message: unknownKey }));
     }
     const message =

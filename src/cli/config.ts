@@ -10,6 +10,7 @@ import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { InvalidSpecError, type Profile, profileSchema } from "../index.js";
+import { issuesOf } from "../zod-issues.js";
 
 /** The backends `serve` can drive. */
 export const BACKEND_TYPES = ["process", "docker", "kubernetes", "fake"] as const;
@@ -117,13 +118,7 @@ export const DEFAULT_PROFILES: Record<string, Profile> = { default: { runnable: 
 export function parseServeConfig(input: unknown, source = "config"): ServeConfig {
   const result = serveConfigSchema.safeParse(input ?? {});
   if (!result.success) {
-    throw new InvalidSpecError(
-      result.error.issues.map((issue) => ({
-        path: issue.path.map(String).join("."),
-        message: issue.message,
-      })),
-      { subject: source },
-    );
+    throw new InvalidSpecError(issuesOf(result.error, { unknownKey: false }), { subject: source });
   }
   return result.data as ServeConfig;
 }

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { z } from "zod";
 import { InvalidSpecError, type Profile, profileSchema } from "../index.js";
+import { issuesOf } from "../zod-issues.js";
 import { BACKEND_TYPES, type BackendType } from "./config.js";
 
 /** The backends a gestalt provider can run plugins on (the fake one is for tests of `serve` only). */
@@ -139,13 +140,9 @@ function backendDefaults(
 export function parseGestaltProviderConfig(input: unknown, name: string): GestaltProviderConfig {
   const result = configSchema.safeParse(input ?? {});
   if (!result.success) {
-    throw new InvalidSpecError(
-      result.error.issues.map((issue) => ({
-        path: issue.path.map(String).join("."),
-        message: issue.message,
-      })),
-      { subject: "runtime provider config" },
-    );
+    throw new InvalidSpecError(issuesOf(result.error, { unknownKey: false }), {
+      subject: "runtime provider config",
+    });
   }
   const c = result.data;
   const backend = { type: c.backend.type, options: c.backend.options ?? {} };

@@ -43,4 +43,10 @@ describe("issuesOf", () => {
       { path: "runnable.docker.extra", message: "is not a known key" },
     ]);
   });
+
+  it("keeps zod's one issue per object for unknown keys when told to", () => {
+    expect(issuesOf(refusal(schema, { name: "a", x: 1, y: 2 }), { unknownKey: false })).toEqual([
+      { path: "", message: 'Unrecognized keys: "x", "y"' },
+    ]);
+  });
 });

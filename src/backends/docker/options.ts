@@ -5,7 +5,8 @@
  */
 import type Dockerode from "dockerode";
 import { z } from "zod";
-import { InvalidSpecError, type ValidationIssue } from "../../errors.js";
+import { InvalidSpecError } from "../../errors.js";
+import { issuesOf } from "../../zod-issues.js";
 import { isNamePrefix } from "./names.js";
 
 /**
@@ -206,18 +207,13 @@ const backendOptionsSchema = z.strictObject({
     .optional(),
 });
 
-function issuesOf(error: z.ZodError, prefix: string): ValidationIssue[] {
-  return error.issues.map((issue) => {
-    const path = [prefix, ...issue.path.map(String)].filter(Boolean).join(".");
-    return { path, message: issue.message };
-  });
-}
-
 /** Validates the backend's options; throws {@link InvalidSpecError} naming each bad field. */
 export function parseBackendOptions(options: unknown): DockerBackendOptions {
   const result = backendOptionsSchema.safeParse(options ?? {});
   if (!result.success)
-    throw new InvalidSpecError(issuesOf(result.error, ""), { subject: "DockerBackend options" });
+    throw new InvalidSpecError(issuesOf(result.error, { unknownKey: false }), {
+      subject: "DockerBackend options",
+    });
   return result.data as DockerBackendOptions;
 }
 
@@ -226,7 +222,7 @@ export function parseRunnableDocker(value: unknown, workloadId?: string): Docker
   if (value === undefined) return {};
   const result = dockerProfileSchema.safeParse(value);
   if (!result.success) {
-    throw new InvalidSpecError(issuesOf(result.error, "runnable.docker"), {
+    throw new InvalidSpecError(issuesOf(result.error, { prefix: "runnable.docker", unknownKey: false }), {
       subject: "docker runnable",
       workloadId,
     });
