@@ -150,14 +150,12 @@ export const serveCommand: Command = {
     const kernel = createRuntimeKernel({
       backend,
       profiles,
-      ...(kernelId !== undefined ? { kernelId } : {}),
-      ...(config.ownerQuota !== undefined ? { ownerQuota: config.ownerQuota } : {}),
-      ...(config.maxConcurrentStarts !== undefined
-        ? { maxConcurrentStarts: config.maxConcurrentStarts }
-        : {}),
-      ...(config.reapAfterMs !== undefined ? { reapAfterMs: config.reapAfterMs } : {}),
-      ...(config.pollIntervalMs !== undefined ? { pollIntervalMs: config.pollIntervalMs } : {}),
-      ...(config.eventRetention !== undefined ? { eventRetention: config.eventRetention } : {}),
+      kernelId,
+      ownerQuota: config.ownerQuota,
+      maxConcurrentStarts: config.maxConcurrentStarts,
+      reapAfterMs: config.reapAfterMs,
+      pollIntervalMs: config.pollIntervalMs,
+      eventRetention: config.eventRetention,
     });
 
     const quiet = context.values.quiet === true;
