@@ -3,17 +3,18 @@
  * quote them in a start error and show them to an operator.
  * @module
  */
+import { BoundedMap } from "../bounded-map.js";
 import type { RuntimeLogEntry, RuntimeLogHost } from "./provider.js";
 
 /** A {@link RuntimeLogHost} that keeps the last `linesPerSession` lines of each session. */
 export class SessionLogBuffer implements RuntimeLogHost {
-  readonly #lines = new Map<string, { entries: RuntimeLogEntry[]; lastSeq: number }>();
+  /** Each session's lines; the oldest session's are forgotten first past `maxSessions`. */
+  readonly #lines: BoundedMap<string, { entries: RuntimeLogEntry[]; lastSeq: number }>;
   readonly #linesPerSession: number;
-  readonly #maxSessions: number;
 
   constructor(options: { linesPerSession?: number; maxSessions?: number } = {}) {
     this.#linesPerSession = options.linesPerSession ?? 200;
-    this.#maxSessions = options.maxSessions ?? 1_000;
+    this.#lines = new BoundedMap({ limit: options.maxSessions ?? 1_000 });
   }
 
   /** Appends a provider's lines; answers the last `sourceSeq` kept. */
@@ -22,10 +23,6 @@ export class SessionLogBuffer implements RuntimeLogHost {
     if (!buffer) {
       buffer = { entries: [], lastSeq: 0 };
       this.#lines.set(request.sessionId, buffer);
-      if (this.#lines.size > this.#maxSessions) {
-        const oldest = this.#lines.keys().next().value;
-        if (oldest !== undefined) this.#lines.delete(oldest);
-      }
     }
     for (const entry of request.logs) {
       buffer.entries.push(entry);
