@@ -152,6 +152,18 @@ describe("FakeBackend", () => {
       expect(exits).toEqual([{ exitCode: 5 }, { exitCode: null, lost: true }]);
     });
 
+    it("never calls a watcher of a run that already exited, or is gone, once it unsubscribed", async () => {
+      const { fake, start, watch, exits } = setup();
+      const exited = await start("exited");
+      fake.exit("exited", { exitCode: 5 });
+      const gone = await start("gone");
+      await fake.cleanup(gone);
+      watch(exited)();
+      watch(gone)();
+      await Promise.resolve();
+      expect(exits).toEqual([]);
+    });
+
     it("offers no watchExit with `watchExit: false`, so the kernel polls", () => {
       expect(setup({ watchExit: false }).fake.watchExit).toBeUndefined();
       expect(typeof setup().fake.watchExit).toBe("function");
