@@ -244,7 +244,11 @@ export function specToWire(spec: WorkloadSpec): wire.WorkloadSpec {
     graceMs: spec.graceMs,
     labels: spec.labels ?? {},
     traceId: spec.traceId,
-    mounts: (spec.mounts ?? []).map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly ?? false })),
+    mounts: (spec.mounts ?? []).map((m) => ({
+      source: m.source,
+      target: m.target,
+      readOnly: m.readOnly ?? false,
+    })),
   };
 }
 
