@@ -236,8 +236,6 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       }
       throw startError(request.workloadId, error);
     }
-    if (egress && egressSocket) await this.#openEgress(request.runId, egress, egressSocket);
-    this.#local.set(request.runId, this.#client.connections);
     const handle: ProcessHandle = {
       workloadId: request.workloadId,
       runId: request.runId,

@@ -21,7 +21,7 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { ProcessBackend, ProcessHandle } from "../../../src/backends/process/index.js";
 import { type ExitStatus, LABELS, type StartRequest, sandboxIdentity } from "../../../src/index.js";
 import { newBackend, requireRoot, teardown } from "./helpers.js";
@@ -246,9 +246,13 @@ describe("egress through the allowlist proxy", () => {
       through("http://denied.example.com/"),
       attempt("direct", `bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port}'`),
     ].join("; ");
+    // Unix servers in this process (the run's proxy among them), to see that none outlives the run.
+    const servers = () => process.getActiveResourcesInfo().filter((r) => r === "PipeWrap").length;
+    const before = servers();
     const { status, lines } = await run(sandboxed, script, {
       runnable: { command: ["sh", "-c", script], egress: { allowedHosts: ["127.0.0.1"] } },
     });
+    await vi.waitFor(() => expect(servers(), "unix handles left after cleanup").toBeLessThanOrEqual(before));
     expect(lines).toEqual([
       "proxy: http://127.0.0.1:3128",
       "HTTP/1.1 200 OK",
