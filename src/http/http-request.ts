@@ -125,9 +125,34 @@ async function parseBody(req: IncomingMessage, route: Route<unknown>, limit: num
     // Never echo the parser's message: it quotes the body, which may hold a secret.
     throw new InvalidSpecError([{ path: "", message: "the body is not valid JSON" }], { subject: "request" });
   }
+  const proto = protoKeyPath(value);
+  if (proto !== undefined) {
+    throw new InvalidSpecError([{ path: proto, message: "is not a key this API accepts" }], {
+      subject: "request",
+    });
+  }
   const result = spec.schema.safeParse(value);
   if (!result.success) throw new InvalidSpecError(issuesOf(result.error), { subject: "request" });
   return result.data;
+}
+
+/**
+ * Where a parsed body holds the key `__proto__`, if anywhere: JSON.parse keeps it as an own
+ * key, and a schema's records and objects drop it without a word, so a field would vanish.
+ */
+function protoKeyPath(body: unknown): string | undefined {
+  // A loop, not recursion: a body may nest as deep as its size allows.
+  const pending: [unknown, string][] = [[body, ""]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [value, path] = next;
+    if (typeof value !== "object" || value === null) continue;
+    for (const [key, child] of Object.entries(value)) {
+      const at = path ? `${path}.${key}` : key;
+      if (key === "__proto__") return at;
+      pending.push([child, at]);
+    }
+  }
+  return undefined;
 }
 
 /** What routing a request needs of its surface. */

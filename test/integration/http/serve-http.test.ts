@@ -267,6 +267,15 @@ describe("runtime.v1 over HTTP: bad input", () => {
       ["env.B", "env.N", "env.O"],
     ],
     [
+      "an env key __proto__, which a schema would silently drop",
+      () =>
+        api("POST", "/workloads", {
+          body: '{"workloadId":"x","profile":"sleeper","env":{"__proto__":"x","A":"1"}}',
+        }),
+      400,
+      ["env.__proto__"],
+    ],
+    [
       "a workloadId that is not a DNS label",
       () => api("POST", "/workloads", { body: { workloadId: "Not_A.Label", profile: "sleeper", env: {} } }),
       400,
