@@ -43,6 +43,7 @@ export interface ExitWatch {
 interface Watch<K> extends ExitWatch {
   readonly key: K | undefined;
   done: boolean;
+  readonly onEnd: (() => void) | undefined;
 }
 
 /**
@@ -103,11 +104,13 @@ export class ExitRegistry<K = string> {
   /**
    * Watches `key`: `onExit` is called once, with the exit `settle` or `deliver` brings, or
    * with the remembered one on the next microtask (the caller does not hold `stop` yet).
+   * `onEnd` is called once when the watch ends, however it ends (before `onExit`), so the
+   * backend can let go of what it held for the watch; a remembered exit's watch holds nothing.
    */
-  watch(key: K, onExit: (status: ExitStatus) => void): ExitWatch {
+  watch(key: K, onExit: (status: ExitStatus) => void, onEnd?: () => void): ExitWatch {
     const known = this.#exits.get(key);
     if (known) return this.deliverLater(known, onExit);
-    const watch = this.#watch(key, onExit);
+    const watch = this.#watch(key, onExit, onEnd);
     let set = this.#watches.get(key);
     if (!set) {
       set = new Set();
@@ -122,7 +125,7 @@ export class ExitRegistry<K = string> {
    * not know): `onExit` is called with it on the next microtask, unless the watch is stopped first.
    */
   deliverLater(status: ExitStatus, onExit: (status: ExitStatus) => void): ExitWatch {
-    const watch = this.#watch(undefined, onExit);
+    const watch = this.#watch(undefined, onExit, undefined);
     queueMicrotask(() => watch.deliver(status));
     return watch;
   }
@@ -142,17 +145,26 @@ export class ExitRegistry<K = string> {
     return this.#watches.size;
   }
 
-  /** Ends every open watch without a call (the backend is closing). */
+  /** Ends every open watch without calling its `onExit` (the backend is closing). */
   close(): void {
-    for (const set of this.#watches.values()) for (const watch of set) watch.done = true;
+    const open = [...this.#watches.values()].flatMap((set) => [...set]);
     this.#watches.clear();
+    for (const watch of open) {
+      watch.done = true;
+      watch.onEnd?.();
+    }
   }
 
   /** A watch of `key` (none: a watch no settle reaches), not yet among the open ones. */
-  #watch(key: K | undefined, onExit: (status: ExitStatus) => void): Watch<K> {
+  #watch(
+    key: K | undefined,
+    onExit: (status: ExitStatus) => void,
+    onEnd: (() => void) | undefined,
+  ): Watch<K> {
     const watch: Watch<K> = {
       key,
       done: false,
+      onEnd,
       deliver: (status) => {
         if (watch.done) return;
         this.#end(watch);
@@ -169,7 +181,9 @@ export class ExitRegistry<K = string> {
   }
 
   #end(watch: Watch<K>): void {
+    if (watch.done) return;
     watch.done = true;
+    watch.onEnd?.();
     const set = watch.key === undefined ? undefined : this.#watches.get(watch.key);
     if (!set?.delete(watch)) return;
     if (set.size > 0) return;

@@ -32,6 +32,7 @@ import type {
   LogOptions,
   StartRequest,
 } from "../backend.js";
+import { ExitRegistry } from "../exit-registry.js";
 import { decodeRunLabels } from "../run-labels.js";
 import {
   commandOf,
@@ -69,15 +70,6 @@ import {
 export type { ProcessBackendOptions } from "./process-backend-options.js";
 export type { ProcessHandle } from "./process-handle.js";
 
-/** One `watchExit` subscription. */
-interface Watch {
-  deliver(status: ExitStatus): void;
-  cancel(): void;
-}
-
-/** Exits pushed for runs nobody asked about yet are kept up to this many. */
-const MAX_CACHED_EXITS = 20_000;
-
 /** 8 hex digits of a run id: its egress socket's name stays as short as the supervisor's. */
 function shortHash(runId: string): string {
   return createHash("sha256").update(runId).digest("hex").slice(0, 8);
@@ -111,10 +103,11 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   /** The egress proxies of this instance's sandboxed runs, by run. */
   readonly #egress = new Map<string, EgressProxy>();
   readonly #client: SupervisorClient;
-  /** Exits pushed by the supervisor, until the run is cleaned up. */
-  readonly #exits = new Map<string, ExitStatus>();
-  /** Exit callbacks, per run. */
-  readonly #watchers = new Map<string, Set<Watch>>();
+  /**
+   * Exits pushed by the supervisor, until the run is cleaned up, and the watches waiting for
+   * them; those of runs this instance started are never forgotten for room.
+   */
+  readonly #exits = new ExitRegistry({ keep: (runId) => this.#local.has(runId) });
   /**
    * Runs started through this instance and not yet cleaned up, with the connection they
    * started under: while that connection lasts, their exits are pushed here.
@@ -321,45 +314,14 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   /** Pushes the run's exit as soon as the supervisor reaps it (no polling). */
   watchExit(handle: ProcessHandle, onExit: (status: ExitStatus) => void): () => void {
     const { runId } = handle;
-    let done = false;
-    let subscribed = false;
-    const unsubscribe = () => {
-      if (!subscribed) return;
-      subscribed = false;
-      const watchers = this.#watchers.get(runId);
-      watchers?.delete(watch);
-      if (watchers?.size === 0) this.#watchers.delete(runId);
-      this.#client.release();
-    };
-    const cancel = () => {
-      done = true;
-      unsubscribe();
-    };
-    const watch: Watch = {
-      deliver: (status) => {
-        if (done) return;
-        cancel();
-        onExit(status);
-      },
-      cancel,
-    };
-    const known = this.#exits.get(runId);
-    if (known) {
-      queueMicrotask(() => watch.deliver(known));
-    } else {
-      let set = this.#watchers.get(runId);
-      if (!set) {
-        set = new Set();
-        this.#watchers.set(runId, set);
-      }
-      set.add(watch);
-      subscribed = true;
-      this.#client.hold();
-      // A run this instance did not start (a recovered one), or started under an earlier
-      // connection, may have ended while no exit could reach us.
-      if (this.#local.get(runId) !== this.#client.connections) this.#query(runId);
-    }
-    return cancel;
+    // A known exit is delivered by the registry on the next microtask: nothing to hold.
+    if (this.#exits.has(runId)) return this.#exits.watch(runId, onExit).stop;
+    this.#client.hold();
+    const { stop } = this.#exits.watch(runId, onExit, () => this.#client.release());
+    // A run this instance did not start (a recovered one), or started under an earlier
+    // connection, may have ended while no exit could reach us.
+    if (this.#local.get(runId) !== this.#client.connections) this.#query(runId);
+    return stop;
   }
 
   /** The runs recorded in the state dir for `kernelId`: running ones with `exit: null`, ended ones with their exit. */
@@ -369,7 +331,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     );
     return runs.map(({ record, exit }) => {
       const status = exit ? toExitStatus(exit) : null;
-      if (status) this.#remember(record.runId, status);
+      if (status) this.#exits.remember(record.runId, status);
       return { handle: handleOf(record), labels: { ...record.labels }, exit: status };
     });
   }
@@ -406,7 +368,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   async close(): Promise<void> {
     // Exit watches end here (their callbacks never fire): a kernel that comes back
     // re-watches what it recovers. The holds they kept on the connection go with them.
-    for (const watchers of [...this.#watchers.values()]) for (const watch of [...watchers]) watch.cancel();
+    this.#exits.close();
     await Promise.all([...this.#egress.keys()].map((runId) => this.#closeEgress(runId)));
     await this.#client.close();
   }
@@ -454,27 +416,11 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   }
 
   #onExit(runId: string, status: ExitStatus): void {
-    this.#remember(runId, status);
-    const watchers = this.#watchers.get(runId);
-    if (!watchers) return;
-    for (const watch of [...watchers]) watch.deliver(status);
-  }
-
-  #remember(runId: string, status: ExitStatus): void {
-    if (this.#exits.size >= MAX_CACHED_EXITS && !this.#exits.has(runId)) {
-      // Forget the oldest exit nobody started here; those of local runs stay until cleanup.
-      for (const old of this.#exits.keys()) {
-        if (!this.#local.has(old)) {
-          this.#exits.delete(old);
-          break;
-        }
-      }
-    }
-    this.#exits.set(runId, status);
+    this.#exits.settle(runId, status);
   }
 
   #forget(runId: string): void {
-    this.#exits.delete(runId);
+    this.#exits.forget(runId);
     this.#local.delete(runId);
   }
 
@@ -493,6 +439,6 @@ export class ProcessBackend implements Backend<ProcessHandle> {
 
   /** After a reconnection (maybe to a new supervisor): exits pushed meanwhile were missed. */
   #resync(): void {
-    for (const runId of this.#watchers.keys()) this.#query(runId);
+    for (const runId of this.#exits.watchedKeys()) this.#query(runId);
   }
 }

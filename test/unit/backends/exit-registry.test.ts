@@ -136,6 +136,37 @@ describe("ExitRegistry", () => {
       expect(onIdle).toHaveBeenCalledTimes(1);
     });
 
+    it("calls a watch's onEnd once when it ends, however it ends, and before its onExit", async () => {
+      const exits = new ExitRegistry();
+      const order: string[] = [];
+      exits.watch(
+        "a",
+        () => order.push("a exit"),
+        () => order.push("a end"),
+      );
+      exits.settle("a", zero);
+      const b = exits.watch(
+        "b",
+        () => order.push("b exit"),
+        () => order.push("b end"),
+      );
+      b.stop();
+      b.stop();
+      exits.watch(
+        "c",
+        () => order.push("c exit"),
+        () => order.push("c end"),
+      );
+      exits.close();
+      exits.watch(
+        "a",
+        () => order.push("a again"),
+        () => order.push("a again end"),
+      );
+      await microtask();
+      expect(order).toEqual(["a end", "a exit", "b end", "c end", "a again"]);
+    });
+
     it("ends every watch at close without calling any", () => {
       const exits = new ExitRegistry();
       const onExit = vi.fn();
