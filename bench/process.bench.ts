@@ -16,7 +16,7 @@
  *   exit (its journal's timestamp) to the kernel's `stopped` event.
  * - Parent memory per live workload (RSS and heap, after GC), kernel and raw.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -25,6 +25,7 @@ import { execa } from "execa";
 import { ProcessBackend } from "../src/backends/process/index.js";
 import { createRuntimeKernel, type RuntimeKernel } from "../src/index.js";
 import { FakeBackend } from "../src/testing/index.js";
+import { spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -83,14 +84,7 @@ interface Sample {
 async function raw(): Promise<Sample> {
   const cpu0 = cpuMs();
   const t0 = now();
-  const children: ChildProcess[] = [];
-  await Promise.all(
-    Array.from({ length: N }, () => {
-      const child = spawn("sleep", ["60"], { stdio: "ignore" });
-      children.push(child);
-      return new Promise((resolve, reject) => child.once("spawn", resolve).once("error", reject));
-    }),
-  );
+  const children = await spawnSleepers(N);
   const startMs = now() - t0;
   const cpu1 = cpuMs();
   const busy1 = machineBusyMs();
@@ -169,8 +163,7 @@ async function viaKernel(backend: ProcessBackend, round: number): Promise<Sample
 /** Parent memory per live workload: N live sleepers, raw and under the kernel, each from a settled heap. */
 async function memoryPerWorkload(backend: ProcessBackend): Promise<Record<string, number>> {
   const rawBefore = memory();
-  const children = Array.from({ length: N }, () => spawn("sleep", ["60"], { stdio: "ignore" }));
-  await Promise.all(children.map((c) => new Promise((resolve) => c.once("spawn", resolve))));
+  const children = await spawnSleepers(N);
   const rawLive = memory();
   await Promise.all(
     children.map((c) => {

@@ -13,13 +13,13 @@
  *   its processes (the command, and in a sandbox the waiting shell and bubblewrap's two), for
  *   a sample of the live workloads of each backend.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../src/backends/process/index.js";
 import { createRuntimeKernel } from "../src/index.js";
+import { spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -65,14 +65,7 @@ interface Sample {
 
 async function raw(): Promise<Sample> {
   const t0 = now();
-  const children: ChildProcess[] = [];
-  await Promise.all(
-    Array.from({ length: N }, () => {
-      const child = spawn("sleep", ["60"], { stdio: "ignore" });
-      children.push(child);
-      return new Promise((resolve, reject) => child.once("spawn", resolve).once("error", reject));
-    }),
-  );
+  const children = await spawnSleepers(N);
   const startMs = now() - t0;
   const sample = children.slice(0, MEMORY_SAMPLE).map((c) => tree(c.pid as number));
   const memory = sample.flat().reduce((sum, pid) => sum + pss(pid), 0);

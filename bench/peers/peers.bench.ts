@@ -25,6 +25,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ProcessBackend } from "../../src/backends/process/index.js";
 import { createRuntimeKernel } from "../../src/index.js";
+import { spawnSleepers } from "../raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 200);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -53,16 +54,7 @@ const exited = (child: ChildProcess) =>
 
 async function raw(): Promise<Phases> {
   const t0 = now();
-  const children = await Promise.all(
-    Array.from(
-      { length: N },
-      () =>
-        new Promise<ChildProcess>((resolve, reject) => {
-          const child = spawn("sleep", ["60"], { stdio: "ignore", detached: true });
-          child.once("spawn", () => resolve(child)).once("error", reject);
-        }),
-    ),
-  );
+  const children = await spawnSleepers(N, { detached: true });
   const t1 = now();
   const exits = children.map(exited);
   for (const child of children) child.kill("SIGTERM");
