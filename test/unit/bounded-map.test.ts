@@ -34,6 +34,30 @@ describe("BoundedMap", () => {
     expect([map.has("a"), map.has("b"), map.has("d")]).toEqual([true, true, true]);
   });
 
+  it("looks at a bounded number of entries per set, however many are kept (no quadratic walk)", () => {
+    let asked = 0;
+    const map = new BoundedMap<number, number>({
+      limit: 10,
+      keep: () => {
+        asked++;
+        return true;
+      },
+    });
+    for (let i = 0; i < 20_000; i++) map.set(i, i);
+    expect(map.size).toBe(20_000);
+    expect(asked).toBeLessThanOrEqual(20_000 * 32);
+  });
+
+  it("catches up to its limit once kept entries are let go of", () => {
+    const kept = new Set(Array.from({ length: 100 }, (_, i) => i));
+    const map = new BoundedMap<number, number>({ limit: 10, keep: (key) => kept.has(key) });
+    for (let i = 0; i < 100; i++) map.set(i, i);
+    kept.clear();
+    for (let i = 100; i < 110; i++) map.set(i, i);
+    expect(map.size).toBe(10);
+    expect(map.has(109) && !map.has(0)).toBe(true);
+  });
+
   it("lets a kept entry go by delete", () => {
     const map = new BoundedMap<string, number>({ limit: 1, keep: () => true });
     map.set("a", 1);
