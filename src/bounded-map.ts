@@ -20,6 +20,8 @@ export class BoundedMap<K, V> {
   readonly #entries = new Map<K, V>();
   readonly #limit: number;
   readonly #keep: ((key: K) => boolean) | undefined;
+  /** Where the eviction walk stopped: everything before it was kept when the walk passed it. */
+  #cursor: Iterator<K> | undefined;
 
   constructor(options: BoundedMapOptions<K>) {
     this.#limit = options.limit;
@@ -40,21 +42,27 @@ export class BoundedMap<K, V> {
 
   /**
    * Sets `key` as the newest entry; over the limit, evicts the oldest entries not kept (never
-   * `key`). Kept entries met on the way move to the newest end and the walk stops after
-   * {@link SCAN_BUDGET} of them, so a set costs O(1) even when most entries are kept (100,000
-   * exits of runs still held arrive at once when a kernel stops everything): a walk over all
-   * of them on every set made that quadratic.
+   * `key`). The walk for one to evict goes on from where the last one stopped, past kept
+   * entries without moving them, and looks at {@link SCAN_BUDGET} entries at most, so a set
+   * costs O(1) even when most entries are kept (100,000 exits of runs still held arrive at
+   * once when a kernel stops everything). Starting each walk from the oldest end made that
+   * quadratic twice over: in the kept entries walked, and in the deleted slots a Map leaves
+   * at its front until it rehashes, which every walk from the start steps over again. An
+   * entry let go of by `keep` after the walk passed it is evicted when the walk comes round.
    */
   set(key: K, value: V): void {
     this.#entries.delete(key);
     this.#entries.set(key, value);
     let budget = SCAN_BUDGET;
     while (this.#entries.size > this.#limit && budget-- > 0) {
-      const oldest = this.#entries.keys().next().value as K;
-      if (oldest === key) return;
-      const held = this.#entries.get(oldest) as V;
-      this.#entries.delete(oldest);
-      if (this.#keep?.(oldest)) this.#entries.set(oldest, held);
+      this.#cursor ??= this.#entries.keys();
+      const next = this.#cursor.next();
+      if (next.done) {
+        this.#cursor = undefined;
+        continue;
+      }
+      const candidate = next.value;
+      if (candidate !== key && !this.#keep?.(candidate)) this.#entries.delete(candidate);
     }
   }
 
