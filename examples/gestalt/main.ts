@@ -35,8 +35,7 @@ plugins:
     args: ["--import", ${JSON.stringify(import.meta.resolve("tsx"))}, ${JSON.stringify(plugin)}]
     env:
       GREETING_STYLE: friendly
-    execution:
-      mode: hosted
+    runtime: {} # hosted, on the default runtime provider
 `);
 
 // 3. The host: selects the provider, checks its profile, starts a session, starts the

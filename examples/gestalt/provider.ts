@@ -39,7 +39,7 @@ const config = loadGestaltConfig({
     greeter: {
       command: process.execPath,
       args: ["--import", import.meta.resolve("tsx"), plugin],
-      execution: { mode: "hosted" },
+      runtime: {}, // hosted, on the default runtime provider
     },
   },
 });

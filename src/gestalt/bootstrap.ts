@@ -7,7 +7,13 @@
  */
 import type { Channel } from "@grpc/grpc-js";
 import { InvalidSpecError } from "../errors.js";
-import { entryPath, type GestaltConfig, type PluginConfig, type PluginKind } from "./config.js";
+import {
+  entryPath,
+  type GestaltConfig,
+  hostedRuntimeOf,
+  type PluginConfig,
+  type PluginKind,
+} from "./config.js";
 import { type DialTlsOptions, dialHostedPlugin } from "./dial.js";
 import { type BootstrapStep, HostedPluginError } from "./errors.js";
 import { type IntegrationMetadata, startIntegrationProvider } from "./integration.js";
@@ -184,7 +190,7 @@ async function planStep(a: Attempt): Promise<HostedPluginPlan> {
 }
 
 async function startSessionStep(a: Attempt): Promise<RuntimeSession> {
-  const runtime = a.entry.execution?.runtime;
+  const runtime = hostedRuntimeOf(a.entry)?.runtime;
   try {
     return await a.provider.startSession(
       {

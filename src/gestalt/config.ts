@@ -1,10 +1,15 @@
 /**
- * The Gestalt configuration subset this layer reads: runtime providers, the default hosted
- * provider, each plugin's and hosted agent's `execution`, and egress. Parsed with zod from
- * YAML or a plain object; every refusal is an {@link InvalidSpecError} whose issues name the
- * offending path (for example `plugins.support.execution.runtime.provider`).
+ * The Gestalt configuration subset this layer reads: runtime providers, the default runtime
+ * provider, where each plugin and hosted agent runs, and egress. Parsed with zod from YAML or
+ * a plain object; every refusal is an {@link InvalidSpecError} whose issues name the
+ * offending path (for example `plugins.support.runtime.provider`).
  *
- * Keys outside the subset are kept as they are: a full gestaltd configuration loads.
+ * Both revisions' keys load. A current gestaltd (`gestaltd.config/v5`) writes a hosted
+ * plugin's placement as `plugins.<n>.runtime` and the default as
+ * `server.runtime.defaultProvider`; the older revision this project was specified from wrote
+ * `plugins.<n>.execution: { mode: hosted, runtime }` and `server.runtime.defaultHostedProvider`.
+ * An entry may use either form, not both. Keys outside the subset are kept as they are: a
+ * full gestaltd configuration loads.
  * @module
  */
 import { parseDocument } from "yaml";
@@ -35,7 +40,7 @@ export interface RuntimeProviderConfig {
   env: Record<string, string>;
 }
 
-/** `execution.runtime`: where and how a hosted plugin runs. */
+/** `plugins.<n>.runtime` (or `execution.runtime`): where and how a hosted plugin runs. */
 export interface HostedRuntimeConfig {
   /** A `runtime.providers` entry; absent: the default hosted provider. */
   provider?: string;
@@ -44,9 +49,13 @@ export interface HostedRuntimeConfig {
   /** Registry credentials for `image`. A secret. */
   imagePullAuth?: { dockerConfigJson: string };
   metadata: Record<string, string>;
+  /** gestaltd's warm-pool settings (current revision), kept as written: this host does not pool. */
+  pool?: Record<string, unknown>;
+  /** gestaltd's workspace settings (current revision), kept as written: this host prepares none. */
+  workspace?: Record<string, unknown>;
 }
 
-/** `plugins.<n>.execution` and `providers.agent.<n>.execution`. */
+/** `plugins.<n>.execution` and `providers.agent.<n>.execution` (the older revision's form). */
 export interface ExecutionConfig {
   /** `local`: the host runs it itself. `hosted`: a runtime provider runs it. */
   mode: "local" | "hosted";
@@ -68,6 +77,9 @@ export interface PluginConfig {
    * runtime-kernel extension: gestaltd infers them from its other plugin keys.
    */
   hostServices: string[];
+  /** Where the plugin runs when hosted (the current gestaltd form; its presence means hosted). */
+  runtime?: HostedRuntimeConfig;
+  /** Local or hosted, and where (the older revision's form). See {@link hostedRuntimeOf}. */
   execution?: ExecutionConfig;
   /** The plugin's own settings, sent in StartProvider when it is an integration provider. */
   config: Record<string, unknown>;
@@ -87,16 +99,22 @@ export interface EgressConfig {
 
 /** The parsed configuration subset. */
 export interface GestaltConfig {
-  server: { runtime: { defaultHostedProvider?: string }; [key: string]: unknown };
+  server: {
+    runtime: {
+      /** The runtime provider of hosted plugins that name none (the current gestaltd key). */
+      defaultProvider?: string;
+      /** The same, as the older revision wrote it. At most one of the two is set. */
+      defaultHostedProvider?: string;
+      [key: string]: unknown;
+    };
+    [key: string]: unknown;
+  };
   runtime: { providers: Record<string, RuntimeProviderConfig> };
   plugins: Record<string, PluginConfig>;
   providers: { agent: Record<string, AgentConfig>; [key: string]: unknown };
   egress: EgressConfig;
   [key: string]: unknown;
 }
-
-const LEGACY_RUNTIME_MESSAGE =
-  "the plugin-level runtime block is no longer supported; use `execution.mode: hosted` with `execution.runtime`";
 
 /** An exact hostname or `*.suffix`, as an allow-list holds them. */
 const HOST_PATTERN =
@@ -148,6 +166,8 @@ const runtimeBlockSchema = z
     template: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
     imagePullAuth: imagePullAuthSchema.optional(),
     metadata: z.record(z.string(), z.string({ error: "must be a string" })).default({}),
+    pool: z.record(z.string(), z.unknown(), { error: "must be a mapping" }).optional(),
+    workspace: z.record(z.string(), z.unknown(), { error: "must be a mapping" }).optional(),
   })
   .superRefine((runtime, ctx) => {
     if (runtime.imagePullAuth && !runtime.image) {
@@ -191,13 +211,18 @@ const pluginSchema = z
     allowedHosts: allowedHostsSchema,
     hostBinary: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
     hostServices: z.array(z.string().min(1, "must not be empty")).default([]),
+    runtime: runtimeBlockSchema.optional(),
     execution: executionSchema.optional(),
     config: z.record(z.string(), z.unknown(), { error: "must be a mapping" }).default({}),
-    runtime: z.unknown().optional(),
   })
   .superRefine((plugin, ctx) => {
-    if (plugin.runtime !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["runtime"], message: LEGACY_RUNTIME_MESSAGE });
+    if (plugin.runtime !== undefined && plugin.execution !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["execution"],
+        message:
+          "cannot be set together with runtime: `runtime` is the current gestaltd form, `execution` the older one; keep one",
+      });
     }
     for (const key of Object.keys(plugin.env)) {
       if (!ENV_KEY.test(key)) {
@@ -209,7 +234,7 @@ const pluginSchema = z
       }
     }
   })
-  .transform(({ runtime: _legacy, ...plugin }) => plugin as PluginConfig);
+  .transform((plugin) => plugin as PluginConfig);
 
 /** `source: { command, args? }`: an executable provider to launch. */
 const commandSourceSchema = z.strictObject({
@@ -279,6 +304,7 @@ const configSchema = z
       .looseObject({
         runtime: z
           .looseObject({
+            defaultProvider: z.string({ error: "must be a string" }).min(1, "must not be empty").optional(),
             defaultHostedProvider: z
               .string({ error: "must be a string" })
               .min(1, "must not be empty")
@@ -316,32 +342,38 @@ const configSchema = z
         });
       }
     }
-    const serverDefault = config.server.runtime.defaultHostedProvider;
-    if (serverDefault !== undefined && !Object.hasOwn(providers, serverDefault)) {
+    const server = config.server.runtime;
+    if (server.defaultProvider !== undefined && server.defaultHostedProvider !== undefined) {
       ctx.addIssue({
         code: "custom",
         path: ["server", "runtime", "defaultHostedProvider"],
-        message: `unknown runtime provider "${serverDefault}" (configured: ${known})`,
+        message:
+          "cannot be set together with defaultProvider (the current gestaltd key for the same setting): keep one",
+      });
+    }
+    const serverDefault = serverDefaultOf(config as GestaltConfig);
+    if (serverDefault && !Object.hasOwn(providers, serverDefault.provider)) {
+      ctx.addIssue({
+        code: "custom",
+        path: serverDefault.selectedBy.split("."),
+        message: `unknown runtime provider "${serverDefault.provider}" (configured: ${known})`,
       });
     }
     const hasDefault = serverDefault !== undefined || defaults.length === 1;
     const check = (section: string[], entries: Record<string, PluginConfig>) => {
       for (const [name, entry] of Object.entries(entries)) {
-        const runtime = entry.execution?.runtime;
-        const path = [...section, name, "execution", "runtime", "provider"];
-        if (runtime?.provider !== undefined && !Object.hasOwn(providers, runtime.provider)) {
+        const hosted = hostedRuntimeOf(entry);
+        if (!hosted) continue;
+        const path = [...section, name, ...hosted.key.split("."), "provider"];
+        const own = hosted.runtime.provider;
+        if (own !== undefined && !Object.hasOwn(providers, own)) {
           ctx.addIssue({
             code: "custom",
             path,
-            message: `unknown runtime provider "${runtime.provider}" (configured: ${known})`,
+            message: `unknown runtime provider "${own}" (configured: ${known})`,
           });
-        } else if (entry.execution?.mode === "hosted" && runtime?.provider === undefined && !hasDefault) {
-          ctx.addIssue({
-            code: "custom",
-            path,
-            message:
-              "no runtime provider for this hosted plugin: set it here, or server.runtime.defaultHostedProvider, or default: true on one runtime.providers entry",
-          });
+        } else if (own === undefined && !hasDefault) {
+          ctx.addIssue({ code: "custom", path, message: NO_PROVIDER_MESSAGE });
         }
       }
     };
@@ -399,17 +431,60 @@ export function entryPath(kind: PluginKind, name: string): string {
   return kind === "plugin" ? `plugins.${name}` : `providers.agent.${name}`;
 }
 
-/** How the runtime provider of a hosted entry was chosen. */
+/** How the runtime provider of a hosted entry was chosen: the key that chose it, as written. */
 export type ProviderSelectionSource =
+  | "runtime.provider"
   | "execution.runtime.provider"
+  | "server.runtime.defaultProvider"
   | "server.runtime.defaultHostedProvider"
   | "default";
 
+const NO_PROVIDER_MESSAGE =
+  "no runtime provider for this hosted plugin: set it here, or server.runtime.defaultProvider, or default: true on one runtime.providers entry";
+
 /**
- * Selects the runtime provider of a hosted plugin or agent: its own
- * `execution.runtime.provider`, else `server.runtime.defaultHostedProvider`, else the single
- * `runtime.providers` entry with `default: true`. Throws `INVALID_SPEC` naming the path when
- * none applies.
+ * Where a plugin or agent runs when hosted, in whichever revision's form it was written, and
+ * the key it was written under; `undefined` when it runs locally (no `runtime` block, and no
+ * `execution` or `execution.mode: local`).
+ */
+export function hostedRuntimeOf(
+  entry: PluginConfig,
+): { runtime: HostedRuntimeConfig; key: "runtime" | "execution.runtime" } | undefined {
+  if (entry.runtime) return { runtime: entry.runtime, key: "runtime" };
+  if (entry.execution?.mode !== "hosted") return undefined;
+  return { runtime: entry.execution.runtime ?? { metadata: {} }, key: "execution.runtime" };
+}
+
+/** The server-wide default runtime provider, under whichever key it was written. */
+function serverDefaultOf(
+  config: GestaltConfig,
+): { provider: string; selectedBy: ProviderSelectionSource } | undefined {
+  const { defaultProvider, defaultHostedProvider } = config.server.runtime;
+  if (defaultProvider !== undefined)
+    return { provider: defaultProvider, selectedBy: "server.runtime.defaultProvider" };
+  if (defaultHostedProvider !== undefined)
+    return { provider: defaultHostedProvider, selectedBy: "server.runtime.defaultHostedProvider" };
+  return undefined;
+}
+
+/**
+ * The runtime provider of hosted entries that name none: `server.runtime.defaultProvider` (or
+ * the older `defaultHostedProvider`), else the single `runtime.providers` entry with
+ * `default: true`; `undefined` when neither applies.
+ */
+export function defaultRuntimeProvider(
+  config: GestaltConfig,
+): { provider: string; selectedBy: ProviderSelectionSource } | undefined {
+  const server = serverDefaultOf(config);
+  if (server) return server;
+  const defaults = Object.entries(config.runtime.providers).filter(([, p]) => p.default);
+  return defaults.length === 1 ? { provider: defaults[0]![0], selectedBy: "default" } : undefined;
+}
+
+/**
+ * Selects the runtime provider of a hosted plugin or agent: its own `runtime.provider` (or
+ * `execution.runtime.provider`), else the {@link defaultRuntimeProvider}. Throws
+ * `INVALID_SPEC` naming the path when none applies.
  */
 export function selectRuntimeProvider(
   config: GestaltConfig,
@@ -422,26 +497,21 @@ export function selectRuntimeProvider(
     const known = Object.keys(kind === "plugin" ? config.plugins : config.providers.agent);
     throw new InvalidSpecError(
       [{ path, message: `is not configured (configured: ${known.join(", ") || "none"})` }],
-      {
-        subject: "gestalt config",
-      },
+      { subject: "gestalt config" },
     );
   }
-  const own = entry.execution?.runtime?.provider;
-  if (own !== undefined) return { provider: own, selectedBy: "execution.runtime.provider" };
-  const serverDefault = config.server.runtime.defaultHostedProvider;
-  if (serverDefault !== undefined)
-    return { provider: serverDefault, selectedBy: "server.runtime.defaultHostedProvider" };
-  const defaults = Object.entries(config.runtime.providers).filter(([, p]) => p.default);
-  if (defaults.length === 1) return { provider: defaults[0]![0], selectedBy: "default" };
+  const hosted = hostedRuntimeOf(entry);
+  const key = hosted?.key ?? "runtime";
+  const own = hosted?.runtime.provider;
+  if (own !== undefined) return { provider: own, selectedBy: `${key}.provider` };
+  const fallback = defaultRuntimeProvider(config);
+  if (fallback) return fallback;
+  const several = Object.values(config.runtime.providers).filter((p) => p.default).length > 1;
   throw new InvalidSpecError(
     [
       {
-        path: `${path}.execution.runtime.provider`,
-        message:
-          defaults.length > 1
-            ? "several runtime providers are the default: keep one"
-            : "no runtime provider selected: set it here, or server.runtime.defaultHostedProvider, or default: true on one runtime.providers entry",
+        path: `${path}.${key}.provider`,
+        message: several ? "several runtime providers are the default: keep one" : NO_PROVIDER_MESSAGE,
       },
     ],
     { subject: "gestalt config" },

@@ -28,7 +28,13 @@ export type {
   ProviderSelectionSource,
   RuntimeProviderConfig,
 } from "./config.js";
-export { entryPath, loadGestaltConfig, selectRuntimeProvider } from "./config.js";
+export {
+  defaultRuntimeProvider,
+  entryPath,
+  hostedRuntimeOf,
+  loadGestaltConfig,
+  selectRuntimeProvider,
+} from "./config.js";
 export type { DialedPlugin, DialOptions, DialTarget, DialTlsOptions } from "./dial.js";
 export { channelSettings, DialTargetError, dialHostedPlugin, parseDialTarget, waitForReady } from "./dial.js";
 export type { EgressDecision, EgressPolicy, EgressProxy, EgressProxyOptions } from "./egress.js";

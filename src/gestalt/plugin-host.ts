@@ -7,9 +7,8 @@
  * `launchRuntimeProvider`), then handshaken (`ProviderLifecycle`: kind RUNTIME, protocol 3,
  * ConfigureProvider with `runtime.providers.<name>.config`).
  *
- * Bootstrap of a hosted plugin, in order: select its provider (its own
- * `execution.runtime.provider`, else `server.runtime.defaultHostedProvider`, else the single
- * `default: true` provider) → GetSupport → plan (refuse what the effective profile cannot
+ * Bootstrap of a hosted plugin, in order: select its provider (its own `runtime.provider`,
+ * else `server.runtime.defaultProvider`, else the single `default: true` provider) → GetSupport → plan (refuse what the effective profile cannot
  * meet; nothing has started yet) → StartSession (metadata `provider_kind` and
  * `provider_name`) → poll GetSession every 25 ms until ready or running → BindHostService
  * per host service, for providers of the specified revision → egress settings →
@@ -29,6 +28,7 @@ import {
   configuredEntry,
 } from "./bootstrap.js";
 import {
+  defaultRuntimeProvider,
   type GestaltConfig,
   loadGestaltConfig,
   type PluginKind,
@@ -290,7 +290,7 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
     },
     provider: (name) => providers.get(name),
     async describeProviders() {
-      const defaultName = effectiveDefault(config);
+      const defaultName = defaultRuntimeProvider(config)?.provider;
       return Promise.all(
         Object.entries(config.runtime.providers).map(([name, entry]) =>
           describeProvider(name, entry, defaultName, providers, hostCapabilities, known.get(name)),
@@ -412,13 +412,6 @@ async function describeProvider(
     view.error = messageOf(error);
   }
   return view;
-}
-
-/** The provider of hosted plugins that name none: the configured default, else the single `default: true` one. */
-function effectiveDefault(config: GestaltConfig): string | undefined {
-  if (config.server.runtime.defaultHostedProvider) return config.server.runtime.defaultHostedProvider;
-  const defaults = Object.entries(config.runtime.providers).filter(([, e]) => e.default);
-  return defaults.length === 1 ? defaults[0]![0] : undefined;
 }
 
 function isParsed(config: unknown): config is GestaltConfig {

@@ -8,6 +8,7 @@ import { InvalidSpecError } from "../errors.js";
 import type { Selected } from "./bootstrap.js";
 import {
   type GestaltConfig,
+  hostedRuntimeOf,
   type PluginConfig,
   type PluginKind,
   type RuntimeProviderConfig,
@@ -205,7 +206,7 @@ export class ProviderLoader {
 
   /** The provider of a plugin (step select): its own, the default hosted one, or the built-in local driver. */
   async select(kind: PluginKind, name: string, entry: PluginConfig): Promise<Selected> {
-    if (entry.execution?.mode !== "hosted") {
+    if (!hostedRuntimeOf(entry)) {
       try {
         return { providerName: BUILTIN_LOCAL, provider: this.local() };
       } catch (error) {

@@ -151,7 +151,7 @@ describe("a host with a provider of the current upstream surface only", () => {
             command: plugin.command,
             args: plugin.args,
             hostServices: ["cache"],
-            execution: { mode: "hosted", runtime: { metadata: { team: "care" } } },
+            runtime: { metadata: { team: "care" } }, // the current gestaltd form
           },
         },
       }),

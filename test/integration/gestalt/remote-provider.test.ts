@@ -77,9 +77,9 @@ afterAll(async () => {
 function hostFor(provider: ProviderProcess, args: string[] = plugin.args) {
   return createPluginHost({
     config: loadGestaltConfig({
-      server: { runtime: { defaultHostedProvider: "remote" } },
+      server: { runtime: { defaultProvider: "remote" } },
       runtime: { providers: { remote: { source: provider.address } } },
-      plugins: { support: { command: plugin.command, args, execution: { mode: "hosted" } } },
+      plugins: { support: { command: plugin.command, args, runtime: {} } },
     }),
   });
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { InvalidSpecError } from "../../../src/errors.js";
-import { loadGestaltConfig, selectRuntimeProvider } from "../../../src/gestalt/config.js";
+import { hostedRuntimeOf, loadGestaltConfig, selectRuntimeProvider } from "../../../src/gestalt/config.js";
 
 const DOCKER_CONFIG = JSON.stringify({ auths: { "registry.example.com": { auth: "dXNlcjpzZWNyZXQ=" } } });
 
@@ -192,16 +192,101 @@ egress:
     expect(found?.message).toMatch(/must not be empty/);
   });
 
-  it("refuses the legacy plugins.<n>.runtime and providers.agent.<n>.runtime, saying what to write", () => {
+  it("reads the current gestaltd form: plugins.<n>.runtime means hosted, server.runtime.defaultProvider", () => {
+    const config = loadGestaltConfig(`
+apiVersion: gestaltd.config/v5
+server:
+  runtime: { defaultProvider: kernel, relayBaseUrl: https://relay.example.com }
+runtime:
+  providers:
+    kernel: { source: unix:///run/kernel.sock }
+    local: { driver: local }
+plugins:
+  support:
+    command: ./support
+    runtime:
+      provider: local
+      template: small
+      metadata: { team: care }
+      workspace: { prepareTimeout: 30s, git: { allowedRepositories: [github.com/acme/app] } }
+providers:
+  agent:
+    helper:
+      command: ./agent
+      runtime:
+        pool: { minReadyInstances: 1, restartPolicy: always }
+`);
+    expect(hostedRuntimeOf(config.plugins.support!)).toEqual({
+      key: "runtime",
+      runtime: {
+        provider: "local",
+        template: "small",
+        metadata: { team: "care" },
+        workspace: { prepareTimeout: "30s", git: { allowedRepositories: ["github.com/acme/app"] } },
+      },
+    });
+    expect(selectRuntimeProvider(config, "plugin", "support")).toEqual({
+      provider: "local",
+      selectedBy: "runtime.provider",
+    });
+    expect(selectRuntimeProvider(config, "agent", "helper")).toEqual({
+      provider: "kernel",
+      selectedBy: "server.runtime.defaultProvider",
+    });
+    expect(config.providers.agent.helper?.runtime?.pool).toEqual({
+      minReadyInstances: 1,
+      restartPolicy: "always",
+    });
+    expect(config.server.runtime.relayBaseUrl).toBe("https://relay.example.com");
+  });
+
+  it("runs an entry locally when it has neither a runtime block nor a hosted execution", () => {
+    const config = loadGestaltConfig({ plugins: { a: {}, b: { execution: { mode: "local" } } } });
+    expect(hostedRuntimeOf(config.plugins.a!)).toBeUndefined();
+    expect(hostedRuntimeOf(config.plugins.b!)).toBeUndefined();
+  });
+
+  it("refuses an entry that writes both forms, and a server that sets both default keys", () => {
     const input = {
-      plugins: { a: { runtime: { provider: "local" } } },
-      providers: { agent: { b: { runtime: {} } } },
+      server: { runtime: { defaultProvider: "local", defaultHostedProvider: "local" } },
+      runtime: { providers: { local: { driver: "local" } } },
+      plugins: { a: { runtime: {}, execution: { mode: "hosted" } } },
+      providers: { agent: { b: { runtime: {}, execution: { mode: "local" } } } },
     };
-    for (const path of ["plugins.a.runtime", "providers.agent.b.runtime"]) {
-      expect(issue(input, path)).toBe(
-        "the plugin-level runtime block is no longer supported; use `execution.mode: hosted` with `execution.runtime`",
-      );
-    }
+    expect(issue(input, "plugins.a.execution")).toMatch(/cannot be set together with runtime/);
+    expect(issue(input, "providers.agent.b.execution")).toMatch(/cannot be set together with runtime/);
+    expect(issue(input, "server.runtime.defaultHostedProvider")).toMatch(
+      /cannot be set together with defaultProvider/,
+    );
+  });
+
+  it("names the key the user wrote when a provider is unknown or none can be selected", () => {
+    const unknown = {
+      server: { runtime: { defaultProvider: "gone" } },
+      runtime: { providers: { local: { driver: "local" } } },
+      plugins: { a: { runtime: { provider: "nope" } } },
+    };
+    expect(issue(unknown, "plugins.a.runtime.provider")).toBe(
+      'unknown runtime provider "nope" (configured: local)',
+    );
+    expect(issue(unknown, "server.runtime.defaultProvider")).toBe(
+      'unknown runtime provider "gone" (configured: local)',
+    );
+    expect(
+      issue(
+        { runtime: { providers: { local: { driver: "local" } } }, plugins: { a: { runtime: {} } } },
+        "plugins.a.runtime.provider",
+      ),
+    ).toMatch(/no runtime provider for this hosted plugin: .*server\.runtime\.defaultProvider/);
+  });
+
+  it("refuses unknown keys and bad values in the current form's runtime block", () => {
+    expect(issue({ plugins: { a: { runtime: { provdier: "x" } } } }, "plugins.a.runtime.provdier")).toBe(
+      "is not a known key",
+    );
+    expect(issue({ plugins: { a: { runtime: { pool: 3 } } } }, "plugins.a.runtime.pool")).toBe(
+      "must be a mapping",
+    );
   });
 
   it("refuses a provider entry with neither or both of driver and source", () => {
