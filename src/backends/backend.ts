@@ -320,6 +320,8 @@ export const LABELS = {
   createdAt: "runtime-kernel.dev/created-at",
   /** The restart attempt (1, 2, ...) of this run, absent for the first run. */
   restart: "runtime-kernel.dev/restart",
+  /** The spec's `traceId`, absent when it had none: a recovered workload keeps its trace. */
+  traceId: "runtime-kernel.dev/trace-id",
 } as const;
 
 /** The signal numbers of Linux, for turning `128 + n` into a name and back. */

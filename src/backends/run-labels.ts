@@ -19,6 +19,8 @@ export interface RunLabels {
   maxLifetimeAt?: number;
   /** The restart attempt of this run (0: the first run). */
   restart: number;
+  /** The spec's trace id. */
+  traceId?: string;
 }
 
 /** What can be read back from labels found on a substrate: nothing in them is trusted. */
@@ -33,6 +35,8 @@ export interface DecodedRunLabels {
   maxLifetimeAt?: number;
   /** 0 when missing or not a number. */
   restart: number;
+  /** Absent when missing or empty; the kernel checks it as it checks a spec's. */
+  traceId?: string;
 }
 
 /** The labels of a run: the caller's own first, then the kernel's, which win. */
@@ -48,6 +52,7 @@ export function encodeRunLabels(run: RunLabels, own?: Record<string, string>): R
   if (run.owner !== undefined) labels[LABELS.owner] = run.owner;
   if (run.maxLifetimeAt !== undefined) labels[LABELS.maxLifetimeAt] = String(run.maxLifetimeAt);
   if (run.restart > 0) labels[LABELS.restart] = String(run.restart);
+  if (run.traceId !== undefined) labels[LABELS.traceId] = run.traceId;
   return labels;
 }
 
@@ -65,5 +70,7 @@ export function decodeRunLabels(labels: Record<string, string>): DecodedRunLabel
   if (owner) decoded.owner = owner;
   const maxLifetimeAt = Number(labels[LABELS.maxLifetimeAt]);
   if (Number.isFinite(maxLifetimeAt) && maxLifetimeAt > 0) decoded.maxLifetimeAt = maxLifetimeAt;
+  const traceId = labels[LABELS.traceId];
+  if (traceId) decoded.traceId = traceId;
   return decoded;
 }

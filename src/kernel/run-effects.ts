@@ -166,6 +166,7 @@ export class RunEffects {
         // run's own deadline (from when it reached running) is at most a start's duration later.
         ...(maxLifetimeMs > 0 ? { maxLifetimeAt: run.createdAt + maxLifetimeMs } : {}),
         restart: restarts,
+        ...(spec.traceId !== undefined ? { traceId: spec.traceId } : {}),
       },
       spec.labels,
     );

@@ -20,6 +20,11 @@ const DNS1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** What a trace id may hold: it travels in HTTP headers and log lines, so printable ASCII only. */
 const TRACE_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** Whether `value` is a trace id a spec may carry (1 to 128 printable ASCII, no spaces). */
+export function isTraceId(value: string): boolean {
+  return TRACE_ID.test(value);
+}
 const RESERVED_LABEL_PREFIX = "runtime-kernel.dev/";
 
 /**

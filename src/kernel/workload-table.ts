@@ -25,6 +25,7 @@ import type { OwnerQuota } from "./quota.js";
 import { Run, Workload } from "./run.js";
 import { RunEffects, type RunEffectsContext } from "./run-effects.js";
 import { MAX_DEADLINE, type Scheduler } from "./scheduler.js";
+import { isTraceId } from "./spec.js";
 import {
   type Profile,
   WORKLOAD_STATES,
@@ -130,11 +131,13 @@ export class WorkloadTable {
   adopt(item: DiscoveredWorkload): Run {
     const labels = decodeRunLabels(item.labels);
     const profileName = labels.profile ?? "";
-    const owner = labels.owner;
+    const { owner, traceId } = labels;
     const spec: WorkloadSpec = {
       workloadId: labels.workloadId ?? item.handle.workloadId,
       profile: profileName,
       ...(owner ? { owner } : {}),
+      // Read from the substrate: taken only when it is one a spec could carry.
+      ...(traceId !== undefined && isTraceId(traceId) ? { traceId } : {}),
     };
     const workload = this.#add(spec, this.#o.profiles[profileName] ?? { runnable: {} }, !item.exit);
     workload.restarts = labels.restart;

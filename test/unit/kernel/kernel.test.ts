@@ -4,6 +4,7 @@ import {
   type CredentialBroker,
   createRuntimeKernel,
   isRuntimeKernelError,
+  LABELS,
   type Profile,
   type RuntimeKernel,
   type RuntimeKernelOptions,
@@ -746,6 +747,32 @@ describe("createRuntimeKernel: recovery and shutdown", () => {
     );
     await clock.advance(60_000);
     expect((await after.waitFor("alive", "stopped")).stopReason).toBe("max_lifetime");
+  });
+
+  it("recover() keeps each workload's traceId, and drops one a substrate holds that no spec could carry", async () => {
+    const clock = new ManualClock();
+    const fake = new FakeBackend({ clock });
+    const before = createRuntimeKernel({ backend: fake, clock, profiles, kernelId: "k1" });
+    await before.create({ workloadId: "traced", profile: "agent", traceId: "4bf92f35:span/1" });
+    await before.create({ workloadId: "forged", profile: "agent", traceId: "t" });
+    await before.shutdown({ leaveRunning: true });
+    // Labels come back from the substrate: one edited there is not trusted.
+    const forged = fake.workloads().find((w) => w.request.labels[LABELS.workloadId] === "forged");
+    (forged?.request.labels as Record<string, string>)[LABELS.traceId] = "a b\nc";
+
+    const after = createRuntimeKernel({ backend: fake, clock, profiles, kernelId: "k1" });
+    kernels.push(after);
+    const events: TransitionEvent[] = [];
+    after.on("transition", (e) => events.push(e));
+    await after.recover();
+    expect(after.get("traced")?.traceId).toBe("4bf92f35:span/1");
+    expect(after.get("forged")).not.toHaveProperty("traceId");
+    await after.stop("traced");
+    expect(events.filter((e) => e.workloadId === "traced").map((e) => e.traceId)).toEqual([
+      "4bf92f35:span/1",
+      "4bf92f35:span/1",
+      "4bf92f35:span/1",
+    ]);
   });
 
   it("recover() ignores other kernels' workloads and reaps superseded runs", async () => {
