@@ -223,38 +223,38 @@ function mountVolumes(
   return { volumes, volumeMounts };
 }
 
-/**
- * Builds the Pod of one run, and the Secret that carries its environment.
- *
- * Every env value goes into the per-run Secret and the Pod refers to it by `secretKeyRef`:
- * `StartRequest.env` mixes brokered credentials with plain settings and the backend cannot tell
- * them apart, so none of it is written into the Pod spec (or the events that quote it).
- */
-export function buildPodManifests(request: StartRequest, options: PodManifestOptions): PodManifests {
-  const { profile, namespace } = options;
-  const { subPath, mounts } = validate(request, profile);
-  const name = podName(options.namePrefix, request.workloadId, request.runId);
-
+/** The labels of one run's Pod and Secret: the profile's, the kernel's that fit, and the identity (sanitised). */
+function podLabels(request: StartRequest, profile: KubernetesProfile): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const [key, value] of Object.entries(profile.labels ?? {})) labels[key] = value;
   for (const [key, value] of Object.entries(request.labels))
     if (!(ANNOTATED_LABELS as readonly string[]).includes(key) && isLabelKey(key) && isLabelValue(value))
       labels[key] = value;
-  const identity: Record<string, string | undefined> = {
+  const identity = identityOf(request);
+  for (const key of IDENTITY_LABELS) {
+    const value = identity[key];
+    if (value !== undefined) labels[key] = labelValue(value);
+    else delete labels[key];
+  }
+  return labels;
+}
+
+/** The identity labels' full values, by label key (the owner may be absent). */
+function identityOf(request: StartRequest): Record<string, string | undefined> {
+  return {
     [LABELS.kernelId]: request.kernelId,
     [LABELS.workloadId]: request.workloadId,
     [LABELS.runId]: request.runId,
     [LABELS.owner]: request.owner,
     [LABELS.profile]: request.profile,
   };
-  for (const key of IDENTITY_LABELS) {
-    const value = identity[key];
-    if (value !== undefined) labels[key] = labelValue(value);
-    else delete labels[key];
-  }
+}
 
+/** The annotations of one run's Pod: the profile's, every label in full, the ids, and the kernel's deadlines. */
+function podAnnotations(request: StartRequest, profile: KubernetesProfile): Record<string, string> {
   const annotations: Record<string, string> = { ...profile.annotations };
   const allLabels: Record<string, string> = { ...request.labels };
+  const identity = identityOf(request);
   for (const key of IDENTITY_LABELS) {
     const value = identity[key];
     if (value !== undefined) allLabels[key] = value;
@@ -269,7 +269,15 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
     const value = request.labels[key];
     if (value !== undefined) annotations[key] = value;
   }
+  return annotations;
+}
 
+/** The per-run Secret holding every env value (none without env), and the container's references to it. */
+function envSecret(
+  request: StartRequest,
+  metadata: { name: string; namespace: string; labels: Record<string, string> },
+): { secret: PodManifests["secret"]; env: V1EnvVar[] } {
+  const { name, namespace, labels } = metadata;
   const envNames = Object.keys(request.env).sort();
   const secret: PodManifests["secret"] =
     envNames.length === 0
@@ -286,7 +294,15 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
     name: key,
     valueFrom: { secretKeyRef: { name, key, optional: false } },
   }));
+  return { secret, env };
+}
 
+/** The Pod's volumes and the container's mounts: the workspace (when the run has one), then the mounts'. */
+function podVolumes(
+  profile: KubernetesProfile,
+  subPath: string | undefined,
+  mounts: ReturnType<typeof mountVolumes>,
+): { volumes: V1Volume[]; volumeMounts: V1VolumeMount[] } {
   const volumes: V1Volume[] = [];
   const volumeMounts: V1VolumeMount[] = [];
   if (subPath !== undefined && profile.workspace) {
@@ -305,7 +321,16 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
   }
   volumes.push(...mounts.volumes);
   volumeMounts.push(...mounts.volumeMounts);
+  return { volumes, volumeMounts };
+}
 
+/** The one container the run is: its image, command, working directory, env, resources and mounts. */
+function mainContainer(
+  request: StartRequest,
+  profile: KubernetesProfile,
+  parts: { subPath: string | undefined; env: V1EnvVar[]; volumeMounts: V1VolumeMount[] },
+): V1Container {
+  const { subPath, env, volumeMounts } = parts;
   const container: V1Container = {
     name: MAIN_CONTAINER,
     image: request.runnable.image as string,
@@ -322,21 +347,23 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
   const res = resources(request, profile);
   if (res) container.resources = res;
   if (volumeMounts.length > 0) container.volumeMounts = volumeMounts;
+  return container;
+}
 
-  const pod: PodManifests["pod"] = {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name, namespace, labels, annotations },
-    spec: {
-      // The kernel owns restarts and reaping: a Pod never restarts its container by itself.
-      restartPolicy: "Never",
-      automountServiceAccountToken: profile.automountServiceAccountToken ?? false,
-      // Service links would put other Services' addresses into the environment.
-      enableServiceLinks: false,
-      containers: [container],
-    },
+/** The Pod spec around the container: never restarted by Kubernetes, no token, no service links, the profile's scheduling. */
+function podSpec(
+  profile: KubernetesProfile,
+  container: V1Container,
+  volumes: V1Volume[],
+): NonNullable<V1Pod["spec"]> {
+  const spec: NonNullable<V1Pod["spec"]> = {
+    // The kernel owns restarts and reaping: a Pod never restarts its container by itself.
+    restartPolicy: "Never",
+    automountServiceAccountToken: profile.automountServiceAccountToken ?? false,
+    // Service links would put other Services' addresses into the environment.
+    enableServiceLinks: false,
+    containers: [container],
   };
-  const spec = pod.spec as NonNullable<V1Pod["spec"]>;
   if (profile.serviceAccountName) spec.serviceAccountName = profile.serviceAccountName;
   if (profile.nodeSelector && Object.keys(profile.nodeSelector).length > 0)
     spec.nodeSelector = { ...profile.nodeSelector };
@@ -351,5 +378,30 @@ export function buildPodManifests(request: StartRequest, options: PodManifestOpt
   if (profile.terminationGracePeriodSeconds !== undefined)
     spec.terminationGracePeriodSeconds = profile.terminationGracePeriodSeconds;
   if (volumes.length > 0) spec.volumes = volumes;
+  return spec;
+}
+
+/**
+ * Builds the Pod of one run, and the Secret that carries its environment.
+ *
+ * Every env value goes into the per-run Secret and the Pod refers to it by `secretKeyRef`:
+ * `StartRequest.env` mixes brokered credentials with plain settings and the backend cannot tell
+ * them apart, so none of it is written into the Pod spec (or the events that quote it).
+ */
+export function buildPodManifests(request: StartRequest, options: PodManifestOptions): PodManifests {
+  const { profile, namespace } = options;
+  const { subPath, mounts } = validate(request, profile);
+  const name = podName(options.namePrefix, request.workloadId, request.runId);
+  const labels = podLabels(request, profile);
+  const annotations = podAnnotations(request, profile);
+  const { secret, env } = envSecret(request, { name, namespace, labels });
+  const { volumes, volumeMounts } = podVolumes(profile, subPath, mounts);
+  const container = mainContainer(request, profile, { subPath, env, volumeMounts });
+  const pod: PodManifests["pod"] = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace, labels, annotations },
+    spec: podSpec(profile, container, volumes),
+  };
   return secret ? { pod, secret } : { pod };
 }
