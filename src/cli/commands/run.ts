@@ -163,46 +163,89 @@ export const runCommand: Command = {
   },
 };
 
+/** What following one workload in the foreground needs: the call's context, the client, the workload. */
+interface Foreground {
+  context: CommandContext;
+  client: RuntimeClient;
+  id: string;
+  quiet: boolean;
+  /** A transition line about the workload on stderr, unless --quiet. */
+  progress(text: string): void;
+}
+
+/** How the workload ended, as far as the events told: its last status, or why it is unknown. */
+interface Ending {
+  final: WorkloadStatus | undefined;
+  endedAt: number | undefined;
+  lostServer: unknown;
+}
+
 async function runInForeground(
   context: CommandContext,
   client: RuntimeClient,
   spec: WorkloadSpec,
   graceMs: number | undefined,
 ): Promise<number> {
-  const { err, note, io } = context;
+  const { err, note } = context;
   const quiet = context.values.quiet === true;
   const id = spec.workloadId;
-  const progress = (text: string) => {
-    if (!quiet) note(`${err.cyan("›")} ${err.bold(id)} ${text}`);
+  const run: Foreground = {
+    context,
+    client,
+    id,
+    quiet,
+    progress: (text) => {
+      if (!quiet) note(`${err.cyan("›")} ${err.bold(id)} ${text}`);
+    },
   };
+  const status = await startWorkload(run, spec);
+  if (status === undefined) return EXIT_RUNTIME_FAILURE;
+  if (context.values.detach === true) {
+    context.print(id);
+    return 0;
+  }
+  const done = new AbortController();
+  const removeSignal = forwardSignals(run, graceMs);
+  const output = new OutputStreams(run, done.signal);
+  output.follow();
+  run.progress(err.green("running"));
+  const ending = await followToEnd(run, status, output, done.signal);
+  // Let the output of the last run drain (its stream ends with the run), within reason.
+  await output.drained(2_000);
+  done.abort();
+  removeSignal();
+  return reportEnd(run, ending);
+}
 
-  let status: WorkloadStatus;
+/** Creates the workload once the server answers; on failure, says why and leaves no failed start behind. */
+async function startWorkload(run: Foreground, spec: WorkloadSpec): Promise<WorkloadStatus | undefined> {
+  const { context, client, id } = run;
+  const { err, note } = context;
   try {
     // Reach the server first, so nothing says "starting" when there is no one to start it.
     await client.health();
-    progress(err.dim(`starting (profile ${spec.profile})`));
-    status = await client.create(spec);
+    run.progress(err.dim(`starting (profile ${spec.profile})`));
+    return await client.create(spec);
   } catch (error) {
     note(failureLine(err, describeFailure(error, addressFrom(context))));
     // A run that failed to start stays "stopped" on the server; don't leave it behind.
     if (isRuntimeKernelError(error, "START_FAILED") && context.values.keep !== true) {
       await client.destroy(id).catch(() => {});
     }
-    return EXIT_RUNTIME_FAILURE;
+    return undefined;
   }
-  if (context.values.detach === true) {
-    context.print(id);
-    return 0;
-  }
+}
 
-  const done = new AbortController();
-  const ours = { runIds: new Set([status.runId]), firstSeq: undefined as number | undefined };
+/** Ctrl-C (or SIGTERM, SIGHUP) stops the workload gracefully, a second kills it, a third gives up; returns the remover. */
+function forwardSignals(run: Foreground, graceMs: number | undefined): () => void {
+  const { context, client, id } = run;
+  const { err, note } = context;
   let interrupts = 0;
-  const removeSignal = io.onSignal((signal) => {
+  return context.io.onSignal((signal) => {
     interrupts++;
     if (interrupts === 1) {
       const grace = graceMs === undefined ? "" : ` (grace ${formatDuration(graceMs)})`;
-      progress(
+      run.progress(
         err.yellow(
           signal === "SIGINT"
             ? `stopping${grace}; press Ctrl-C again to kill it`
@@ -211,7 +254,7 @@ async function runInForeground(
       );
       client.stop(id, graceMs === undefined ? {} : { graceMs }).catch(() => {});
     } else if (interrupts === 2) {
-      progress(err.red("killing"));
+      run.progress(err.red("killing"));
       client.stop(id, { graceMs: 0 }).catch(() => {});
     } else {
       // The server keeps the workload; say so rather than hang.
@@ -219,63 +262,90 @@ async function runInForeground(
       process.exit(130);
     }
   });
+}
 
-  // Output of each run, streamed while it runs; a restart starts a new stream.
-  const streams: Promise<void>[] = [];
-  const streamLogs = () => {
-    streams.push(
+/** The output of each run, streamed while it runs (stdout to stdout, stderr to stderr); a restart starts a new stream. */
+class OutputStreams {
+  readonly #run: Foreground;
+  readonly #signal: AbortSignal;
+  readonly #streams: Promise<void>[] = [];
+
+  constructor(run: Foreground, signal: AbortSignal) {
+    this.#run = run;
+    this.#signal = signal;
+  }
+
+  /** Streams the current run's output until it ends or the signal aborts. */
+  follow(): void {
+    const { context, client, id, quiet } = this.#run;
+    const { io, err, note } = context;
+    const signal = this.#signal;
+    this.#streams.push(
       (async () => {
         try {
-          for await (const entry of client.logs(id, { follow: true, signal: done.signal })) {
+          for await (const entry of client.logs(id, { follow: true, signal })) {
             (entry.stream === "stderr" ? io.stderr : io.stdout).write(`${entry.line}\n`);
           }
         } catch (error) {
-          if (!done.signal.aborted && !quiet)
+          if (!signal.aborted && !quiet)
             note(err.dim(`(logs unavailable: ${describeFailure(error, addressFrom(context))})`));
         }
       })(),
     );
-  };
-  streamLogs();
-  progress(err.green("running"));
+  }
 
-  let final: WorkloadStatus | undefined;
-  let endedAt: number | undefined;
-  let lostServer: unknown;
+  /** Resolves once every stream has ended, or after `ms`. */
+  drained(ms: number): Promise<unknown> {
+    return Promise.race([Promise.all(this.#streams), new Promise((r) => setTimeout(r, ms).unref())]);
+  }
+}
+
+/** Follows the workload's transitions until its run (or the last of its restarts) stops or it is destroyed. */
+async function followToEnd(
+  run: Foreground,
+  created: WorkloadStatus,
+  output: OutputStreams,
+  signal: AbortSignal,
+): Promise<Ending> {
+  const { client, id } = run;
+  const { err } = run.context;
+  let status = created;
+  const ours = { runIds: new Set([status.runId]), firstSeq: undefined as number | undefined };
   try {
     // From the start of what is retained, keeping only this workload's runs: nothing that
     // happened between create() and this subscription is missed.
-    for await (const event of client.events({ workloadId: id, sinceSeq: 0, signal: done.signal })) {
+    for await (const event of client.events({ workloadId: id, sinceSeq: 0, signal })) {
       if (!belongsToUs(event, ours)) continue;
       if (event.state === "running" && event.from === "starting" && event.runId !== status.runId) {
         status = { ...status, runId: event.runId };
-        progress(err.green(`running (restart ${event.restart ?? "?"})`));
-        streamLogs();
+        run.progress(err.green(`running (restart ${event.restart ?? "?"})`));
+        output.follow();
       }
       if (event.state === "stopped" || event.state === "destroyed") {
         const current = await client.get(id).catch(() => undefined);
         if (event.state === "stopped" && current?.restartAt !== undefined) {
-          progress(
+          run.progress(
             err.yellow(
               `${describeStop(event)}; restarting in ${formatDuration(current.restartAt - Date.now())}`,
             ),
           );
           continue;
         }
-        final = current && current.runId === event.runId ? current : eventAsStatus(event, status);
-        endedAt = event.at;
-        break;
+        const final = current && current.runId === event.runId ? current : eventAsStatus(event, status);
+        return { final, endedAt: event.at, lostServer: undefined };
       }
     }
   } catch (error) {
-    lostServer = error;
+    return { final: undefined, endedAt: undefined, lostServer: error };
   }
+  return { final: undefined, endedAt: undefined, lostServer: undefined };
+}
 
-  // Let the output of the last run drain (its stream ends with the run), within reason.
-  await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 2_000).unref())]);
-  done.abort();
-  removeSignal();
-
+/** Says how the workload ended, destroys it unless --keep, and returns the code `run` exits with. */
+async function reportEnd(run: Foreground, ending: Ending): Promise<number> {
+  const { context, client, id, quiet } = run;
+  const { err, note } = context;
+  const { final, endedAt, lostServer } = ending;
   if (lostServer !== undefined || final === undefined) {
     note(
       failureLine(
