@@ -21,7 +21,7 @@ import {
 } from "../../gestalt/index.js";
 import { type Backend, createRuntimeKernel, type RuntimeKernel } from "../../index.js";
 import { loadBackend } from "../backends.js";
-import { type Command, stringOption, UsageError } from "../command.js";
+import { type CliIo, type Command, type CommandContext, stringOption, UsageError } from "../command.js";
 import { type GestaltProviderConfig, parseGestaltProviderConfig } from "../gestalt-provider-config.js";
 import { version } from "../version.js";
 
@@ -101,6 +101,144 @@ async function configure(
   return { text, config, backend, kernel, provider };
 }
 
+/** What gestaltd tells a runtime provider it launches, through the environment (or --socket). */
+function launchEnvironment(context: CommandContext) {
+  const { io } = context;
+  const socket = stringOption(context, "socket") ?? io.env[PROVIDER_ENV.socket];
+  if (!socket) {
+    throw new UsageError(
+      `${PROVIDER_ENV.socket} is not set: gestaltd sets it when it launches a runtime provider (or pass --socket)`,
+      "gestalt-provider",
+    );
+  }
+  const logSocket = io.env[PROVIDER_ENV.logSocket];
+  return {
+    socket,
+    name: io.env[PROVIDER_ENV.name] || "runtime-kernel",
+    parentPid: Number(io.env[PROVIDER_ENV.parentPid] ?? ""),
+    logHost: logSocket
+      ? grpcRuntimeLogHost(logSocket, { relayToken: io.env[PROVIDER_ENV.logSocketToken] })
+      : undefined,
+  };
+}
+
+/**
+ * The kernel provider, served from the start but built by the first ConfigureProvider: a
+ * runtime call before it is refused, and a second, different config too (the same one again
+ * is a no-op).
+ */
+class ConfiguredOnce {
+  #configured: Configured | undefined;
+  #configuring: Promise<Configured> | undefined;
+  readonly #name: string;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #logHost: ReturnType<typeof grpcRuntimeLogHost> | undefined;
+
+  constructor(
+    name: string,
+    env: NodeJS.ProcessEnv,
+    logHost: ReturnType<typeof grpcRuntimeLogHost> | undefined,
+  ) {
+    this.#name = name;
+    this.#env = env;
+    this.#logHost = logHost;
+  }
+
+  /** The runtime calls, each handed to the configured provider. */
+  readonly provider: RuntimeProvider = {
+    getSupport: (o) => this.#active("GetSupport").getSupport(o),
+    startSession: (r, o) => this.#active("StartSession").startSession(r, o),
+    getSession: (r, o) => this.#active("GetSession").getSession(r, o),
+    listSessions: (o) => this.#active("ListSessions").listSessions!(o),
+    stopSession: (r, o) => this.#active("StopSession").stopSession(r, o),
+    prepareWorkspace: (r, o) => this.#active("PrepareWorkspace").prepareWorkspace(r, o),
+    removeWorkspace: (r, o) => this.#active("RemoveWorkspace").removeWorkspace(r, o),
+    bindHostService: (r, o) => this.#active("BindHostService").bindHostService(r, o),
+    startPlugin: (r, o) => this.#active("StartPlugin").startPlugin(r, o),
+  };
+
+  /** The configured backend's type, for the provider's description. */
+  get backendType(): string | undefined {
+    return this.#configured?.config.backend.type;
+  }
+
+  /** ConfigureProvider: builds the backend, the kernel and the provider; resolves with the config, or undefined when it was applied already. */
+  async configure(request: { config: Record<string, unknown> }): Promise<GestaltProviderConfig | undefined> {
+    const name = this.#name;
+    const config = parseGestaltProviderConfig(request.config, name);
+    const text = JSON.stringify(config);
+    if (this.#configured || this.#configuring) {
+      const current = await this.#configuring!;
+      if (current.text === text) return undefined;
+      throw new RuntimeProviderError(
+        "WORKLOAD_CONFLICT",
+        "ConfigureProvider",
+        `runtime provider "${name}" is already configured differently; restart it to change its config`,
+      );
+    }
+    this.#configuring = configure(name, text, config, this.#env, this.#logHost);
+    try {
+      this.#configured = await this.#configuring;
+    } catch (error) {
+      this.#configuring = undefined;
+      throw error;
+    }
+    return config;
+  }
+
+  /** Ready once configured. */
+  async healthCheck(): Promise<{ ready: boolean; message?: string }> {
+    return this.#configured ? { ready: true } : { ready: false, message: "not configured yet" };
+  }
+
+  /** Stops every session, the process backend's supervisor (this provider owns it) and the kernel. */
+  async stopAll(onError: (error: Error) => void): Promise<void> {
+    if (!this.#configuring) return;
+    const { provider, kernel, backend } = await this.#configuring.catch(() => ({}) as Partial<Configured>);
+    await provider?.stopAllSessions({ graceMs: SHUTDOWN_GRACE_MS }).catch((error: unknown) => {
+      onError(error as Error);
+    });
+    // The process backend's supervisor outlives its clients by design; this provider owns it.
+    const supervised = backend as { stopSupervisor?: (o: { force: boolean }) => Promise<void> } | undefined;
+    await supervised?.stopSupervisor?.({ force: true }).catch(() => {});
+    await kernel?.shutdown({ graceMs: 0 }).catch(() => {});
+  }
+
+  #active(method: string): KernelRuntimeProvider {
+    if (!this.#configured) {
+      throw new RuntimeProviderError(
+        "WORKLOAD_CONFLICT",
+        method,
+        `runtime provider "${this.#name}" is not configured yet: ConfigureProvider comes first`,
+      );
+    }
+    return this.#configured.provider;
+  }
+}
+
+/** Resolves with why to stop: a signal, or the parent gestaltd gone (checked as upstream's SDKs do). */
+async function untilTold(io: CliIo, parentPid: number): Promise<string> {
+  let stop: (why: string) => void = () => {};
+  const reason = new Promise<string>((resolve) => {
+    stop = resolve;
+  });
+  const removeSignal = io.onSignal((signal) => stop(signal));
+  // Upstream's SDKs watch their parent the same way: a provider whose host died must not linger.
+  const watch =
+    Number.isInteger(parentPid) && parentPid > 0
+      ? setInterval(() => {
+          if (process.ppid !== parentPid) stop(`its parent (pid ${parentPid}) is gone`);
+        }, PARENT_CHECK_MS)
+      : undefined;
+  // Keep the process alive while serving: the backends may hold only unref'd handles.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  const why = await reason;
+  removeSignal();
+  clearInterval(keepAlive);
+  if (watch) clearInterval(watch);
+  return why;
+}
+
 /** `runtime-kernel gestalt-provider`. */
 export const gestaltProviderCommand: Command = {
   name: "gestalt-provider",
@@ -129,118 +267,36 @@ export const gestaltProviderCommand: Command = {
         "gestalt-provider",
       );
     }
-    const socket = stringOption(context, "socket") ?? io.env[PROVIDER_ENV.socket];
-    if (!socket) {
-      throw new UsageError(
-        `${PROVIDER_ENV.socket} is not set: gestaltd sets it when it launches a runtime provider (or pass --socket)`,
-        "gestalt-provider",
-      );
-    }
-    const name = io.env[PROVIDER_ENV.name] || "runtime-kernel";
-    const parentPid = Number(io.env[PROVIDER_ENV.parentPid] ?? "");
-    const logSocket = io.env[PROVIDER_ENV.logSocket];
-    const logHost = logSocket
-      ? grpcRuntimeLogHost(logSocket, { relayToken: io.env[PROVIDER_ENV.logSocketToken] })
-      : undefined;
-
-    let configured: Configured | undefined;
-    let configuring: Promise<Configured> | undefined;
-    const active = (method: string): KernelRuntimeProvider => {
-      if (!configured) {
-        throw new RuntimeProviderError(
-          "WORKLOAD_CONFLICT",
-          method,
-          `runtime provider "${name}" is not configured yet: ConfigureProvider comes first`,
-        );
-      }
-      return configured.provider;
-    };
-    // Served from the start; a runtime call before ConfigureProvider has built the kernel is refused.
-    const provider: RuntimeProvider = {
-      getSupport: (o) => active("GetSupport").getSupport(o),
-      startSession: (r, o) => active("StartSession").startSession(r, o),
-      getSession: (r, o) => active("GetSession").getSession(r, o),
-      listSessions: (o) => active("ListSessions").listSessions!(o),
-      stopSession: (r, o) => active("StopSession").stopSession(r, o),
-      prepareWorkspace: (r, o) => active("PrepareWorkspace").prepareWorkspace(r, o),
-      removeWorkspace: (r, o) => active("RemoveWorkspace").removeWorkspace(r, o),
-      bindHostService: (r, o) => active("BindHostService").bindHostService(r, o),
-      startPlugin: (r, o) => active("StartPlugin").startPlugin(r, o),
-    };
-
-    const endpoint = await serveRuntimeProvider(provider, `unix://${socket}`, {
+    const { socket, name, parentPid, logHost } = launchEnvironment(context);
+    const slot = new ConfiguredOnce(name, io.env, logHost);
+    const endpoint = await serveRuntimeProvider(slot.provider, `unix://${socket}`, {
       shutdownGraceMs: 250,
       lifecycle: {
         identity: () => ({
           name,
           displayName: "runtime-kernel",
-          description: `runtime-kernel on the ${configured?.config.backend.type ?? "(not yet configured)"} backend`,
+          description: `runtime-kernel on the ${slot.backendType ?? "(not yet configured)"} backend`,
           version: version(),
         }),
         async configure(request) {
-          const config = parseGestaltProviderConfig(request.config, name);
-          const text = JSON.stringify(config);
-          if (configured || configuring) {
-            const current = await configuring!;
-            if (current.text === text) return;
-            throw new RuntimeProviderError(
-              "WORKLOAD_CONFLICT",
-              "ConfigureProvider",
-              `runtime provider "${name}" is already configured differently; restart it to change its config`,
-            );
-          }
-          configuring = configure(name, text, config, io.env, logHost);
-          try {
-            configured = await configuring;
-          } catch (error) {
-            configuring = undefined;
-            throw error;
-          }
+          const config = await slot.configure(request);
+          if (config === undefined) return;
           note(
             err.dim(
               `runtime-kernel gestalt-provider "${name}": backend ${config.backend.type}, kernel ${config.kernelId}, sessions in ${config.sessionRoot}`,
             ),
           );
         },
-        async healthCheck() {
-          return configured ? { ready: true } : { ready: false, message: "not configured yet" };
-        },
+        healthCheck: () => slot.healthCheck(),
       },
     });
     note(
       `${err.green("●")} runtime-kernel gestalt-provider "${name}" serving on ${endpoint.address} (pid ${process.pid})`,
     );
-
-    let stop: (why: string) => void = () => {};
-    const reason = new Promise<string>((resolve) => {
-      stop = resolve;
-    });
-    const removeSignal = io.onSignal((signal) => stop(signal));
-    // Upstream's SDKs watch their parent the same way: a provider whose host died must not linger.
-    const watch =
-      Number.isInteger(parentPid) && parentPid > 0
-        ? setInterval(() => {
-            if (process.ppid !== parentPid) stop(`its parent (pid ${parentPid}) is gone`);
-          }, PARENT_CHECK_MS)
-        : undefined;
-    // Keep the process alive while serving: the backends may hold only unref'd handles.
-    const keepAlive = setInterval(() => {}, 1 << 30);
-    const why = await reason;
-    removeSignal();
-    clearInterval(keepAlive);
-    if (watch) clearInterval(watch);
+    const why = await untilTold(io, parentPid);
     note(err.yellow(`${why}: stopping every session`));
     await endpoint.close();
-    if (configuring) {
-      const { provider, kernel, backend } = await configuring.catch(() => ({}) as Partial<Configured>);
-      await provider?.stopAllSessions({ graceMs: SHUTDOWN_GRACE_MS }).catch((error: unknown) => {
-        note(err.red(`stopping the sessions: ${(error as Error).message}`));
-      });
-      // The process backend's supervisor outlives its clients by design; this provider owns it.
-      const supervised = backend as { stopSupervisor?: (o: { force: boolean }) => Promise<void> } | undefined;
-      await supervised?.stopSupervisor?.({ force: true }).catch(() => {});
-      await kernel?.shutdown({ graceMs: 0 }).catch(() => {});
-    }
+    await slot.stopAll((error) => note(err.red(`stopping the sessions: ${error.message}`)));
     await logHost?.close();
     return 0;
   },
