@@ -11,21 +11,12 @@
  * then the kernel stops its workloads or leaves them running for recovery, as configured.
  * @module
  */
-import {
-  type Metadata,
-  Server,
-  ServerCredentials,
-  type ServerOptions,
-  type ServerUnaryCall,
-  type ServerWritableStream,
-  type sendUnaryData,
-} from "@grpc/grpc-js";
-import { InvalidSpecError, isRuntimeKernelError, WorkloadNotFoundError } from "../errors.js";
+import { type Metadata, Server, ServerCredentials, type ServerOptions } from "@grpc/grpc-js";
+import { InvalidSpecError, WorkloadNotFoundError } from "../errors.js";
 import { HealthCheckResponse_ServingStatus, HealthService } from "../gen/grpc/health/v1/health.js";
 import * as wire from "../gen/runtime/v1/runtime.js";
-import { checkedDecoding, decodeFailureOf } from "../grpc/decode.js";
+import { checkedDecoding } from "../grpc/decode.js";
 import { type GrpcListener, listenGrpc } from "../grpc/listen.js";
-import { GrpcStatus, type GrpcStatusCode, toServiceStatus } from "../grpc/status.js";
 import type { RuntimeKernel } from "../index.js";
 import { bearerChecker, checkListenSecurity } from "../net/listen.js";
 import {
@@ -35,6 +26,7 @@ import {
   parseAddress,
   type ServiceAddress,
 } from "./address.js";
+import { ServedCalls } from "./calls.js";
 import {
   eventToWire,
   listFilterFromWire,
@@ -129,9 +121,6 @@ export interface RuntimeKernelServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
-type Streaming<Req, Res> = (call: ServerWritableStream<Req, Res>) => void;
-
 function warn(error: unknown, context: { method: string }): void {
   const message = error instanceof Error ? error.message : String(error);
   process.emitWarning(`${context.method}: ${message}`, { type: "RuntimeKernelServerWarning" });
@@ -187,175 +176,11 @@ export async function serveRuntimeKernel(
       ? { allowInsecureRemote: options.allowInsecureRemote }
       : {}),
   });
-  const authorized = tokenChecker(options.token);
-  const report = options.onError ?? warn;
+  const calls = new ServedCalls(tokenChecker(options.token), options.onError ?? warn);
   const health = new HealthRegistry([RUNTIME_SERVICE_NAME]);
-  const streams = new Set<{ abort: AbortController; call: ServerWritableStream<unknown, unknown> }>();
-  /** Unary calls awaiting the kernel, each with the function that fails it at the drain timeout. */
-  const pending = new Set<() => void>();
-  let closing = false;
-
-  /** Why a call may not proceed (shutting down, bad token), or undefined. */
-  const gate = (metadata: Metadata): { code: GrpcStatusCode; details: string } | undefined => {
-    if (closing) return { code: GrpcStatus.UNAVAILABLE, details: "runtime-kernel server is shutting down" };
-    if (!authorized(metadata)) {
-      return { code: GrpcStatus.UNAUTHENTICATED, details: "missing or wrong bearer token" };
-    }
-    return undefined;
-  };
-
-  const unary =
-    <Req, Res>(method: string, handler: (request: Req) => Promise<Res> | Res): Unary<Req, Res> =>
-    (call, callback) => {
-      const refused = gate(call.metadata);
-      if (refused) return callback(refused);
-      // Settled once: by the kernel's answer, or by close() when the drain timeout cuts it.
-      let settled = false;
-      const settle: sendUnaryData<Res> = (error, response) => {
-        if (settled) return;
-        settled = true;
-        pending.delete(cut);
-        try {
-          callback(error, response);
-        } catch (failure) {
-          // grpc-js could not send it (a response it cannot encode): answer with a bare status.
-          report(failure, { method });
-          try {
-            callback({ code: GrpcStatus.INTERNAL, details: "internal error: the answer could not be sent" });
-          } catch {
-            // The call is gone; nothing more to tell.
-          }
-        }
-      };
-      const cut = () =>
-        settle({
-          code: GrpcStatus.UNAVAILABLE,
-          details: "runtime-kernel server shut down before the call finished",
-        });
-      pending.add(cut);
-      let result: Promise<Res>;
-      try {
-        const undecodable = decodeFailureOf(call.request);
-        if (undecodable) throw undecodable;
-        result = Promise.resolve(handler(call.request));
-      } catch (error) {
-        result = Promise.reject(error);
-      }
-      result
-        .then(
-          (response) => settle(null, response),
-          (error: unknown) => {
-            if (!isRuntimeKernelError(error)) report(error, { method });
-            settle(toServiceStatus(error));
-          },
-        )
-        .catch((error: unknown) => report(error, { method }));
-    };
-
-  const streaming =
-    <Req, Item, Res>(
-      method: string,
-      source: (request: Req, signal: AbortSignal) => AsyncIterable<Item>,
-      encode: (item: Item) => Res,
-      /** Initial metadata, taken right before `source` subscribes. */
-      headers?: () => Metadata,
-    ): Streaming<Req, Res> =>
-    (call) => {
-      const refused = gate(call.metadata);
-      if (refused) {
-        call.emit("error", refused);
-        return;
-      }
-      const abort = new AbortController();
-      const entry = { abort, call: call as ServerWritableStream<unknown, unknown> };
-      streams.add(entry);
-      call.on("cancelled", () => abort.abort());
-      (async () => {
-        try {
-          const undecodable = decodeFailureOf(call.request);
-          if (undecodable) throw undecodable;
-          if (headers) call.sendMetadata(headers());
-          for await (const item of source(call.request, abort.signal)) {
-            if (abort.signal.aborted) break;
-            // Respect the client's flow control: a slow reader holds the kernel iterator, whose
-            // own bound ends it with EVENTS_OVERFLOW rather than buffering without limit here.
-            if (!call.write(encode(item))) {
-              await new Promise<void>((resolve) => {
-                const done = () => {
-                  call.off("drain", done);
-                  abort.signal.removeEventListener("abort", done);
-                  resolve();
-                };
-                call.on("drain", done);
-                abort.signal.addEventListener("abort", done, { once: true });
-              });
-            }
-          }
-          if (closing && abort.signal.aborted) {
-            call.emit("error", {
-              code: GrpcStatus.UNAVAILABLE,
-              details: "runtime-kernel server is shutting down",
-            });
-          } else if (!call.cancelled) call.end();
-        } catch (error) {
-          if (!isRuntimeKernelError(error)) report(error, { method });
-          if (!call.cancelled) call.emit("error", toServiceStatus(error));
-        } finally {
-          streams.delete(entry);
-        }
-      })().catch((error: unknown) => report(error, { method }));
-    };
-
-  const runtime: wire.RuntimeServer = {
-    create: unary<wire.CreateRequest, wire.WorkloadStatus>("Create", async (request) =>
-      statusToWire(await kernel.create(specFromWire(request.spec))),
-    ),
-    get: unary<wire.GetRequest, wire.WorkloadStatus>("Get", (request) => {
-      const status = kernel.get(requireWorkloadId(request.workloadId));
-      if (status === undefined) throw new WorkloadNotFoundError(request.workloadId);
-      return statusToWire(status);
-    }),
-    list: unary<wire.ListRequest, wire.ListResponse>("List", (request) => ({
-      workloads: kernel.list(listFilterFromWire(request)).map(statusToWire),
-    })),
-    touch: unary<wire.TouchRequest, wire.TouchResponse>("Touch", (request) => {
-      kernel.touch(requireWorkloadId(request.workloadId));
-      return {};
-    }),
-    stop: unary<wire.StopRequest, wire.WorkloadStatus>("Stop", async (request) =>
-      statusToWire(await kernel.stop(requireWorkloadId(request.workloadId), stopOptionsFromWire(request))),
-    ),
-    destroy: unary<wire.DestroyRequest, wire.DestroyResponse>("Destroy", async (request) => {
-      const id = requireWorkloadId(request.workloadId);
-      await kernel.destroy(id, request.graceMs !== undefined ? { graceMs: request.graceMs } : {});
-      return {};
-    }),
-    logs: streaming<wire.LogsRequest, Parameters<typeof logEntryToWire>[0], wire.LogEntry>(
-      "Logs",
-      (request, signal) =>
-        kernel.logs(requireWorkloadId(request.workloadId), {
-          follow: request.follow,
-          ...(request.tail !== undefined ? { tail: request.tail } : {}),
-          signal,
-        }),
-      logEntryToWire,
-    ),
-    watchEvents: streaming<wire.WatchEventsRequest, Parameters<typeof eventToWire>[0], wire.TransitionEvent>(
-      "WatchEvents",
-      (request, signal) =>
-        kernel.events({
-          ...(request.workloadId !== undefined ? { workloadId: request.workloadId } : {}),
-          ...(request.sinceSeq !== undefined ? { sinceSeq: request.sinceSeq } : {}),
-          signal,
-        }),
-      eventToWire,
-      () => eventStreamHeaders(kernel),
-    ),
-  };
-
   // Channelz only feeds a debugging service this server does not expose; its per-call bookkeeping is pure cost.
   const server = new Server({ "grpc.enable_channelz": 0, ...options.serverOptions });
-  server.addService(checkedDecoding(wire.RuntimeService, UINT64_FIELDS), runtime);
+  server.addService(checkedDecoding(wire.RuntimeService, UINT64_FIELDS), runtimeService(kernel, calls));
   server.addService(checkedDecoding(HealthService, {}), health.implementation());
   let listener: GrpcListener;
   try {
@@ -373,29 +198,11 @@ export async function serveRuntimeKernel(
   let closed: Promise<void> | undefined;
   const close = (closeOptions: CloseServerOptions = {}): Promise<void> => {
     closed ??= (async () => {
-      closing = true;
+      calls.closing = true;
       health.setAll(HealthCheckResponse_ServingStatus.NOT_SERVING);
       health.endWatches();
-      // Streams never end by themselves: end them so the clients reconnect elsewhere or later.
-      for (const stream of streams) stream.abort.abort();
-      const drainTimeoutMs = closeOptions.drainTimeoutMs ?? options.drainTimeoutMs ?? 10_000;
-      await new Promise<void>((resolve) => {
-        let force: NodeJS.Timeout | undefined;
-        const timer = setTimeout(() => {
-          // Answer what is left with a status a client can act on, rather than a bare CANCELLED,
-          // then give those answers a moment to leave before cutting the connections.
-          for (const cut of [...pending]) cut();
-          force = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 1_000);
-        }, drainTimeoutMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          if (force) clearTimeout(force);
-          resolve();
-        });
-      });
+      calls.endStreams();
+      await drain(server, calls, closeOptions.drainTimeoutMs ?? options.drainTimeoutMs ?? 10_000);
       listener.release();
       const onClose = closeOptions.onClose ?? options.onClose ?? "stop-workloads";
       if (onClose === "stop-workloads") await kernel.shutdown();
@@ -409,4 +216,81 @@ export async function serveRuntimeKernel(
     close,
     [Symbol.asyncDispose]: () => close(),
   };
+}
+
+/** runtime.v1's methods, each one kernel call with its request and answer translated (see `convert.ts`). */
+function runtimeService(kernel: RuntimeKernel, calls: ServedCalls): wire.RuntimeServer {
+  return {
+    create: calls.unary<wire.CreateRequest, wire.WorkloadStatus>("Create", async (request) =>
+      statusToWire(await kernel.create(specFromWire(request.spec))),
+    ),
+    get: calls.unary<wire.GetRequest, wire.WorkloadStatus>("Get", (request) => {
+      const status = kernel.get(requireWorkloadId(request.workloadId));
+      if (status === undefined) throw new WorkloadNotFoundError(request.workloadId);
+      return statusToWire(status);
+    }),
+    list: calls.unary<wire.ListRequest, wire.ListResponse>("List", (request) => ({
+      workloads: kernel.list(listFilterFromWire(request)).map(statusToWire),
+    })),
+    touch: calls.unary<wire.TouchRequest, wire.TouchResponse>("Touch", (request) => {
+      kernel.touch(requireWorkloadId(request.workloadId));
+      return {};
+    }),
+    stop: calls.unary<wire.StopRequest, wire.WorkloadStatus>("Stop", async (request) =>
+      statusToWire(await kernel.stop(requireWorkloadId(request.workloadId), stopOptionsFromWire(request))),
+    ),
+    destroy: calls.unary<wire.DestroyRequest, wire.DestroyResponse>("Destroy", async (request) => {
+      const id = requireWorkloadId(request.workloadId);
+      await kernel.destroy(id, request.graceMs !== undefined ? { graceMs: request.graceMs } : {});
+      return {};
+    }),
+    logs: calls.streaming<wire.LogsRequest, Parameters<typeof logEntryToWire>[0], wire.LogEntry>(
+      "Logs",
+      (request, signal) =>
+        kernel.logs(requireWorkloadId(request.workloadId), {
+          follow: request.follow,
+          ...(request.tail !== undefined ? { tail: request.tail } : {}),
+          signal,
+        }),
+      logEntryToWire,
+    ),
+    watchEvents: calls.streaming<
+      wire.WatchEventsRequest,
+      Parameters<typeof eventToWire>[0],
+      wire.TransitionEvent
+    >(
+      "WatchEvents",
+      (request, signal) =>
+        kernel.events({
+          ...(request.workloadId !== undefined ? { workloadId: request.workloadId } : {}),
+          ...(request.sinceSeq !== undefined ? { sinceSeq: request.sinceSeq } : {}),
+          signal,
+        }),
+      eventToWire,
+      () => eventStreamHeaders(kernel),
+    ),
+  };
+}
+
+/**
+ * Waits for the calls in flight to finish, up to `drainTimeoutMs`; then answers what is left
+ * with a status a client can act on (rather than a bare CANCELLED), and gives those answers
+ * a moment to leave before cutting the connections.
+ */
+function drain(server: Server, calls: ServedCalls, drainTimeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let force: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      calls.cutPending();
+      force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 1_000);
+    }, drainTimeoutMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      if (force) clearTimeout(force);
+      resolve();
+    });
+  });
 }
