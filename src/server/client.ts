@@ -163,6 +163,161 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/** A grpc-js unary method of a generated client. */
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<GrpcCallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => { cancel(): void };
+
+/** One channel to a server, and how every call on it is made: metadata, deadline, cancelling, errors. */
+class Connection {
+  readonly target: string;
+  readonly client: wire.RuntimeClient;
+  /** Shares the runtime client's channel rather than opening a second one. */
+  readonly health: HealthClient;
+  readonly #token: string | undefined;
+
+  constructor(target: string, options: RuntimeClientOptions) {
+    this.target = target;
+    this.#token = options.token;
+    const channelOptions: ChannelOptions = {
+      // Channelz only feeds a debugging service; its per-call bookkeeping is pure cost.
+      "grpc.enable_channelz": 0,
+      ...(options.tls?.serverName ? { "grpc.ssl_target_name_override": options.tls.serverName } : {}),
+      ...options.channelOptions,
+    };
+    const creds = channelCredentials(options);
+    this.client = new wire.RuntimeClient(target, creds, channelOptions);
+    this.health = new HealthClient(target, creds, {
+      ...channelOptions,
+      channelOverride: this.client.getChannel(),
+    });
+  }
+
+  /** The metadata of every runtime.v1 call: the bearer token, if any. */
+  metadata(): Metadata {
+    const m = new Metadata();
+    if (this.#token !== undefined) m.set("authorization", `Bearer ${this.#token}`);
+    return m;
+  }
+
+  /** A failed call as the kernel's error, saying which server was unavailable. */
+  toError(error: ServiceError): RuntimeServiceError {
+    const received = { code: error.code, details: error.details, metadata: trailersOf(error.metadata) };
+    if (error.code === GrpcStatus.UNAVAILABLE && received.metadata[ERROR_METADATA.code] === undefined) {
+      received.details = `runtime-kernel server at ${this.target} is unavailable: ${error.details}`;
+    }
+    return fromWireError(received, error);
+  }
+
+  /** Calls one unary method; an abort cancels the call and rejects with the signal's reason. */
+  unary<Req, Res>(
+    method: UnaryMethod<Req, Res>,
+    request: Req,
+    options: RuntimeCallOptions | undefined,
+  ): Promise<Res> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const deadline: Partial<GrpcCallOptions> =
+      options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
+    return new Promise<Res>((resolve, reject) => {
+      const onAbort = () => {
+        call.cancel();
+        reject(signal?.reason);
+      };
+      // Every method runs on the runtime client: the health client's share its channel.
+      const call = method.call(this.client, request, this.metadata(), deadline, (error, response) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (error) reject(signal?.aborted ? signal.reason : this.toError(error));
+        else resolve(response);
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Reads one server stream, decoded; an abort of `signal` ends it quietly, as `kernel.events()` does. */
+  async *stream<W, T>(
+    open: () => AsyncIterable<W> & { cancel(): void },
+    decode: (message: W) => T,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<T, void, undefined> {
+    if (signal?.aborted) return;
+    const call = open();
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const message of call) yield decode(message);
+    } catch (error) {
+      // Cancelled by our own signal: the iteration simply ends, as kernel.events() does.
+      if (signal?.aborted && (error as ServiceError).code === GrpcStatus.CANCELLED) return;
+      throw this.toError(error as ServiceError);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      // The consumer may stop early (break): release the server-side stream too.
+      call.cancel();
+    }
+  }
+}
+
+/**
+ * WatchEvents, reconnected when asked (`resume`) after a failure that may pass, going on
+ * after the last event seen; a new kernel (a new epoch in the stream's headers) is read
+ * from its start.
+ */
+async function* watchEvents(
+  connection: Connection,
+  opts: EventsOptions,
+): AsyncGenerator<TransitionEvent, void, undefined> {
+  const { workloadId, signal } = opts;
+  const resume = opts.resume === true ? {} : opts.resume || undefined;
+  let sinceSeq = opts.sinceSeq;
+  let epoch: string | undefined;
+  let failures = 0;
+  for (;;) {
+    let restarted = false;
+    const open = () => {
+      const call = connection.client.watchEvents({ workloadId, sinceSeq }, connection.metadata());
+      // The headers come before any event: a new kernel is recognised before one is read.
+      call.on("metadata", (headers: Metadata) => {
+        const opened = readEventStreamHeaders(headers);
+        failures = 0;
+        if (epoch !== undefined && opened.epoch !== undefined && opened.epoch !== epoch) {
+          // A new kernel: its seqs start over, so all it retains is news. Ask again for all of it.
+          restarted = true;
+          sinceSeq = 0;
+          call.cancel();
+        } else if (sinceSeq === undefined) {
+          // Live only: from here on, so that a reconnect misses nothing in between.
+          sinceSeq = opened.seq;
+        }
+        epoch = opened.epoch ?? epoch;
+      });
+      return call;
+    };
+    const decode = (message: wire.TransitionEvent) => {
+      const event = eventFromWire(message);
+      sinceSeq = event.seq;
+      return event;
+    };
+    try {
+      yield* connection.stream(open, decode, signal);
+      return; // The server ended the stream: the kernel shut down.
+    } catch (error) {
+      if (restarted) continue;
+      const failure = error as RuntimeServiceError;
+      const mayPass = failure.status === GrpcStatus.UNAVAILABLE || failure.code === "EVENTS_OVERFLOW";
+      // The break itself is the first failure; each reconnect that fails adds one.
+      failures++;
+      if (!resume || !mayPass || failures > (resume.maxAttempts ?? Number.POSITIVE_INFINITY)) throw failure;
+      const initial = resume.initialDelayMs ?? 100;
+      await pause(Math.min(resume.maxDelayMs ?? 5_000, initial * 2 ** (failures - 1)), signal);
+      if (signal?.aborted) return;
+    }
+  }
+}
+
 /**
  * Dials a runtime.v1 server. `address` defaults to where `runtime-kernel serve` listens by
  * default (`$RUNTIME_KERNEL_ADDRESS`, else the user's private unix socket). The channel
@@ -177,154 +332,27 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
  */
 export function createRuntimeClient(address?: string, options: RuntimeClientOptions = {}): RuntimeClient {
   const target = grpcTarget(parseAddress(address ?? defaultAddress()));
-  const channelOptions: ChannelOptions = {
-    // Channelz only feeds a debugging service; its per-call bookkeeping is pure cost.
-    "grpc.enable_channelz": 0,
-    ...(options.tls?.serverName ? { "grpc.ssl_target_name_override": options.tls.serverName } : {}),
-    ...options.channelOptions,
-  };
-  const creds = channelCredentials(options);
-  const client = new wire.RuntimeClient(target, creds, channelOptions);
-  // The health client shares the runtime client's channel rather than opening a second one.
-  const healthClient = new HealthClient(target, creds, {
-    ...channelOptions,
-    channelOverride: client.getChannel(),
-  });
-
-  const metadata = (): Metadata => {
-    const m = new Metadata();
-    if (options.token !== undefined) m.set("authorization", `Bearer ${options.token}`);
-    return m;
-  };
-
-  const callOptions = (options: RuntimeCallOptions | undefined): Partial<GrpcCallOptions> =>
-    options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
-
-  const toError = (error: ServiceError): RuntimeServiceError => {
-    const received = { code: error.code, details: error.details, metadata: trailersOf(error.metadata) };
-    if (error.code === GrpcStatus.UNAVAILABLE && received.metadata[ERROR_METADATA.code] === undefined) {
-      received.details = `runtime-kernel server at ${target} is unavailable: ${error.details}`;
-    }
-    return fromWireError(received, error);
-  };
-
-  /** Calls one unary method; an abort cancels the call and rejects with the signal's reason. */
-  const unary = <Req, Res>(
-    method: (
-      request: Req,
-      metadata: Metadata,
-      options: Partial<GrpcCallOptions>,
-      callback: (error: ServiceError | null, response: Res) => void,
-    ) => { cancel(): void },
-    request: Req,
-    options: RuntimeCallOptions | undefined,
-  ): Promise<Res> => {
-    const signal = options?.signal;
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<Res>((resolve, reject) => {
-      const onAbort = () => {
-        call.cancel();
-        reject(signal?.reason);
-      };
-      const call = method.call(client, request, metadata(), callOptions(options), (error, response) => {
-        signal?.removeEventListener("abort", onAbort);
-        if (error) reject(signal?.aborted ? signal.reason : toError(error));
-        else resolve(response);
-      });
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  };
-
-  async function* stream<W, T>(
-    open: () => AsyncIterable<W> & { cancel(): void },
-    decode: (message: W) => T,
-    signal: AbortSignal | undefined,
-  ): AsyncGenerator<T, void, undefined> {
-    if (signal?.aborted) return;
-    const call = open();
-    const onAbort = () => call.cancel();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      for await (const message of call) yield decode(message);
-    } catch (error) {
-      // Cancelled by our own signal: the iteration simply ends, as kernel.events() does.
-      if (signal?.aborted && (error as ServiceError).code === GrpcStatus.CANCELLED) return;
-      throw toError(error as ServiceError);
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      // The consumer may stop early (break): release the server-side stream too.
-      call.cancel();
-    }
-  }
-
-  async function* events(opts: EventsOptions): AsyncGenerator<TransitionEvent, void, undefined> {
-    const { workloadId, signal } = opts;
-    const resume = opts.resume === true ? {} : opts.resume || undefined;
-    let sinceSeq = opts.sinceSeq;
-    let epoch: string | undefined;
-    let failures = 0;
-    for (;;) {
-      let restarted = false;
-      const open = () => {
-        const call = client.watchEvents({ workloadId, sinceSeq }, metadata());
-        // The headers come before any event: a new kernel is recognised before one is read.
-        call.on("metadata", (headers: Metadata) => {
-          const opened = readEventStreamHeaders(headers);
-          failures = 0;
-          if (epoch !== undefined && opened.epoch !== undefined && opened.epoch !== epoch) {
-            // A new kernel: its seqs start over, so all it retains is news. Ask again for all of it.
-            restarted = true;
-            sinceSeq = 0;
-            call.cancel();
-          } else if (sinceSeq === undefined) {
-            // Live only: from here on, so that a reconnect misses nothing in between.
-            sinceSeq = opened.seq;
-          }
-          epoch = opened.epoch ?? epoch;
-        });
-        return call;
-      };
-      const decode = (message: wire.TransitionEvent) => {
-        const event = eventFromWire(message);
-        sinceSeq = event.seq;
-        return event;
-      };
-      try {
-        yield* stream(open, decode, signal);
-        return; // The server ended the stream: the kernel shut down.
-      } catch (error) {
-        if (restarted) continue;
-        const failure = error as RuntimeServiceError;
-        const mayPass = failure.status === GrpcStatus.UNAVAILABLE || failure.code === "EVENTS_OVERFLOW";
-        // The break itself is the first failure; each reconnect that fails adds one.
-        failures++;
-        if (!resume || !mayPass || failures > (resume.maxAttempts ?? Number.POSITIVE_INFINITY)) throw failure;
-        const initial = resume.initialDelayMs ?? 100;
-        await pause(Math.min(resume.maxDelayMs ?? 5_000, initial * 2 ** (failures - 1)), signal);
-        if (signal?.aborted) return;
-      }
-    }
-  }
-
+  const connection = new Connection(target, options);
+  const { client, health } = connection;
   const api: RuntimeClient = {
     address: target,
     async create(spec, callOpts) {
-      return statusFromWire(await unary(client.create, { spec: specToWire(spec) }, callOpts));
+      return statusFromWire(await connection.unary(client.create, { spec: specToWire(spec) }, callOpts));
     },
     async get(workloadId, callOpts) {
       try {
-        return statusFromWire(await unary(client.get, { workloadId }, callOpts));
+        return statusFromWire(await connection.unary(client.get, { workloadId }, callOpts));
       } catch (error) {
         if ((error as RuntimeServiceError).code === "WORKLOAD_NOT_FOUND") return undefined;
         throw error;
       }
     },
     async list(filter, callOpts) {
-      const response = await unary(client.list, listFilterToWire(filter), callOpts);
+      const response = await connection.unary(client.list, listFilterToWire(filter), callOpts);
       return response.workloads.map(statusFromWire);
     },
     async touch(workloadId, callOpts) {
-      await unary(client.touch, { workloadId }, callOpts);
+      await connection.unary(client.touch, { workloadId }, callOpts);
     },
     async stop(workloadId, callOpts) {
       const request: wire.StopRequest = {
@@ -332,22 +360,26 @@ export function createRuntimeClient(address?: string, options: RuntimeClientOpti
         reason: callOpts?.reason === undefined ? undefined : stopReasonToWire(callOpts.reason),
         graceMs: callOpts?.graceMs,
       };
-      return statusFromWire(await unary(client.stop, request, callOpts));
+      return statusFromWire(await connection.unary(client.stop, request, callOpts));
     },
     async destroy(workloadId, callOpts) {
-      await unary(client.destroy, { workloadId, graceMs: callOpts?.graceMs }, callOpts);
+      await connection.unary(client.destroy, { workloadId, graceMs: callOpts?.graceMs }, callOpts);
     },
     logs(workloadId, logOpts = {}) {
       const request: wire.LogsRequest = { workloadId, follow: logOpts.follow ?? false, tail: logOpts.tail };
-      return stream(() => client.logs(request, metadata()), logEntryFromWire, logOpts.signal);
+      return connection.stream(
+        () => client.logs(request, connection.metadata()),
+        logEntryFromWire,
+        logOpts.signal,
+      );
     },
     events(eventOpts = {}) {
-      return events(eventOpts);
+      return watchEvents(connection, eventOpts);
     },
     async health(callOpts) {
       try {
-        const response = await unary(
-          healthClient.check,
+        const response = await connection.unary(
+          health.check,
           { service: wire.RuntimeClient.serviceName },
           callOpts,
         );
@@ -372,7 +404,7 @@ export function createRuntimeClient(address?: string, options: RuntimeClientOpti
       });
     },
     close() {
-      healthClient.close();
+      health.close();
       client.close();
     },
     [Symbol.dispose]() {
