@@ -18,6 +18,7 @@ import {
   request as httpRequest,
   type IncomingMessage,
   type Server,
+  type ServerResponse,
 } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { connect, type Socket } from "node:net";
@@ -115,7 +116,10 @@ const limitsSchema = z
     message: "must not be longer than requestTimeoutMs",
   });
 
-function limitsOf(options: EgressProxyOptions): z.infer<typeof limitsSchema> {
+/** The proxy's timeouts and per-client cap, defaults applied. */
+type ProxyLimits = z.infer<typeof limitsSchema>;
+
+function limitsOf(options: EgressProxyOptions): ProxyLimits {
   const result = limitsSchema.safeParse({
     headersTimeoutMs: options.headersTimeoutMs,
     requestTimeoutMs: options.requestTimeoutMs,
@@ -152,6 +156,223 @@ function refuse(socket: Duplex, status: string, body: string): void {
   );
 }
 
+/** The proxy's rule for each request or tunnel: the policy, and the `Host` header check, each decision reported. */
+class EgressGate {
+  readonly #policy: EgressPolicy;
+  readonly #onDecision: EgressProxyOptions["onDecision"];
+  readonly #listenHost: string;
+  /** The port the proxy listens on, once it does. */
+  port = 0;
+
+  constructor(options: EgressProxyOptions, listenHost: string) {
+    this.#policy = {
+      allowedHosts: [...(options.allowedHosts ?? [])],
+      defaultAction: options.defaultAction ?? "allow",
+    };
+    this.#onDecision = options.onDecision;
+    this.#listenHost = listenHost;
+  }
+
+  /** Whether `host` may be reached; reports the decision. */
+  decide(host: string, port: number, method: string): boolean {
+    const allowed = isHostAllowed(host, this.#policy);
+    this.#onDecision?.({ host: normaliseHost(host), port, method, allowed });
+    return allowed;
+  }
+
+  /**
+   * Why a request's `Host` header is refused, or undefined. A header naming the proxy itself
+   * (some clients address the proxy) is no claim on a target; any other must be allowed, or an
+   * allowed address could be asked for a forbidden virtual host.
+   */
+  hostHeaderRefusal(value: string | undefined, method: string, defaultPort: number): string | undefined {
+    if (value === undefined) return undefined;
+    const named = splitHostPort(value.trim(), defaultPort);
+    if (!named) return "egress proxy: malformed Host header\n";
+    if (named.port === this.port && normaliseHost(named.host) === normaliseHost(this.#listenHost))
+      return undefined;
+    if (isHostAllowed(named.host, this.#policy)) return undefined;
+    this.#onDecision?.({ host: normaliseHost(named.host), port: named.port, method, allowed: false });
+    return `egress proxy: Host header ${normaliseHost(named.host)} is not allowed\n`;
+  }
+}
+
+/** The proxy's open sockets (to cut at close), and the per-client cap on connections. */
+class OpenConnections {
+  readonly #sockets = new Set<Duplex>();
+  /** Open connections per client address. */
+  readonly #perClient = new Map<string, number>();
+  /** Connections refused for their client's cap: answered 429 and closed, never served. */
+  readonly #overCap = new WeakSet<Duplex>();
+  readonly #max: number;
+
+  constructor(maxConnectionsPerClient: number) {
+    this.#max = maxConnectionsPerClient;
+  }
+
+  /** Keeps `socket` until it closes. */
+  track(socket: Duplex): void {
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
+  }
+
+  /** Counts a new connection against its client's cap, or answers it 429 and closes it. */
+  admit(socket: Socket): void {
+    this.track(socket);
+    const client = socket.remoteAddress ?? "";
+    const open = this.#perClient.get(client) ?? 0;
+    if (open >= this.#max) {
+      this.#overCap.add(socket);
+      socket.on("error", () => socket.destroy());
+      socket.end(
+        `HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\negress proxy: ${this.#max} connections already open from ${client}\n`,
+      );
+      return;
+    }
+    this.#perClient.set(client, open + 1);
+    socket.once("close", () => {
+      const left = (this.#perClient.get(client) ?? 1) - 1;
+      if (left > 0) this.#perClient.set(client, left);
+      else this.#perClient.delete(client);
+    });
+  }
+
+  /** Whether `socket` was refused for its client's cap (the 429 is already on its way). */
+  refused(socket: Duplex): boolean {
+    return this.#overCap.has(socket);
+  }
+
+  /** Cuts every open socket. */
+  destroyAll(): void {
+    for (const s of this.#sockets) s.destroy();
+  }
+}
+
+/** Closes `socket` (and `partner`) once `socket` has seen no traffic for `idleTimeoutMs`. */
+function closeWhenIdle(socket: Duplex, idleTimeoutMs: number, partner?: Duplex): void {
+  (socket as Socket).setTimeout?.(idleTimeoutMs, () => {
+    socket.destroy();
+    partner?.destroy();
+  });
+}
+
+/** Forwards one absolute-URL request to its target, if the gate lets it through. */
+function forwardRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  gate: EgressGate,
+  limits: ProxyLimits,
+): void {
+  let target: URL;
+  try {
+    target = new URL(req.url ?? "");
+  } catch {
+    res
+      .writeHead(400, { "content-type": "text/plain" })
+      .end("egress proxy: only absolute-URL requests and CONNECT\n");
+    return;
+  }
+  if (target.protocol !== "http:" && target.protocol !== "https:") {
+    res
+      .writeHead(400, { "content-type": "text/plain" })
+      .end(`egress proxy: unsupported scheme ${target.protocol}\n`);
+    return;
+  }
+  const port = Number(target.port || (target.protocol === "https:" ? 443 : 80));
+  if (!gate.decide(target.hostname, port, req.method ?? "GET")) {
+    res
+      .writeHead(403, { "content-type": "text/plain", connection: "close" })
+      .end(`egress proxy: host ${normaliseHost(target.hostname)} is not allowed\n`);
+    return;
+  }
+  const refusal = gate.hostHeaderRefusal(req.headers.host, req.method ?? "GET", port);
+  if (refusal) {
+    res.writeHead(403, { "content-type": "text/plain", connection: "close" }).end(refusal);
+    return;
+  }
+  const headers = { ...req.headers };
+  delete headers["proxy-connection"];
+  delete headers["proxy-authorization"];
+  // The target decides the Host upstream sees: Node sets it from the URL.
+  delete headers.host;
+  const send = target.protocol === "https:" ? httpsRequest : httpRequest;
+  const upstream = send(target, { method: req.method, headers }, (response) => {
+    res.writeHead(response.statusCode ?? 502, response.headers);
+    response.pipe(res);
+  });
+  // An upstream silent for the idle timeout (no answer, or a stalled body) is given up on.
+  let timedOut = false;
+  upstream.setTimeout(limits.idleTimeoutMs, () => {
+    timedOut = true;
+    upstream.destroy(new Error(`no traffic from upstream for ${limits.idleTimeoutMs} ms`));
+  });
+  upstream.on("error", (error) => {
+    if (!res.headersSent)
+      res.writeHead(timedOut ? 504 : 502, { "content-type": "text/plain", connection: "close" });
+    res.end(`egress proxy: ${error.message}\n`);
+  });
+  req.pipe(upstream);
+}
+
+/** Opens one CONNECT tunnel to its target, if the gate lets it through. */
+function openTunnel(
+  req: IncomingMessage,
+  client: Duplex,
+  head: Buffer,
+  gate: EgressGate,
+  connections: OpenConnections,
+  limits: ProxyLimits,
+): void {
+  connections.track(client);
+  client.on("error", () => client.destroy());
+  if (connections.refused(client)) return void client.destroy();
+  closeWhenIdle(client, limits.idleTimeoutMs);
+  const where = splitHostPort(req.url ?? "", 443);
+  if (!where) {
+    refuse(client, "400 Bad Request", "egress proxy: CONNECT needs host:port\n");
+    return;
+  }
+  if (!gate.decide(where.host, where.port, "CONNECT")) {
+    refuse(client, "403 Forbidden", `egress proxy: host ${normaliseHost(where.host)} is not allowed\n`);
+    return;
+  }
+  const refusal = gate.hostHeaderRefusal(req.headers.host, "CONNECT", where.port);
+  if (refusal) {
+    refuse(client, "403 Forbidden", refusal);
+    return;
+  }
+  let established = false;
+  const upstream: Socket = connect(where.port, where.host, () => {
+    established = true;
+    client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    if (head.length) upstream.write(head);
+    upstream.pipe(client);
+    client.pipe(upstream);
+  });
+  connections.track(upstream);
+  closeWhenIdle(upstream, limits.idleTimeoutMs, client);
+  upstream.on("error", (error) => {
+    if (!established) refuse(client, "502 Bad Gateway", `egress proxy: ${error.message}\n`);
+    else client.destroy();
+  });
+  client.on("close", () => upstream.destroy());
+}
+
+/** Listens on `options.path`, or on `listenHost` at `options.port`; resolves with the port (0 on a socket). */
+async function listen(server: Server, options: EgressProxyOptions, listenHost: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    const listening = () => {
+      server.off("error", reject);
+      resolve();
+    };
+    if (options.path !== undefined) server.listen(options.path, listening);
+    else server.listen(options.port ?? 0, listenHost, listening);
+  });
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : 0;
+}
+
 /**
  * Starts a local HTTP proxy that enforces `policy` by hostname, for absolute-URL
  * requests (`GET http://host/path`) and `CONNECT host:port` tunnels. A denied host, or a
@@ -170,49 +391,9 @@ function refuse(socket: Duplex, status: string, body: string): void {
  */
 export async function createEgressProxy(options: EgressProxyOptions = {}): Promise<EgressProxy> {
   const limits = limitsOf(options);
-  const policy: EgressPolicy = {
-    allowedHosts: [...(options.allowedHosts ?? [])],
-    defaultAction: options.defaultAction ?? "allow",
-  };
   const listenHost = options.host ?? "127.0.0.1";
-  /** The port the proxy listens on, once it does. */
-  let proxyPort = 0;
-  const sockets = new Set<Duplex>();
-  const track = (s: Duplex) => {
-    sockets.add(s);
-    s.once("close", () => sockets.delete(s));
-  };
-  const decide = (host: string, port: number, method: string): boolean => {
-    const allowed = isHostAllowed(host, policy);
-    options.onDecision?.({ host: normaliseHost(host), port, method, allowed });
-    return allowed;
-  };
-  /**
-   * Why a request's `Host` header is refused, or undefined. A header naming the proxy itself
-   * (some clients address the proxy) is no claim on a target; any other must be allowed, or an
-   * allowed address could be asked for a forbidden virtual host.
-   */
-  const hostHeaderRefusal = (value: string | undefined, method: string, defaultPort: number) => {
-    if (value === undefined) return undefined;
-    const named = splitHostPort(value.trim(), defaultPort);
-    if (!named) return "egress proxy: malformed Host header\n";
-    if (named.port === proxyPort && normaliseHost(named.host) === normaliseHost(listenHost)) return undefined;
-    if (isHostAllowed(named.host, policy)) return undefined;
-    options.onDecision?.({ host: normaliseHost(named.host), port: named.port, method, allowed: false });
-    return `egress proxy: Host header ${normaliseHost(named.host)} is not allowed\n`;
-  };
-  /** Closes `socket` (and `partner`) once `socket` has seen no traffic for the idle timeout. */
-  const closeWhenIdle = (socket: Duplex, partner?: Duplex) => {
-    (socket as Socket).setTimeout?.(limits.idleTimeoutMs, () => {
-      socket.destroy();
-      partner?.destroy();
-    });
-  };
-  /** Open connections per client address. */
-  const perClient = new Map<string, number>();
-  /** Connections refused for their client's cap: answered 429 and closed, never served. */
-  const overCap = new WeakSet<Duplex>();
-
+  const gate = new EgressGate(options, listenHost);
+  const connections = new OpenConnections(limits.maxConnectionsPerClient);
   const server: Server = createHttpServer(
     {
       headersTimeout: limits.headersTimeoutMs,
@@ -221,139 +402,29 @@ export async function createEgressProxy(options: EgressProxyOptions = {}): Promi
       // Node enforces the header and request timeouts on this interval: keep it well under them.
       connectionsCheckingInterval: Math.max(5, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
     },
-    (req: IncomingMessage, res) => {
+    (req, res) => {
       // The 429 is already on its way; what the client sent meanwhile is not served.
-      if (overCap.has(req.socket)) return void req.socket.destroy();
-      let target: URL;
-      try {
-        target = new URL(req.url ?? "");
-      } catch {
-        res
-          .writeHead(400, { "content-type": "text/plain" })
-          .end("egress proxy: only absolute-URL requests and CONNECT\n");
-        return;
-      }
-      if (target.protocol !== "http:" && target.protocol !== "https:") {
-        res
-          .writeHead(400, { "content-type": "text/plain" })
-          .end(`egress proxy: unsupported scheme ${target.protocol}\n`);
-        return;
-      }
-      const port = Number(target.port || (target.protocol === "https:" ? 443 : 80));
-      if (!decide(target.hostname, port, req.method ?? "GET")) {
-        res
-          .writeHead(403, { "content-type": "text/plain", connection: "close" })
-          .end(`egress proxy: host ${normaliseHost(target.hostname)} is not allowed\n`);
-        return;
-      }
-      const refusal = hostHeaderRefusal(req.headers.host, req.method ?? "GET", port);
-      if (refusal) {
-        res.writeHead(403, { "content-type": "text/plain", connection: "close" }).end(refusal);
-        return;
-      }
-      const headers = { ...req.headers };
-      delete headers["proxy-connection"];
-      delete headers["proxy-authorization"];
-      // The target decides the Host upstream sees: Node sets it from the URL.
-      delete headers.host;
-      const send = target.protocol === "https:" ? httpsRequest : httpRequest;
-      const upstream = send(target, { method: req.method, headers }, (response) => {
-        res.writeHead(response.statusCode ?? 502, response.headers);
-        response.pipe(res);
-      });
-      // An upstream silent for the idle timeout (no answer, or a stalled body) is given up on.
-      let timedOut = false;
-      upstream.setTimeout(limits.idleTimeoutMs, () => {
-        timedOut = true;
-        upstream.destroy(new Error(`no traffic from upstream for ${limits.idleTimeoutMs} ms`));
-      });
-      upstream.on("error", (error) => {
-        if (!res.headersSent)
-          res.writeHead(timedOut ? 504 : 502, { "content-type": "text/plain", connection: "close" });
-        res.end(`egress proxy: ${error.message}\n`);
-      });
-      req.pipe(upstream);
+      if (connections.refused(req.socket)) return void req.socket.destroy();
+      forwardRequest(req, res, gate, limits);
     },
   );
-
-  server.on("connection", (socket: Socket) => {
-    track(socket);
-    const client = socket.remoteAddress ?? "";
-    const open = perClient.get(client) ?? 0;
-    if (open >= limits.maxConnectionsPerClient) {
-      overCap.add(socket);
-      socket.on("error", () => socket.destroy());
-      socket.end(
-        `HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\negress proxy: ${limits.maxConnectionsPerClient} connections already open from ${client}\n`,
-      );
-      return;
-    }
-    perClient.set(client, open + 1);
-    socket.once("close", () => {
-      const left = (perClient.get(client) ?? 1) - 1;
-      if (left > 0) perClient.set(client, left);
-      else perClient.delete(client);
-    });
-  });
-  server.on("connect", (req: IncomingMessage, client: Duplex, head: Buffer) => {
-    track(client);
-    client.on("error", () => client.destroy());
-    if (overCap.has(client)) return void client.destroy();
-    closeWhenIdle(client);
-    const where = splitHostPort(req.url ?? "", 443);
-    if (!where) {
-      refuse(client, "400 Bad Request", "egress proxy: CONNECT needs host:port\n");
-      return;
-    }
-    if (!decide(where.host, where.port, "CONNECT")) {
-      refuse(client, "403 Forbidden", `egress proxy: host ${normaliseHost(where.host)} is not allowed\n`);
-      return;
-    }
-    const refusal = hostHeaderRefusal(req.headers.host, "CONNECT", where.port);
-    if (refusal) {
-      refuse(client, "403 Forbidden", refusal);
-      return;
-    }
-    let established = false;
-    const upstream: Socket = connect(where.port, where.host, () => {
-      established = true;
-      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-      if (head.length) upstream.write(head);
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    track(upstream);
-    closeWhenIdle(upstream, client);
-    upstream.on("error", (error) => {
-      if (!established) refuse(client, "502 Bad Gateway", `egress proxy: ${error.message}\n`);
-      else client.destroy();
-    });
-    client.on("close", () => upstream.destroy());
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    const listening = () => {
-      server.off("error", reject);
-      resolve();
-    };
-    if (options.path !== undefined) server.listen(options.path, listening);
-    else server.listen(options.port ?? 0, listenHost, listening);
-  });
-  const address = server.address();
-  proxyPort = typeof address === "object" && address ? address.port : 0;
+  server.on("connection", (socket: Socket) => connections.admit(socket));
+  server.on("connect", (req: IncomingMessage, client: Duplex, head: Buffer) =>
+    openTunnel(req, client, head, gate, connections, limits),
+  );
+  gate.port = await listen(server, options, listenHost);
   const url =
     options.path !== undefined
       ? `unix:${options.path}`
-      : `http://${listenHost.includes(":") ? `[${listenHost}]` : listenHost}:${proxyPort}`;
+      : `http://${listenHost.includes(":") ? `[${listenHost}]` : listenHost}:${gate.port}`;
   let closed: Promise<void> | undefined;
   return {
     url,
-    port: proxyPort,
+    port: gate.port,
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const s of sockets) s.destroy();
+        connections.destroyAll();
       });
       return closed;
     },
