@@ -15,6 +15,7 @@
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { InvalidSpecError } from "../errors.js";
+import { ENV_NAME } from "../name-rules.js";
 import { issuesOf } from "../zod-issues.js";
 
 /** What `loadGestaltConfig` refuses with: an `INVALID_SPEC` error whose issues name each path. */
@@ -119,7 +120,6 @@ export interface GestaltConfig {
 /** An exact hostname or `*.suffix`, as an allow-list holds them. */
 const HOST_PATTERN =
   /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const allowedHostsSchema = z
   .array(
@@ -225,7 +225,7 @@ const pluginSchema = z
       });
     }
     for (const key of Object.keys(plugin.env)) {
-      if (!ENV_KEY.test(key)) {
+      if (!ENV_NAME.test(key)) {
         ctx.addIssue({
           code: "custom",
           path: ["env", key],
@@ -261,7 +261,7 @@ const providerEntrySchema = z
   })
   .superRefine((entry, ctx) => {
     for (const key of Object.keys(entry.env)) {
-      if (!ENV_KEY.test(key)) {
+      if (!ENV_NAME.test(key)) {
         ctx.addIssue({
           code: "custom",
           path: ["env", key],

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRuntimeKernelError } from "../errors.js";
 import type { LogEntry, WorkloadStatus } from "../index.js";
+import { ENV_NAME } from "../name-rules.js";
 import type { EgressProxy } from "./egress.js";
 import {
   GESTALT_PLUGIN_PROFILE,
@@ -256,7 +257,7 @@ export function bindSessionService(
       `session "${session.id}" is ${session.state}: bind host services before starting the plugin`,
     );
   }
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(request.envVar)) {
+  if (!ENV_NAME.test(request.envVar)) {
     throw new RuntimeProviderError(
       "INVALID_SPEC",
       "BindHostService",

@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { WORKLOAD_STATES } from "../index.js";
+import { DNS1123_LABEL, ENV_NAME, ENV_NAME_MESSAGE } from "../name-rules.js";
 
 /**
  * Ids and descriptions for the OpenAPI document. A registry of this module's own, not zod's
@@ -26,8 +27,6 @@ export function doc<S extends z.ZodType>(schema: S, meta: { id?: string; descrip
   return schema;
 }
 
-const DNS1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Ten years: far beyond any real timeout, and within what deadlines can hold. */
 const MAX_SECONDS = 315_360_000;
 
@@ -85,7 +84,7 @@ export const workloadSpecSchema = doc(
     }),
     env: doc(
       z.record(
-        z.string().regex(ENV_NAME, "must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+        z.string().regex(ENV_NAME, ENV_NAME_MESSAGE),
         z
           .string({ error: "must be a string" })
           .refine((v) => !v.includes("\0"), "must not contain NUL characters"),

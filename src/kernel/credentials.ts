@@ -6,6 +6,7 @@
  * @module
  */
 import { StartFailedError } from "../errors.js";
+import { ENV_NAME } from "../name-rules.js";
 
 /** Who is asking for credentials. */
 export interface CredentialRequest {
@@ -63,8 +64,6 @@ export function redactError(error: unknown, secrets: readonly string[]): unknown
 function quotable(value: unknown): string | undefined {
   return typeof value === "string" && /^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(value) ? value : undefined;
 }
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
  * Asks `broker` for one run's credentials. What a broker throws may quote the very secrets it

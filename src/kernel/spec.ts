@@ -9,15 +9,12 @@ import { z } from "zod";
 import type { Backend, WorkloadMount } from "../backends/backend.js";
 import type { Clock } from "../clock.js";
 import { InvalidSpecError } from "../errors.js";
+import { DNS1123_LABEL, ENV_NAME, ENV_NAME_MESSAGE } from "../name-rules.js";
 import { issuesOf } from "../zod-issues.js";
 import type { CredentialBroker } from "./credentials.js";
 import { resolveMounts } from "./mounts.js";
 import { type Profile, WORKLOAD_STATES, type WorkloadSpec } from "./types.js";
 
-/** A DNS-1123 label: what Docker and Kubernetes names can carry without mangling. */
-const DNS1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-/** POSIX-portable environment variable names. */
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** What a trace id may hold: it travels in HTTP headers and log lines, so printable ASCII only. */
 const TRACE_ID = /^[\x21-\x7e]{1,128}$/;
 
@@ -56,7 +53,7 @@ const envSchema = z
   })
   .pipe(
     z.record(
-      z.string().regex(ENV_KEY, "must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+      z.string().regex(ENV_NAME, ENV_NAME_MESSAGE),
       z
         .string({ error: "must be a string" })
         .refine((v) => !v.includes("\0"), "must not contain NUL characters"),
