@@ -106,22 +106,17 @@ export function providerKindName(kind: ProviderKind): string {
 
 /** An identity from the wire (an unknown kind reads as `unspecified`). */
 export function identityFromWire(identity: pb.ProviderIdentity): ProviderIdentity {
-  return {
-    kind: KINDS[identity.kind] ?? "unspecified",
-    name: identity.name,
-    displayName: identity.displayName,
-    description: identity.description,
-    version: identity.version,
-    warnings: [...identity.warnings],
-    minProtocolVersion: identity.minProtocolVersion,
-    maxProtocolVersion: identity.maxProtocolVersion,
-  };
+  return { kind: KINDS[identity.kind] ?? "unspecified", ...describedAs(identity) };
 }
 
 /** An identity to the wire. */
 export function identityToWire(identity: ProviderIdentity): pb.ProviderIdentity {
+  return { kind: Math.max(0, KINDS.indexOf(identity.kind)), ...describedAs(identity) };
+}
+
+/** An identity's fields besides its kind, which read the same on the wire and here. */
+function describedAs(identity: Omit<ProviderIdentity, "kind">): Omit<ProviderIdentity, "kind"> {
   return {
-    kind: Math.max(0, KINDS.indexOf(identity.kind)),
     name: identity.name,
     displayName: identity.displayName,
     description: identity.description,

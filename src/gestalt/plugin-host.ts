@@ -219,7 +219,7 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
   const tailLines = options.logTailLines ?? 20;
   const callTimeout = options.callTimeoutMs ?? 30_000;
   const providers = new ProviderLoader(options, config, logHost, callTimeout);
-  const live = new Set<HostedPluginImpl>();
+  const live = new Set<HostedPlugin>();
   /** Sessions this host started, by provider: the fallback when ListSessions is unimplemented. */
   const known = new Map<string, Map<string, string>>();
   const starting = new Set<Promise<unknown>>();
@@ -328,15 +328,26 @@ export function createPluginHost(options: PluginHostOptions): PluginHost {
   };
 }
 
-/** A bootstrapped plugin as the host keeps it: stopping it closes its channel and stops its session. */
+/** A bootstrapped plugin as the host keeps it: stopping it (once) closes its channel and stops its session. */
 function keptPlugin(
   b: Bootstrapped,
   logHost: SessionLogBuffer,
   stopSession: (p: RuntimeProvider, sessionId: string) => Promise<void>,
-  live: Set<HostedPluginImpl>,
+  live: Set<HostedPlugin>,
   sessions: Map<string, string>,
-): HostedPluginImpl {
-  const plugin: HostedPluginImpl = new HostedPluginImpl({
+): HostedPlugin {
+  let stopped: Promise<void> | undefined;
+  const stopOnce = async () => {
+    b.channel.close();
+    live.delete(plugin);
+    try {
+      await stopSession(b.provider, b.sessionId);
+    } finally {
+      sessions.delete(b.sessionId);
+      logHost.forget(b.sessionId);
+    }
+  };
+  const plugin: HostedPlugin = {
     name: b.name,
     kind: b.kind,
     provider: b.providerName,
@@ -347,18 +358,13 @@ function keptPlugin(
     profile: b.plan.profile,
     plan: b.plan,
     ...(b.metadata ? { metadata: b.metadata } : {}),
+    client: (ctor) => new ctor("localhost", credentials.createInsecure(), { channelOverride: b.channel }),
     logs: (n) => logHost.tail(b.sessionId, n).map((e) => e.message),
-    stop: async () => {
-      b.channel.close();
-      live.delete(plugin);
-      try {
-        await stopSession(b.provider, b.sessionId);
-      } finally {
-        sessions.delete(b.sessionId);
-        logHost.forget(b.sessionId);
-      }
+    stop: () => {
+      stopped ??= stopOnce();
+      return stopped;
     },
-  });
+  };
   return plugin;
 }
 
@@ -427,63 +433,4 @@ function isParsed(config: unknown): config is GestaltConfig {
     typeof c.providers?.agent === "object" &&
     typeof c.server?.runtime === "object"
   );
-}
-
-interface HostedPluginInit {
-  name: string;
-  kind: PluginKind;
-  provider: string;
-  sessionId: string;
-  pluginId: string;
-  dialTarget: string;
-  channel: Channel;
-  profile: ProfilePair;
-  plan: HostedPluginPlan;
-  metadata?: IntegrationMetadata;
-  logs(n?: number): string[];
-  stop(): Promise<void>;
-}
-
-class HostedPluginImpl implements HostedPlugin {
-  readonly name: string;
-  readonly kind: PluginKind;
-  readonly provider: string;
-  readonly sessionId: string;
-  readonly pluginId: string;
-  readonly dialTarget: string;
-  readonly channel: Channel;
-  readonly profile: ProfilePair;
-  readonly plan: HostedPluginPlan;
-  readonly metadata?: IntegrationMetadata;
-  readonly #init: HostedPluginInit;
-  #stopped: Promise<void> | undefined;
-
-  constructor(init: HostedPluginInit) {
-    this.#init = init;
-    this.name = init.name;
-    this.kind = init.kind;
-    this.provider = init.provider;
-    this.sessionId = init.sessionId;
-    this.pluginId = init.pluginId;
-    this.dialTarget = init.dialTarget;
-    this.channel = init.channel;
-    this.profile = init.profile;
-    this.plan = init.plan;
-    if (init.metadata) this.metadata = init.metadata;
-  }
-
-  client<T>(
-    ctor: new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => T,
-  ): T {
-    return new ctor("localhost", credentials.createInsecure(), { channelOverride: this.channel });
-  }
-
-  logs(n?: number): string[] {
-    return this.#init.logs(n);
-  }
-
-  stop(): Promise<void> {
-    this.#stopped ??= this.#init.stop();
-    return this.#stopped;
-  }
 }
