@@ -179,12 +179,12 @@ export function parseGestaltProviderConfig(input: unknown, name: string): Gestal
     sessionRoot:
       c.sessionRoot ??
       join(tmpdir(), "runtime-kernel-gestalt", name.replace(/[^A-Za-z0-9._-]+/g, "-") || "provider"),
-    ...(mountPath !== undefined ? { mountPath } : {}),
+    mountPath,
     socket: c.socket ?? { kind: "shared-folder" },
     egressMode: c.egressMode ?? "none",
-    ...(c.prepareWorkspace !== undefined ? { prepareWorkspace: c.prepareWorkspace } : {}),
-    ...(pluginParentPid !== undefined ? { pluginParentPid } : {}),
-    ...(c.readyTimeoutMs !== undefined ? { readyTimeoutMs: c.readyTimeoutMs } : {}),
+    prepareWorkspace: c.prepareWorkspace,
+    pluginParentPid,
+    readyTimeoutMs: c.readyTimeoutMs,
     graceMs: c.graceMs ?? 2_000,
   };
 }

@@ -84,7 +84,7 @@ export function specFromWire(spec: WireWorkloadSpec, context: SpecContext): Work
     ...(Object.keys(resources).length > 0 ? { resources } : {}),
     ...(spec.idleTimeoutSec !== undefined ? { idleTimeoutMs: spec.idleTimeoutSec * 1000 } : {}),
     ...(spec.maxLifetimeSec !== undefined ? { maxLifetimeMs: spec.maxLifetimeSec * 1000 } : {}),
-    ...(context.traceId !== undefined ? { traceId: context.traceId } : {}),
+    traceId: context.traceId,
   };
 }
 

@@ -83,7 +83,7 @@ export async function serveHttpSurface(
   const address = parseAddress(text);
   checkListenSecurity(address, {
     secure: tls !== undefined,
-    ...(allowInsecureRemote !== undefined ? { allowInsecureRemote } : {}),
+    allowInsecureRemote,
   });
   const handler = createHttpSurface(kernel, handlerOptions, extraGroups);
   const server: Server = tls
@@ -91,7 +91,7 @@ export async function serveHttpSurface(
         {
           cert: tls.cert,
           key: tls.key,
-          ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+          ca: tls.ca,
           requestCert: tls.ca !== undefined,
           rejectUnauthorized: tls.requireClientCert ?? tls.ca !== undefined,
         },

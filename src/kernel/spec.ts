@@ -243,7 +243,7 @@ export function parseWorkloadSpec(input: unknown, profiles: Record<string, Profi
   // The resolved set replaces what the spec said, so a restart mounts what was checked.
   return {
     ...spec,
-    ...(workspace !== undefined ? { workspace } : {}),
+    workspace,
     ...(mounts.length > 0 ? { mounts } : {}),
   };
 }

@@ -59,6 +59,6 @@ export function fromWireError(received: ReceivedStatus, cause?: unknown): Runtim
   return new RuntimeServiceError(code, message, {
     status: received.code,
     ...rest,
-    ...(cause !== undefined ? { cause } : {}),
+    cause,
   });
 }

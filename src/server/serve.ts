@@ -241,7 +241,7 @@ function runtimeService(kernel: RuntimeKernel, calls: ServedCalls): wire.Runtime
     ),
     destroy: calls.unary<wire.DestroyRequest, wire.DestroyResponse>("Destroy", async (request) => {
       const id = requireWorkloadId(request.workloadId);
-      await kernel.destroy(id, request.graceMs !== undefined ? { graceMs: request.graceMs } : {});
+      await kernel.destroy(id, { graceMs: request.graceMs });
       return {};
     }),
     logs: calls.streaming<wire.LogsRequest, Parameters<typeof logEntryToWire>[0], wire.LogEntry>(
@@ -249,7 +249,7 @@ function runtimeService(kernel: RuntimeKernel, calls: ServedCalls): wire.Runtime
       (request, signal) =>
         kernel.logs(requireWorkloadId(request.workloadId), {
           follow: request.follow,
-          ...(request.tail !== undefined ? { tail: request.tail } : {}),
+          tail: request.tail,
           signal,
         }),
       logEntryToWire,
@@ -262,8 +262,8 @@ function runtimeService(kernel: RuntimeKernel, calls: ServedCalls): wire.Runtime
       "WatchEvents",
       (request, signal) =>
         kernel.events({
-          ...(request.workloadId !== undefined ? { workloadId: request.workloadId } : {}),
-          ...(request.sinceSeq !== undefined ? { sinceSeq: request.sinceSeq } : {}),
+          workloadId: request.workloadId,
+          sinceSeq: request.sinceSeq,
           signal,
         }),
       eventToWire,

@@ -44,7 +44,7 @@ export const eventsCommand: Command = {
     const columns = eventColumns();
     try {
       for await (const event of client.events({
-        ...(workloadId !== undefined ? { workloadId } : {}),
+        workloadId,
         ...(since !== undefined ? { sinceSeq: Number(since) } : {}),
         signal: stop.signal,
       })) {

@@ -83,8 +83,8 @@ async function configure(
     },
     graceMs: config.graceMs,
     ...(config.readyTimeoutMs ? { readyTimeoutMs: config.readyTimeoutMs } : {}),
-    ...(config.prepareWorkspace !== undefined ? { prepareWorkspace: config.prepareWorkspace } : {}),
-    ...(config.pluginParentPid !== undefined ? { pluginParentPid: config.pluginParentPid } : {}),
+    prepareWorkspace: config.prepareWorkspace,
+    pluginParentPid: config.pluginParentPid,
     ...(logHost ? { logHost } : {}),
     ...(config.backend.type === "process"
       ? { baseEnv: safeBaseEnv(env), ...(config.egressMode === "hostname" ? { egressProxy: true } : {}) }

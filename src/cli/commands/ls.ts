@@ -46,8 +46,8 @@ export const lsCommand: Command = {
     const client = connect(context);
     try {
       const statuses = await client.list({
-        ...(owner !== undefined ? { owner } : {}),
-        ...(profile !== undefined ? { profile } : {}),
+        owner,
+        profile,
         ...(states.length > 0 ? { state: states as WorkloadState[] } : {}),
       });
       if (context.values.json === true) context.print(JSON.stringify(statuses, null, 2));

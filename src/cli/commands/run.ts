@@ -143,16 +143,16 @@ export const runCommand: Command = {
       profile: stringOption(context, "profile") ?? "default",
       runnable: {
         ...(command.length > 0 ? { command } : {}),
-        ...(image !== undefined ? { image } : {}),
-        ...(cwd !== undefined ? { cwd } : {}),
+        image,
+        cwd,
       },
-      ...(owner !== undefined ? { owner } : {}),
+      owner,
       ...(env ? { env } : {}),
       ...(labels ? { labels } : {}),
-      ...(workspace !== undefined ? { workspace } : {}),
-      ...(graceMs !== undefined ? { graceMs } : {}),
-      ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
-      ...(maxLifetimeMs !== undefined ? { maxLifetimeMs } : {}),
+      workspace,
+      graceMs,
+      idleTimeoutMs,
+      maxLifetimeMs,
     };
     const client = connect(context);
     try {

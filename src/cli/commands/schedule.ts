@@ -135,18 +135,18 @@ function jobOf(context: CommandContext): unknown {
       url,
       ...(stringOption(context, "method") ? { method: stringOption(context, "method") as string } : {}),
       ...(Object.keys(headers).length > 0 ? { headers } : {}),
-      ...(body !== undefined ? { body } : {}),
-      ...(timeout !== undefined ? { timeout } : {}),
+      body,
+      timeout,
     },
     ...(retries !== undefined || backoff
       ? {
           retry: {
-            ...(retries !== undefined ? { max_attempts: retries } : {}),
+            max_attempts: retries,
             ...(backoff ? { backoff } : {}),
           },
         }
       : {}),
-    ...(key !== undefined ? { idempotency_key: key } : {}),
+    idempotency_key: key,
   };
   return job;
 }

@@ -160,8 +160,8 @@ async function openHttpSurface(
       ...(token ? { token } : {}),
       ...(config.allowInsecureRemote ? { allowInsecureRemote: true } : {}),
       ...(httpConfig?.backend ? { backend: httpConfig.backend } : {}),
-      ...(httpConfig?.ownerEnv !== undefined ? { ownerEnv: httpConfig.ownerEnv } : {}),
-      ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
+      ownerEnv: httpConfig?.ownerEnv,
+      maxBodyBytes,
       ...(scheduleSetting
         ? {
             healthChecks: {

@@ -72,8 +72,8 @@ export const stopCommand: Command = {
     try {
       return await eachId(context, "stop", async (id) => {
         const status = await client.stop(id, {
-          ...(graceMs !== undefined ? { graceMs } : {}),
-          ...(reason !== undefined ? { reason: reason as RequestedStopReason } : {}),
+          graceMs,
+          reason: reason as RequestedStopReason | undefined,
         });
         return ["stopped", status.stopReason, describeExit(status)].filter(Boolean).join(" · ");
       });
@@ -109,7 +109,7 @@ export const destroyCommand: Command = {
     const client = connect(context);
     try {
       return await eachId(context, "destroy", async (id) => {
-        await client.destroy(id, graceMs !== undefined ? { graceMs } : {});
+        await client.destroy(id, { graceMs });
         return "destroyed";
       });
     } finally {
