@@ -21,8 +21,8 @@ export type ReportError = (error: unknown, context: { method: string }) => void;
 
 /** The calls one server is serving, and the rules each is served by. */
 export class ServedCalls {
-  /** Set by close(): new calls are refused, and streams that end say so. */
-  closing = false;
+  /** Set by {@link close}: new calls are refused, and streams that end say so. */
+  #closing = false;
   readonly #streams = new Set<{ abort: AbortController; call: ServerWritableStream<unknown, unknown> }>();
   /** Unary calls awaiting the kernel, each with the function that fails it at the drain timeout. */
   readonly #pending = new Set<() => void>();
@@ -115,7 +115,7 @@ export class ServedCalls {
             // own bound ends it with EVENTS_OVERFLOW rather than buffering without limit here.
             if (!call.write(encode(item))) await drainedOrAborted(call, abort.signal);
           }
-          if (this.closing && abort.signal.aborted) {
+          if (this.#closing && abort.signal.aborted) {
             call.emit("error", {
               code: GrpcStatus.UNAVAILABLE,
               details: "runtime-kernel server is shutting down",
@@ -131,8 +131,12 @@ export class ServedCalls {
     };
   }
 
-  /** Ends every open stream: streams never end by themselves, so their clients reconnect elsewhere or later. */
-  endStreams(): void {
+  /**
+   * Refuses new calls and ends every open stream: streams never end by themselves, so their
+   * clients reconnect elsewhere or later. Unary calls in flight go on (see {@link cutPending}).
+   */
+  close(): void {
+    this.#closing = true;
     for (const stream of this.#streams) stream.abort.abort();
   }
 
@@ -143,7 +147,7 @@ export class ServedCalls {
 
   /** Why a call may not proceed (shutting down, bad token), or undefined. */
   #gate(metadata: Metadata): { code: GrpcStatusCode; details: string } | undefined {
-    if (this.closing)
+    if (this.#closing)
       return { code: GrpcStatus.UNAVAILABLE, details: "runtime-kernel server is shutting down" };
     if (!this.#authorized(metadata)) {
       return { code: GrpcStatus.UNAUTHENTICATED, details: "missing or wrong bearer token" };

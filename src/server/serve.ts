@@ -198,10 +198,9 @@ export async function serveRuntimeKernel(
   let closed: Promise<void> | undefined;
   const close = (closeOptions: CloseServerOptions = {}): Promise<void> => {
     closed ??= (async () => {
-      calls.closing = true;
+      calls.close();
       health.setAll(HealthCheckResponse_ServingStatus.NOT_SERVING);
       health.endWatches();
-      calls.endStreams();
       await drain(server, calls, closeOptions.drainTimeoutMs ?? options.drainTimeoutMs ?? 10_000);
       listener.release();
       const onClose = closeOptions.onClose ?? options.onClose ?? "stop-workloads";
