@@ -10,6 +10,7 @@ import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { InvalidSpecError, type Profile, profileSchema } from "../index.js";
+import { HOST_PATTERN, HOST_PATTERN_MESSAGE } from "../name-rules.js";
 import { issuesOf } from "../zod-issues.js";
 
 /** The backends `serve` can drive. */
@@ -81,6 +82,8 @@ export const serveConfigSchema = z.strictObject({
           initialBackoffMs: z.number().int("must be an integer").positive("must be > 0").optional(),
           maxBackoffMs: z.number().int("must be an integer").positive("must be > 0").optional(),
           timeoutMs: z.number().int("must be an integer").positive("must be > 0").optional(),
+          /** The only hosts callbacks go to (exact, or `*.suffix`); default: any host. */
+          allowedHosts: z.array(z.string().regex(HOST_PATTERN, HOST_PATTERN_MESSAGE)).optional(),
         })
         .optional(),
     })

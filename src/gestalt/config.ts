@@ -15,7 +15,7 @@
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { InvalidSpecError } from "../errors.js";
-import { ENV_NAME } from "../name-rules.js";
+import { ENV_NAME, HOST_PATTERN, HOST_PATTERN_MESSAGE } from "../name-rules.js";
 import { issuesOf } from "../zod-issues.js";
 
 /** What `loadGestaltConfig` refuses with: an `INVALID_SPEC` error whose issues name each path. */
@@ -117,17 +117,10 @@ export interface GestaltConfig {
   [key: string]: unknown;
 }
 
-/** An exact hostname or `*.suffix`, as an allow-list holds them. */
-const HOST_PATTERN =
-  /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
-
 const allowedHostsSchema = z
-  .array(
-    z
-      .string({ error: "must be a string" })
-      .regex(HOST_PATTERN, "must be a hostname or *.suffix (no scheme, port or path)"),
-    { error: "must be a list of hostnames" },
-  )
+  .array(z.string({ error: "must be a string" }).regex(HOST_PATTERN, HOST_PATTERN_MESSAGE), {
+    error: "must be a list of hostnames",
+  })
   .default([]);
 
 const imagePullAuthSchema = z.strictObject({

@@ -7,7 +7,8 @@
  * profile's policy keeps it.
  * @module
  */
-import type { RuntimeKernel, TransitionEvent } from "../index.js";
+import { InvalidSpecError, type RuntimeKernel, type TransitionEvent } from "../index.js";
+import { isHostAllowed } from "../net/egress-proxy.js";
 import { eventToWire } from "./convert.js";
 import type { CallbackOutbox } from "./outbox.js";
 
@@ -18,16 +19,19 @@ export class KernelCallbacks {
   /** Receivers asked for by creates in flight, taken by the run's first event. */
   readonly #expected = new Map<string, { url: string | undefined; traceId: string }>();
   readonly #listener = (event: TransitionEvent) => this.#onTransition(event);
+  readonly #allowedHosts: string[] | undefined;
 
-  constructor(kernel: RuntimeKernel, outbox: CallbackOutbox) {
+  constructor(kernel: RuntimeKernel, outbox: CallbackOutbox, allowedHosts?: string[]) {
     this.#kernel = kernel;
     this.#outbox = outbox;
+    this.#allowedHosts = allowedHosts;
     kernel.on("transition", this.#listener);
   }
 
   /**
    * Runs `create` with `url` (or no receiver at all) registered for the run it starts. A
    * create that starts no run (the workload is live: an idempotent touch) changes nothing.
+   * A `url` whose host the allow-list does not name is refused before `create` runs.
    */
   async creating<T>(
     workloadId: string,
@@ -35,6 +39,7 @@ export class KernelCallbacks {
     traceId: string,
     create: () => Promise<T>,
   ): Promise<T> {
+    if (url !== undefined && this.#allowedHosts !== undefined) this.#checkHost(url);
     const expectation = { url, traceId };
     this.#expected.set(workloadId, expectation);
     try {
@@ -42,6 +47,16 @@ export class KernelCallbacks {
     } finally {
       if (this.#expected.get(workloadId) === expectation) this.#expected.delete(workloadId);
     }
+  }
+
+  #checkHost(url: string): void {
+    // WHATWG URL: brackets around an IPv6 literal, which no allow-list entry has.
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+    if (isHostAllowed(host, { allowedHosts: this.#allowedHosts, defaultAction: "deny" })) return;
+    throw new InvalidSpecError(
+      [{ path: "callbackUrl", message: `host "${host}" is not one this server sends callbacks to` }],
+      { subject: "workload spec" },
+    );
   }
 
   /** Stops routing (the outbox keeps what it holds). */

@@ -4,6 +4,7 @@ import { EventEmitter } from "eventemitter3";
 import { z } from "zod";
 import type { Clock } from "../clock.js";
 import { InvalidSpecError, type RuntimeKernel } from "../index.js";
+import { HOST_PATTERN, HOST_PATTERN_MESSAGE } from "../name-rules.js";
 import { bearerChecker } from "../net/listen.js";
 import { issuesOf } from "../zod-issues.js";
 import { KernelCallbacks } from "./callbacks.js";
@@ -132,6 +133,7 @@ const optionsSchema = z.strictObject({
         .max(2 ** 31 - 1)
         .optional(),
       maxConcurrentPerReceiver: z.int().positive().max(1_000).optional(),
+      allowedHosts: z.array(z.string().regex(HOST_PATTERN, HOST_PATTERN_MESSAGE)).optional(),
     })
     .optional(),
   healthChecks: z
@@ -191,7 +193,7 @@ export function createHttpSurface(
     onError: (error) => events.emit("error", error),
     log,
   });
-  const callbacks = new KernelCallbacks(kernel, outbox);
+  const callbacks = new KernelCallbacks(kernel, outbox, options.callbacks?.allowedHosts);
   const authorized = bearerChecker(options.token);
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   let refusing = false;

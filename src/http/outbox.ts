@@ -41,6 +41,14 @@ export interface CallbackOptions {
   timeoutMs?: number;
   /** Concurrent requests to one receiver (scheme, host and port). Default 8. */
   maxConcurrentPerReceiver?: number;
+  /**
+   * The hosts a `callbackUrl` may name: exact hostnames or IPv4 addresses, or `*.suffix` for
+   * any subdomain (as egress allow-lists). Set, a create naming another host is refused (400,
+   * `INVALID_SPEC` naming `callbackUrl`) before anything starts. Unset, any host: this server
+   * then POSTs wherever a caller asks, its own network included; set it whenever callers are
+   * not trusted with that.
+   */
+  allowedHosts?: string[];
 }
 
 /** What the outbox reports about a delivery, for logs. */
@@ -98,7 +106,7 @@ const COMPACT_AFTER = 1_000;
 export class CallbackOutbox {
   readonly #clock: Clock;
   readonly #random: () => number;
-  readonly #options: Required<Omit<CallbackOptions, "outboxPath" | "signingSecret">>;
+  readonly #options: Required<Omit<CallbackOptions, "outboxPath" | "signingSecret" | "allowedHosts">>;
   readonly #secret: string | Buffer | undefined;
   readonly #post: CallbackPoster;
   readonly #closePoster: () => void;

@@ -6,10 +6,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HttpLogEntry, RuntimeHttpServer } from "../../http/index.js";
 import { type Backend, createRuntimeKernel, type RuntimeKernel, type TransitionEvent } from "../../index.js";
+import { HOST_PATTERN, HOST_PATTERN_MESSAGE } from "../../name-rules.js";
 import type { Scheduler } from "../../schedule/index.js";
 import { type RuntimeKernelServer, serveRuntimeKernel } from "../../server/serve.js";
 import { defaultStateDir, loadBackend } from "../backends.js";
-import { type Command, type CommandContext, stringOption, UsageError } from "../command.js";
+import { type Command, type CommandContext, listOption, stringOption, UsageError } from "../command.js";
 import {
   BACKEND_TYPES,
   type BackendType,
@@ -105,9 +106,18 @@ function reportTransitions(kernel: RuntimeKernel, output: ServeOutput): void {
   kernel.on("error", (error: Error) => note(`${err.yellow("warning:")} ${error.message}`));
 }
 
-/** The callback signing secret `--callback-secret-file` or the config names, and the rest of the callbacks' config. */
+/**
+ * The callback signing secret `--callback-secret-file` or the config names, the hosts
+ * `--callback-allow-host` or the config allows, and the rest of the callbacks' config.
+ */
 function callbackSettings(context: CommandContext, config: ServeConfig) {
   const { signingSecretFile, ...callbackConfig } = config.http?.callbacks ?? {};
+  const allowedHosts = listOption(context, "callback-allow-host");
+  for (const host of allowedHosts) {
+    if (!HOST_PATTERN.test(host))
+      throw new UsageError(`--callback-allow-host ${JSON.stringify(host)}: ${HOST_PATTERN_MESSAGE}`, "serve");
+  }
+  if (allowedHosts.length > 0) callbackConfig.allowedHosts = allowedHosts;
   const secretFile = stringOption(context, "callback-secret-file") ?? signingSecretFile;
   const signingSecret = secretFile
     ? readSecretFile(secretFile, "callback secret file").toString("utf8").trim()
@@ -404,6 +414,12 @@ export const serveCommand: Command = {
       value: "FILE",
       description: "sign HTTP callbacks with the secret in FILE (X-Runtime-Signature)",
     },
+    "callback-allow-host": {
+      type: "string",
+      multiple: true,
+      value: "HOST",
+      description: "send HTTP callbacks only to HOST, exact or *.suffix (default: any host)",
+    },
     "leave-running": {
       type: "boolean",
       description: "at shutdown, leave workloads running for the next serve to recover",
@@ -416,6 +432,7 @@ export const serveCommand: Command = {
     "runtime-kernel serve --backend docker --config runtime-kernel.yaml",
     "runtime-kernel serve --address 127.0.0.1:7443 --token-file ./token",
     "runtime-kernel serve --http 127.0.0.1:8090 --callback-secret-file ./callback-secret",
+    "runtime-kernel serve --http 127.0.0.1:8090 --callback-allow-host hooks.example.com",
     "runtime-kernel serve --http 127.0.0.1:8090 --schedule journal",
   ],
   async run(context) {

@@ -17,7 +17,8 @@ let receiver: Receiver;
 beforeAll(async () => {
   home = makeHome({ ownerQuota: 1 });
   receiver = await startReceiver();
-  serve = await startServe(home);
+  // Callbacks go only to the receiver's host: a create naming another is refused (bad input).
+  serve = await startServe(home, ["--callback-allow-host", "127.0.0.1"]);
 }, 60_000);
 
 afterAll(async () => {
@@ -274,6 +275,20 @@ describe("runtime.v1 over HTTP: bad input", () => {
         }),
       400,
       ["env.__proto__"],
+    ],
+    [
+      "a callbackUrl whose host the server does not send callbacks to",
+      () =>
+        api("POST", "/workloads", {
+          body: {
+            workloadId: "x",
+            profile: "sleeper",
+            env: {},
+            callbackUrl: "http://169.254.169.254/latest",
+          },
+        }),
+      400,
+      ["callbackUrl"],
     ],
     [
       "a workloadId that is not a DNS label",

@@ -43,6 +43,7 @@ describe("the serve config file", () => {
         profiles: { agent: { runnable: { command: "sleep 5" }, restart: { policy: "always" } } },
         ownerQuota: -1,
         token: "inline secrets are not accepted",
+        http: { callbacks: { allowedHosts: ["hooks.example.com", "https://evil.example/path"] } },
       });
     expect(attempt).toThrow(/^Invalid config: /);
     for (const path of [
@@ -50,6 +51,7 @@ describe("the serve config file", () => {
       "profiles.agent.runnable.command",
       "profiles.agent.restart.policy",
       "ownerQuota",
+      "http.callbacks.allowedHosts.1",
     ]) {
       expect(attempt).toThrow(`${path}: `);
     }
