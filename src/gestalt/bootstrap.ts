@@ -7,13 +7,7 @@
  */
 import type { Channel } from "@grpc/grpc-js";
 import { InvalidSpecError } from "../errors.js";
-import {
-  entryPath,
-  type GestaltConfig,
-  hostedRuntimeOf,
-  type PluginConfig,
-  type PluginKind,
-} from "./config.js";
+import type { GestaltConfig, PluginConfig, PluginKind } from "./config.js";
 import { type DialTlsOptions, dialHostedPlugin } from "./dial.js";
 import { type BootstrapStep, HostedPluginError } from "./errors.js";
 import { type IntegrationMetadata, startIntegrationProvider } from "./integration.js";
@@ -22,6 +16,7 @@ import { type HostedPluginPlan, type HostServiceDefinition, planHostedPlugin, pl
 import type { HostCapabilities } from "./profile.js";
 import { type RuntimeProvider, RuntimeProviderError, type RuntimeSession } from "./provider.js";
 import { PROVIDER_ENV } from "./provider-process.js";
+import { entryPath, hostedRuntimeOf } from "./provider-selection.js";
 import { waitForSession, watchSessionEnd, withTimeout } from "./wait.js";
 
 /** What a bootstrap needs of its host. */

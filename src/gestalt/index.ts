@@ -25,16 +25,9 @@ export type {
   HostedRuntimeConfig,
   PluginConfig,
   PluginKind,
-  ProviderSelectionSource,
   RuntimeProviderConfig,
 } from "./config.js";
-export {
-  defaultRuntimeProvider,
-  entryPath,
-  hostedRuntimeOf,
-  loadGestaltConfig,
-  selectRuntimeProvider,
-} from "./config.js";
+export { loadGestaltConfig } from "./config.js";
 export type { DialedPlugin, DialOptions, DialTarget, DialTlsOptions } from "./dial.js";
 export { channelSettings, DialTargetError, dialHostedPlugin, parseDialTarget, waitForReady } from "./dial.js";
 export type { EgressDecision, EgressPolicy, EgressProxy, EgressProxyOptions } from "./egress.js";
@@ -116,5 +109,12 @@ export type {
 export { RuntimeProviderError } from "./provider.js";
 export type { LaunchedRuntimeProvider, LaunchRuntimeProviderOptions } from "./provider-process.js";
 export { launchRuntimeProvider, PROVIDER_ENV, readRuntimeManifest } from "./provider-process.js";
+export type { ProviderSelectionSource } from "./provider-selection.js";
+export {
+  defaultRuntimeProvider,
+  entryPath,
+  hostedRuntimeOf,
+  selectRuntimeProvider,
+} from "./provider-selection.js";
 export type { ServedEndpoint, ServeOptions, ServeRuntimeProviderOptions } from "./serve-provider.js";
 export { serveRuntimeLogHost, serveRuntimeProvider } from "./serve-provider.js";

@@ -5,7 +5,6 @@
  * @module
  */
 import type { GestaltConfig, PluginConfig, PluginKind } from "./config.js";
-import { entryPath } from "./config.js";
 import { ProfileRefusedError } from "./errors.js";
 import {
   type EgressDelivery,
@@ -15,6 +14,7 @@ import {
   profilePair,
 } from "./profile.js";
 import type { RuntimeSupport } from "./provider.js";
+import { entryPath } from "./provider-selection.js";
 
 /** A service of the host that plugins can use (a cache, a store, another plugin's API, ...). */
 export interface HostServiceDefinition {

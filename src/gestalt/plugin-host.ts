@@ -28,7 +28,6 @@ import {
   configuredEntry,
 } from "./bootstrap.js";
 import {
-  defaultRuntimeProvider,
   type GestaltConfig,
   loadGestaltConfig,
   type PluginKind,
@@ -46,6 +45,7 @@ import { type HostCapabilities, type ProfilePair, profilePair } from "./profile.
 import type { RuntimeLogHost, RuntimeProvider, RuntimeSession } from "./provider.js";
 import { ProviderLoader } from "./provider-loader.js";
 import type { LaunchRuntimeProviderOptions } from "./provider-process.js";
+import { defaultRuntimeProvider } from "./provider-selection.js";
 import { type ServedEndpoint, serveRuntimeLogHost } from "./serve-provider.js";
 
 /** What a driver factory receives. */

@@ -6,14 +6,7 @@
  */
 import { InvalidSpecError } from "../errors.js";
 import type { Selected } from "./bootstrap.js";
-import {
-  type GestaltConfig,
-  hostedRuntimeOf,
-  type PluginConfig,
-  type PluginKind,
-  type RuntimeProviderConfig,
-  selectRuntimeProvider,
-} from "./config.js";
+import type { GestaltConfig, PluginConfig, PluginKind, RuntimeProviderConfig } from "./config.js";
 import { HostedPluginError } from "./errors.js";
 import { grpcRuntimeProvider } from "./grpc-provider.js";
 import { handshakeRuntimeProvider, type ProviderIdentity } from "./lifecycle.js";
@@ -26,6 +19,7 @@ import {
   launchRuntimeProvider,
   readRuntimeManifest,
 } from "./provider-process.js";
+import { hostedRuntimeOf, selectRuntimeProvider } from "./provider-selection.js";
 
 /** The built-in driver that runs plugins on the host's kernel. */
 export const BUILTIN_LOCAL = "local";

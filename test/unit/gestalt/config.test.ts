@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { InvalidSpecError } from "../../../src/errors.js";
-import { hostedRuntimeOf, loadGestaltConfig, selectRuntimeProvider } from "../../../src/gestalt/config.js";
+import { loadGestaltConfig } from "../../../src/gestalt/config.js";
+import { hostedRuntimeOf, selectRuntimeProvider } from "../../../src/gestalt/provider-selection.js";
 
 const DOCKER_CONFIG = JSON.stringify({ auths: { "registry.example.com": { auth: "dXNlcjpzZWNyZXQ=" } } });
 
