@@ -3,26 +3,32 @@
  *
  *   npm run bench:sandbox    (node --expose-gc --import tsx bench/sandbox.bench.ts)
  *
- * Prints one JSON line. Rounds are interleaved (raw, process, sandboxed, ...) and medians
- * reported, with ratios taken within each round. What is measured, for N (default 1,000)
- * concurrent `sleep 60`:
- * - the time until all run (`create` resolved for each), and until all are stopped after a
- *   stop of all (SIGTERM), for raw `child_process.spawn` (stdio ignored: the floor), the kernel
- *   on `ProcessBackend`, and the kernel on `ProcessBackend({ sandbox: {} })`;
+ * Prints one JSON line. Rounds are interleaved (raw, process, bwrap, sandboxed, ...) and
+ * medians reported, with ratios taken within each round. What is measured, for N (default
+ * 1,000) concurrent `sleep 60`:
+ * - the time until all run (`create` resolved for each; in a sandbox, also its command
+ *   running, past bubblewrap's setup), and until all are stopped after a stop of all
+ *   (SIGTERM), for raw `child_process.spawn` (stdio ignored: the floor), the kernel
+ *   on `ProcessBackend`, raw bubblewrap (the very argv the sandboxed backend spawns, spawned
+ *   with `child_process.spawn` and signalled by process group: the sandbox's own floor), and
+ *   the kernel on `ProcessBackend({ sandbox: {} })`;
  * - the memory each live workload costs the machine: the proportional set size (Pss) of all
- *   its processes (the command, and in a sandbox the waiting shell and bubblewrap's two), for
- *   a sample of the live workloads of each backend.
+ *   its processes (the command, and in a sandbox bubblewrap's monitor and init), for a sample
+ *   of the live workloads of each.
  */
+
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../src/backends/process/index.js";
+import { probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
 import { createRuntimeKernel } from "../src/index.js";
 import { spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const MEMORY_SAMPLE = 50;
 
 const now = () => performance.now();
@@ -43,6 +49,14 @@ function tree(pid: number): number[] {
     }
   }
   return out;
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "latin1").trim();
+  } catch {
+    return "";
+  }
 }
 
 /** Proportional set size of a process, in bytes (its share of pages it shares with others). */
@@ -81,7 +95,71 @@ async function raw(): Promise<Sample> {
   };
 }
 
-async function viaKernel(backend: ProcessBackend, label: string, round: number): Promise<Sample> {
+/**
+ * Raw bubblewrap: the argv the sandboxed backend spawns for `sleep 60`, spawned as the
+ * supervisor spawns it (its own process group, stdio not the kernel's); started once each has
+ * spawned, stopped by a SIGTERM to each group once every command runs.
+ */
+async function bwrap(): Promise<Sample> {
+  const host = probeSandbox({});
+  const t0 = now();
+  const children = await Promise.all(
+    Array.from({ length: N }, (_, i) => {
+      const request = {
+        kernelId: "bench",
+        workloadId: `b-${i}`,
+        runId: `b-${i}`,
+        profile: "sleeper",
+        runnable: { command: ["sleep", "60"] },
+        env: {},
+        labels: {},
+      };
+      const argv = sandboxArgv(host, { request, command: ["sleep", "60"], cwd: "/tmp" });
+      return new Promise<ChildProcess>((resolve, reject) => {
+        const child = spawn(argv[0] as string, argv.slice(1), {
+          cwd: "/",
+          env: { PATH: process.env.PATH, HOME: "/tmp", TMPDIR: "/tmp" },
+          stdio: "ignore",
+          detached: true,
+        });
+        child.once("spawn", () => resolve(child)).once("error", reject);
+      });
+    }),
+  );
+  const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
+  await untilCommandsRun(children.map((c) => c.pid as number));
+  const startMs = now() - t0;
+  const sample = children.slice(0, MEMORY_SAMPLE).map((c) => tree(c.pid as number));
+  const memory = sample.flat().reduce((sum, pid) => sum + pss(pid), 0);
+  const t1 = now();
+  for (const c of children) process.kill(-(c.pid as number), "SIGTERM");
+  await Promise.all(exits);
+  return {
+    startMs,
+    stopMs: now() - t1,
+    pssBytesPerWorkload: memory / sample.length,
+    processesPerWorkload: sample.flat().length / sample.length,
+  };
+}
+
+/**
+ * Waits until every sandbox of `pids` runs its command. A start resolves once bubblewrap is
+ * spawned, and its setup (namespaces, mounts) goes on after: counted in the start, so that it
+ * does not spill into the stop measured next.
+ */
+async function untilCommandsRun(pids: number[]): Promise<void> {
+  const runs = (pid: number) => tree(pid).some((p) => comm(p) === "sleep");
+  while (!pids.every(runs)) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function viaKernel(
+  backend: ProcessBackend,
+  label: string,
+  round: number,
+  sandbox = false,
+): Promise<Sample> {
   const kernelId = `bench-${label}-${round}`;
   const kernel = createRuntimeKernel({
     backend,
@@ -93,10 +171,10 @@ async function viaKernel(backend: ProcessBackend, label: string, round: number):
   const ids = Array.from({ length: N }, (_, i) => `w-${round}-${i}`);
   const t0 = now();
   await Promise.all(ids.map((workloadId) => kernel.create({ workloadId, profile: "sleeper" })));
+  const found = (await backend.discover({ kernelId })).map((f) => (f.handle as ProcessHandle).pid);
+  if (sandbox) await untilCommandsRun(found);
   const startMs = now() - t0;
-  // Everything a sandbox holds exists once the command runs: wait for that before sampling.
-  const found = (await backend.discover({ kernelId })).slice(0, MEMORY_SAMPLE);
-  const trees = found.map((f) => tree((f.handle as ProcessHandle).pid));
+  const trees = found.slice(0, MEMORY_SAMPLE).map(tree);
   const memory = trees.flat().reduce((sum, pid) => sum + pss(pid), 0);
   const t1 = now();
   await Promise.all(ids.map((id) => kernel.stop(id)));
@@ -117,8 +195,20 @@ const stateDirs = [
 const plain = new ProcessBackend({ stateDir: stateDirs[0] as string, maxWorkloads: N * 2 });
 const sandboxed = new ProcessBackend({ stateDir: stateDirs[1] as string, maxWorkloads: N * 2, sandbox: {} });
 
-const samples: Record<"raw" | "process" | "sandbox", Sample[]> = { raw: [], process: [], sandbox: [] };
-const ratios = { sandboxStart: [] as number[], sandboxStop: [] as number[], processStart: [] as number[] };
+const samples: Record<"raw" | "process" | "bwrap" | "sandbox", Sample[]> = {
+  raw: [],
+  process: [],
+  bwrap: [],
+  sandbox: [],
+};
+const ratios = {
+  sandboxStart: [] as number[],
+  sandboxStop: [] as number[],
+  processStart: [] as number[],
+  processStop: [] as number[],
+  bwrapStop: [] as number[],
+  sandboxToBwrapStop: [] as number[],
+};
 try {
   // Warm both supervisors (and their log file pools) outside the measurements.
   await plain.supervisorStats();
@@ -126,13 +216,18 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     const r = await raw();
     const p = await viaKernel(plain, "process", round);
-    const s = await viaKernel(sandboxed, "sandbox", round);
+    const b = await bwrap();
+    const s = await viaKernel(sandboxed, "sandbox", round, true);
     samples.raw.push(r);
     samples.process.push(p);
+    samples.bwrap.push(b);
     samples.sandbox.push(s);
     ratios.sandboxStart.push(s.startMs / p.startMs);
     ratios.sandboxStop.push(s.stopMs / p.stopMs);
     ratios.processStart.push(p.startMs / r.startMs);
+    ratios.processStop.push(p.stopMs / r.stopMs);
+    ratios.bwrapStop.push(b.stopMs / r.stopMs);
+    ratios.sandboxToBwrapStop.push(s.stopMs / b.stopMs);
   }
 } finally {
   for (const backend of [plain, sandboxed]) {
@@ -155,11 +250,17 @@ console.log(
     rounds: ROUNDS,
     raw: summary(samples.raw),
     process: summary(samples.process),
+    bwrap: summary(samples.bwrap),
     sandbox: summary(samples.sandbox),
     ratio: {
       sandboxToProcessStart: round2(median(ratios.sandboxStart)),
       sandboxToProcessStop: round2(median(ratios.sandboxStop)),
       processToRawStart: round2(median(ratios.processStart)),
+      processToRawStop: round2(median(ratios.processStop)),
+      // The substrate's own floor: raw bubblewrap's stop against raw spawn's, and the
+      // sandboxed kernel's against raw bubblewrap's.
+      bwrapToRawStop: round2(median(ratios.bwrapStop)),
+      sandboxToBwrapStop: round2(median(ratios.sandboxToBwrapStop)),
       target: "sandboxed start and stop at most 1.5x the unsandboxed backend",
     },
   }),

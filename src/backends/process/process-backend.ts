@@ -51,7 +51,7 @@ import {
   supervisorConfigOf,
 } from "./process-backend-options.js";
 import { handleOf, type ProcessHandle, readBootId, startError, toExitStatus } from "./process-handle.js";
-import type { SupervisorStats } from "./protocol.js";
+import type { SupervisorStats, WireExit } from "./protocol.js";
 import {
   EGRESS_PROXY_URL,
   egressOf,
@@ -60,6 +60,7 @@ import {
   programInSandbox,
   sandboxArgv,
 } from "./sandbox.js";
+import { sandboxExit, untilSandboxCommand } from "./sandbox-signals.js";
 import {
   ConnectionClosedError,
   ensureFileDescriptors,
@@ -136,7 +137,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       scriptPath: join(this.#stateDir, "supervisor.cjs"),
       nodePath: options.nodePath ?? process.execPath,
       launchTimeoutMs: options.launchTimeoutMs ?? 10_000,
-      onExit: (runId, exit) => this.#onExit(runId, toExitStatus(exit)),
+      onExit: (runId, exit) => this.#onExit(runId, this.#exitStatus(exit)),
       onReconnect: () => this.#resync(),
       poolHint: () => this.#peakRuns,
       onWarning: (message) => {
@@ -254,7 +255,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       if (!reply.found)
         throw new WorkloadLostError(handle.workloadId, `Run ${handle.runId} is not known to the supervisor`);
       if (!reply.exit) return null;
-      status = toExitStatus(reply.exit);
+      status = this.#exitStatus(reply.exit);
     }
     if (status.lost) {
       throw new WorkloadLostError(
@@ -265,8 +266,11 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     return status.exitCode;
   }
 
-  /** SIGTERM to the run's whole process group. */
-  terminate(handle: ProcessHandle, _options: { graceMs: number }): Promise<void> {
+  /** SIGTERM to the run's whole process group (sandboxed: once its command can receive it). */
+  async terminate(handle: ProcessHandle, options: { graceMs: number }): Promise<void> {
+    // A sandbox still being set up would ignore it: wait until its command can be told.
+    if (this.#sandbox && !this.#exits.has(handle.runId))
+      await untilSandboxCommand(handle.pid, options.graceMs);
     return this.#signal(handle, "SIGTERM");
   }
 
@@ -330,7 +334,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
       this.#client.request({ op: "list", kernelId: selector.kernelId }),
     );
     return runs.map(({ record, exit }) => {
-      const status = exit ? toExitStatus(exit) : null;
+      const status = exit ? this.#exitStatus(exit) : null;
       if (status) this.#exits.remember(record.runId, status);
       return { handle: handleOf(record), labels: { ...record.labels }, exit: status };
     });
@@ -404,6 +408,11 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     }
   }
 
+  /** An exit as the workload made it (in a sandbox, bubblewrap's 128 + n is signal n). */
+  #exitStatus(exit: WireExit): ExitStatus {
+    return toExitStatus(this.#sandbox ? sandboxExit(exit) : exit);
+  }
+
   async #call<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -429,7 +438,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     this.#client.request({ op: "status", runId }).then(
       (reply) => {
         if (!reply.found) this.#onExit(runId, { exitCode: null, lost: true });
-        else if (reply.exit) this.#onExit(runId, toExitStatus(reply.exit));
+        else if (reply.exit) this.#onExit(runId, this.#exitStatus(reply.exit));
       },
       () => {
         // Unreachable supervisor: the client reconnects while watchers wait, then resyncs.

@@ -196,42 +196,6 @@ export function sandboxIdentity(
   return { uid, gid: uid };
 }
 
-/**
- * The shell that the supervisor spawns around bwrap (`$1` is bwrap's path, the rest the argv
- * to run). The supervisor signals a run's process group, which holds this shell and bwrap;
- * bwrap would die of a SIGTERM at once (taking a workload that traps it down with it, through
- * --die-with-parent). So bwrap runs with SIGTERM ignored, the command in a session of its own
- * (--new-session: its group is the sandbox's pid 1) gets SIGTERM back through
- * `env --default-signal`, and this shell passes each SIGTERM on to that group once the command
- * has been exec'd (a signal sent earlier would meet the ignored disposition and be lost).
- * Then it dies of the signal the command died of, so the exit reads as it would
- * unsandboxed (143 and SIGTERM). A SIGKILL of the group kills this shell and bwrap, and
- * --die-with-parent takes the sandbox with them. Only builtins on the way of a SIGTERM: a
- * stop of a thousand workloads forks nothing more.
- */
-const WRAPPER = `bw=$1; shift
-trap 'term=1' TERM
-"$@" &
-c=$!
-while :; do
-  term=
-  wait "$c"; s=$?
-  if [ -z "$term" ] || [ ! -e "/proc/$c" ]; then break; fi
-  while :; do
-    i=; read -r i _ 2>/dev/null <"/proc/$c/task/$c/children"
-    q=; [ -n "$i" ] && read -r q _ 2>/dev/null <"/proc/$i/task/$i/children"
-    if [ -n "$q" ] && ! [ "/proc/$q/exe" -ef "$bw" ] && ! [ "/proc/$q/exe" -ef /usr/bin/env ]; then
-      kill -TERM "-$i" 2>/dev/null; break
-    fi
-    read -r st 2>/dev/null <"/proc/$c/stat" || break
-    set -- $st; [ "$3" = Z ] && break
-    sleep 0.005
-  done
-done
-trap - TERM
-[ "$s" -gt 128 ] && kill -$((s - 128)) $$
-exit "$s"`;
-
 /** Everything of one run that shapes its sandbox. */
 export interface SandboxRun {
   request: StartRequest;
@@ -293,7 +257,6 @@ export function sandboxArgv(host: HostSandbox, run: SandboxRun): string[] {
     "--unshare-uts",
     "--unshare-cgroup",
     ...(host.network === "none" ? ["--unshare-net"] : []),
-    "--new-session",
     "--die-with-parent",
     "--cap-drop",
     "ALL",
@@ -337,7 +300,11 @@ export function sandboxArgv(host: HostSandbox, run: SandboxRun): string[] {
   const asOwner = identity
     ? [host.setpriv, `--reuid=${identity.uid}`, `--regid=${identity.gid}`, "--clear-groups", "--", ...bwrap]
     : bwrap;
-  return ["/bin/sh", "-c", WRAPPER, "sh", host.bwrap, host.env, "--ignore-signal=TERM", ...asOwner];
+  // bwrap itself is what the supervisor spawns (see sandbox-signals.ts for how a stop and an
+  // exit go through it): SIGTERM ignored, so that the signal to the group that stops the
+  // command does not kill bubblewrap first (and the command with it, through
+  // --die-with-parent); the command gets it back from `env --default-signal`.
+  return [host.env, "--ignore-signal=TERM", ...asOwner];
 }
 
 /**

@@ -314,3 +314,23 @@ describe("uidPerOwner", () => {
     expect(bobs.lines).toEqual(["leak:own"]);
   });
 });
+
+describe("stopping a sandboxed workload", () => {
+  it("reaches the command with a SIGTERM sent while bubblewrap still sets the sandbox up (143 and SIGTERM)", async () => {
+    // Terminated as soon as the start resolves: most of these are still in bubblewrap's setup,
+    // where SIGTERM is ignored. A lost one would never exit here (nothing sends SIGKILL).
+    const handles = await Promise.all(
+      Array.from({ length: 20 }, () => sandboxed.start(request("exec sleep 600"), { signal: never() })),
+    );
+    const exits = handles.map((h) => new Promise<ExitStatus>((resolve) => sandboxed.watchExit(h, resolve)));
+    await Promise.all(handles.map((h) => sandboxed.terminate(h, { graceMs: 60_000 })));
+    expect(await Promise.all(exits)).toEqual(handles.map(() => ({ exitCode: 143, signal: "SIGTERM" })));
+    await Promise.all(handles.map((h) => sandboxed.cleanup(h)));
+  });
+
+  it("reports a command's death by signal as that signal, and an exit code above 128 that is no fatal signal as a code", async () => {
+    expect((await run(sandboxed, "kill -USR1 $$")).status).toEqual({ exitCode: 138, signal: "SIGUSR1" });
+    expect((await run(sandboxed, "exit 145")).status).toEqual({ exitCode: 145 });
+    expect((await run(plain, "exit 145")).status).toEqual({ exitCode: 145 });
+  });
+});
