@@ -14,7 +14,7 @@
  *   unsandboxed (143 and SIGTERM).
  * @module
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { constants } from "node:os";
 import type { WireExit } from "./protocol.js";
 
@@ -24,7 +24,20 @@ export type SandboxPhase = "setup" | "running" | "gone";
 /** Reads a /proc file; throws when it is not there. */
 export type ProcReader = (path: string) => string;
 
-const readProc: ProcReader = (path) => readFileSync(path, "latin1");
+const buffer = Buffer.alloc(4096);
+
+/**
+ * The start of a /proc file (all of a stat line; the first pids of a children list) in one
+ * read into a buffer kept for it: a stop of a thousand sandboxes reads three thousand.
+ */
+const readProc: ProcReader = (path) => {
+  const fd = openSync(path, "r");
+  try {
+    return buffer.toString("latin1", 0, readSync(fd, buffer, 0, buffer.length, 0));
+  } finally {
+    closeSync(fd);
+  }
+};
 
 /** SIGTERM's bit in a mask of signals. */
 const SIGTERM_BIT = 1n << 14n;
