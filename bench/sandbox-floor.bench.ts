@@ -1,0 +1,144 @@
+/**
+ * Where a sandboxed stop's time goes: raw bubblewrap, no kernel, with the backend's own argv
+ * and with one isolation taken away at a time, beside raw spawn, in the same run.
+ *
+ *   node --expose-gc --import tsx bench/sandbox-floor.bench.ts
+ *
+ * Prints one JSON line. For N (default 1,000) concurrent `sleep 60` per variant, rounds
+ * interleaved and medians reported: the time until all run (spawned, and in a sandbox the
+ * command past bubblewrap's setup), and until all have exited after a SIGTERM to each
+ * process group. Variants:
+ * - `raw`: `child_process.spawn("sleep")`, the floor of any process;
+ * - `sandbox`: the argv `ProcessBackend({ sandbox: {} })` spawns (bwrap's monitor, the
+ *   sandbox's pid 1, the command);
+ * - `noNet`, `noUser`, `noPid`: the same without its network, user or pid namespace (no pid 1
+ *   then): what each costs. Measurements, not options: the sandbox keeps all three;
+ * - `mountOnly`: bubblewrap with a mount namespace alone (the host's root read-only, /dev,
+ *   /proc): bubblewrap's own floor.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { type HostSandbox, probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
+
+const N = Number(process.env.BENCH_N ?? 1_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
+
+const now = () => performance.now();
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] as number;
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+const host: HostSandbox = probeSandbox({});
+const request = {
+  kernelId: "bench",
+  workloadId: "floor",
+  runId: "floor",
+  profile: "sleeper",
+  runnable: { command: ["sleep", "60"] },
+  env: {},
+  labels: {},
+};
+const sandbox = sandboxArgv(host, { request, command: ["sleep", "60"], cwd: "/tmp" });
+const without = (...flags: string[]) => sandbox.filter((arg) => !flags.includes(arg));
+const variants: Record<string, string[]> = {
+  raw: ["sleep", "60"],
+  sandbox,
+  noNet: without("--unshare-net"),
+  noUser: without("--unshare-user", "--disable-userns"),
+  noPid: without("--unshare-pid"),
+  mountOnly: [
+    host.env,
+    "--ignore-signal=TERM",
+    host.bwrap,
+    "--die-with-parent",
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--",
+    host.env,
+    "--default-signal=TERM",
+    "sleep",
+    "60",
+  ],
+};
+
+function tree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const p = out[i] as number;
+    try {
+      for (const child of readFileSync(`/proc/${p}/task/${p}/children`, "latin1").split(" ")) {
+        if (child.trim()) out.push(Number(child));
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "latin1").trim();
+  } catch {
+    return "";
+  }
+}
+
+async function measure(argv: string[]): Promise<{ startMs: number; stopMs: number }> {
+  const t0 = now();
+  const children = await Promise.all(
+    Array.from(
+      { length: N },
+      () =>
+        new Promise<ChildProcess>((resolve, reject) => {
+          const child = spawn(argv[0] as string, argv.slice(1), {
+            cwd: "/",
+            env: { PATH: process.env.PATH, HOME: "/tmp", TMPDIR: "/tmp" },
+            stdio: "ignore",
+            detached: true,
+          });
+          child.once("spawn", () => resolve(child)).once("error", reject);
+        }),
+    ),
+  );
+  const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
+  const runs = (c: ChildProcess) => tree(c.pid as number).some((p) => comm(p) === "sleep");
+  while (!children.every(runs)) await new Promise((resolve) => setTimeout(resolve, 20));
+  const startMs = now() - t0;
+  const t1 = now();
+  for (const c of children) process.kill(-(c.pid as number), "SIGTERM");
+  await Promise.all(exits);
+  return { startMs, stopMs: now() - t1 };
+}
+
+const samples: Record<string, Array<{ startMs: number; stopMs: number }>> = {};
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [name, argv] of Object.entries(variants)) {
+    (samples[name] ??= []).push(await measure(argv));
+    // What a batch leaves to the kernel's workers (namespaces freed after the exits) is done
+    // before the next starts.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+  }
+}
+
+const pick = (key: "startMs" | "stopMs") =>
+  Object.fromEntries(
+    Object.entries(samples).map(([name, xs]) => [name, round2(median(xs.map((x) => x[key])))]),
+  );
+const stopMs = pick("stopMs");
+console.log(
+  JSON.stringify({
+    bench: "sandbox-floor",
+    n: N,
+    rounds: ROUNDS,
+    stopMs,
+    startMs: pick("startMs"),
+    stopToRaw: Object.fromEntries(
+      Object.entries(stopMs).map(([name, ms]) => [name, round2(ms / (stopMs.raw as number))]),
+    ),
+  }),
+);
