@@ -269,8 +269,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   /** SIGTERM to the run's whole process group (sandboxed: once its command can receive it). */
   async terminate(handle: ProcessHandle, options: { graceMs: number }): Promise<void> {
     // A sandbox still being set up would ignore it: wait until its command can be told.
-    if (this.#sandbox && !this.#exits.has(handle.runId))
-      await untilSandboxCommand(handle.pid, options.graceMs);
+    if (this.#sandbox && !this.#exits.has(handle.runId)) await untilSandboxCommand(handle, options.graceMs);
     return this.#signal(handle, "SIGTERM");
   }
 

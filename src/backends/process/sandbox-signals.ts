@@ -48,21 +48,36 @@ function firstChild(pid: number, read: ProcReader): number | undefined {
 }
 
 /**
- * A process's name and the mask of the signals it ignores, from /proc/<pid>/stat
- * ("pid (comm) state ...", the mask its 33rd field).
+ * What /proc/<pid>/stat ("pid (comm) state ...") says of a process: its name, whether it is
+ * a zombie, its start time (the 22nd field) and the mask of signals it ignores (the 33rd).
  */
-function statOf(pid: number, read: ProcReader): { name: string; ignored: bigint } {
+function statOf(
+  pid: number,
+  read: ProcReader,
+): { name: string; zombie: boolean; startTime: number; ignored: bigint } {
   const stat = read(`/proc/${pid}/stat`);
   const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-  return { name, ignored: BigInt(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[30] ?? "0") };
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return {
+    name,
+    zombie: fields[0] === "Z" || fields[0] === "X",
+    startTime: Number(fields[19]),
+    ignored: BigInt(fields[30] ?? "0"),
+  };
+}
+
+/** The run's process: bubblewrap's pid, and its start time when known (a reused pid is not it). */
+export interface SandboxProcess {
+  pid: number;
+  startTime?: number;
 }
 
 /**
- * Where the sandbox that bubblewrap (`pid`, the run's process) sets up is: `"running"` once
+ * Where the sandbox that bubblewrap (the run's process) sets up is: `"running"` once
  * its command has SIGTERM back (the first child of the sandbox's init ignores SIGTERM no
  * more, or is no longer bubblewrap or `env`: a command that ignores SIGTERM itself has run).
  */
-export function sandboxPhase(pid: number, read: ProcReader = readProc): SandboxPhase {
+export function sandboxPhase({ pid, startTime }: SandboxProcess, read: ProcReader = readProc): SandboxPhase {
   let init: number | undefined;
   try {
     init = firstChild(pid, read);
@@ -75,9 +90,12 @@ export function sandboxPhase(pid: number, read: ProcReader = readProc): SandboxP
       const { name, ignored } = statOf(command, read);
       if ((ignored & SIGTERM_BIT) === 0n || (name !== "bwrap" && name !== "env")) return "running";
     }
+    const leader = statOf(pid, read);
+    // Ended (not yet reaped), or its pid now another process's: nothing to wait for.
+    if (leader.zombie || (startTime !== undefined && leader.startTime !== startTime)) return "gone";
     // A run of an earlier version, adopted after an upgrade: a shell waits around bwrap
     // there, and passes SIGTERM on itself.
-    return statOf(pid, read).name === "sh" ? "running" : "setup";
+    return leader.name === "sh" ? "running" : "setup";
   } catch {
     // A process of the chain went away between two reads: look again.
     return "setup";
@@ -85,16 +103,16 @@ export function sandboxPhase(pid: number, read: ProcReader = readProc): SandboxP
 }
 
 /**
- * Resolves once the sandbox of `pid` runs its command, or is gone, or after `timeoutMs` (a
+ * Resolves once the sandbox of `run` runs its command, or is gone, or after `timeoutMs` (a
  * setup that hangs: the stop's SIGKILL deals with it), looking every few milliseconds.
  */
 export async function untilSandboxCommand(
-  pid: number,
+  run: SandboxProcess,
   timeoutMs: number,
   read: ProcReader = readProc,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (let waitMs = 1; sandboxPhase(pid, read) === "setup" && Date.now() < deadline; ) {
+  for (let waitMs = 1; sandboxPhase(run, read) === "setup" && Date.now() < deadline; ) {
     await new Promise((resolve) => setTimeout(resolve, waitMs));
     waitMs = Math.min(waitMs * 2, 20);
   }

@@ -8,14 +8,14 @@ import {
 const TERM_IGNORED = String(1 << 14);
 
 /** A /proc/<pid>/stat line, as `env --ignore-signal=TERM cat /proc/self/stat` printed it, with `sigIgn` in its place. */
-const stat = (name: string, sigIgn: string, pid = 12) =>
-  `${pid} (${name}) S 11 22805 24456 0 -1 4194304 183 0 0 0 0 0 0 0 20 0 1 0 2570140 3133440 394 18446744073709551615 94180261171200 94180261191081 140726975625232 0 0 0 0 ${sigIgn} 0 0 0 0 17 1 0 0 0 0 0 94180261207088 94180261208704 94180830769152 140726975634146 140726975634166 140726975634166 140726975635435 0\n`;
+const stat = (name: string, sigIgn: string, pid = 12, state = "S") =>
+  `${pid} (${name}) ${state} 11 22805 24456 0 -1 4194304 183 0 0 0 0 0 0 0 20 0 1 0 2570140 3133440 394 18446744073709551615 94180261171200 94180261191081 140726975625232 0 0 0 0 ${sigIgn} 0 0 0 0 17 1 0 0 0 0 0 94180261207088 94180261208704 94180830769152 140726975634146 140726975634166 140726975634166 140726975635435 0\n`;
 
 /** A /proc with bwrap (pid 10), its init (11) and, when given, the init's first child (12). */
-function proc(command?: { name: string; sigIgn: string }, leader = "bwrap"): ProcReader {
+function proc(command?: { name: string; sigIgn: string }, leader = "bwrap", leaderState = "S"): ProcReader {
   const files: Record<string, string> = {
-    "/proc/10/task/10/children": "11 ",
-    "/proc/10/stat": stat(leader, TERM_IGNORED, 10),
+    "/proc/10/task/10/children": leaderState === "Z" ? "" : "11 ",
+    "/proc/10/stat": stat(leader, TERM_IGNORED, 10, leaderState),
     "/proc/11/task/11/children": command ? "12 40 " : "",
     ...(command ? { "/proc/12/stat": stat(command.name, command.sigIgn) } : {}),
   };
@@ -26,26 +26,32 @@ function proc(command?: { name: string; sigIgn: string }, leader = "bwrap"): Pro
   };
 }
 
+/** The run's process as its handle has it: pid 10, started at 2,570,140 ticks after boot. */
+const bwrap = { pid: 10, startTime: 2_570_140 };
+
 describe("where a sandbox is", () => {
   it("is in setup until the command has SIGTERM back", () => {
-    expect(sandboxPhase(10, proc())).toBe("setup");
-    expect(sandboxPhase(10, proc({ name: "bwrap", sigIgn: TERM_IGNORED }))).toBe("setup");
-    expect(sandboxPhase(10, proc({ name: "env", sigIgn: TERM_IGNORED }))).toBe("setup");
+    expect(sandboxPhase(bwrap, proc())).toBe("setup");
+    expect(sandboxPhase(bwrap, proc({ name: "bwrap", sigIgn: TERM_IGNORED }))).toBe("setup");
+    expect(sandboxPhase(bwrap, proc({ name: "env", sigIgn: TERM_IGNORED }))).toBe("setup");
     // env has reset SIGTERM and is about to exec the command: a SIGTERM now ends it.
-    expect(sandboxPhase(10, proc({ name: "env", sigIgn: "0" }))).toBe("running");
-    expect(sandboxPhase(10, proc({ name: "sleep", sigIgn: "0" }))).toBe("running");
+    expect(sandboxPhase(bwrap, proc({ name: "env", sigIgn: "0" }))).toBe("running");
+    expect(sandboxPhase(bwrap, proc({ name: "sleep", sigIgn: "0" }))).toBe("running");
   });
 
   it("is running once a command that ignores SIGTERM itself has run", () => {
-    expect(sandboxPhase(10, proc({ name: "sh", sigIgn: TERM_IGNORED }))).toBe("running");
+    expect(sandboxPhase(bwrap, proc({ name: "sh", sigIgn: TERM_IGNORED }))).toBe("running");
   });
 
   it("is running when it is an earlier version's, whose shell around bwrap passes SIGTERM on", () => {
-    expect(sandboxPhase(10, proc({ name: "bwrap", sigIgn: TERM_IGNORED }, "sh"))).toBe("running");
+    expect(sandboxPhase(bwrap, proc({ name: "bwrap", sigIgn: TERM_IGNORED }, "sh"))).toBe("running");
   });
 
-  it("is gone when bwrap is", () => {
-    expect(sandboxPhase(99, proc())).toBe("gone");
+  it("is gone when bwrap is, has ended unreaped, or its pid is now another process's", () => {
+    expect(sandboxPhase({ pid: 99 }, proc())).toBe("gone");
+    expect(sandboxPhase(bwrap, proc(undefined, "bwrap", "Z"))).toBe("gone");
+    expect(sandboxPhase({ pid: 10, startTime: 1 }, proc())).toBe("gone");
+    expect(sandboxPhase({ pid: 10 }, proc())).toBe("setup");
   });
 
   it("is looked at again when a process of the chain went away meanwhile", () => {
@@ -54,7 +60,7 @@ describe("where a sandbox is", () => {
       if (path === "/proc/12/stat") throw new Error("ENOENT");
       return read(path);
     };
-    expect(sandboxPhase(10, racing)).toBe("setup");
+    expect(sandboxPhase(bwrap, racing)).toBe("setup");
   });
 });
 
