@@ -175,7 +175,7 @@ class Kernel implements RuntimeKernel {
     run.actor.send({
       type: "STOP",
       reason: options.reason ?? "requested",
-      ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
+      graceMs: options.graceMs,
     });
     return this.#table.waitFor(workloadId, "stopped");
   }
@@ -189,10 +189,7 @@ class Kernel implements RuntimeKernel {
     const done = this.#table.waitFor(workloadId, "destroyed");
     // Between a destroyed run and the next one the old actor is final: clearing `next` is enough.
     if (run.state !== "destroyed") {
-      run.actor.send({
-        type: "DESTROY",
-        ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
-      });
+      run.actor.send({ type: "DESTROY", graceMs: options.graceMs });
     }
     await done;
   }
@@ -346,13 +343,13 @@ class Kernel implements RuntimeKernel {
     run.next = undefined;
     run.restartAt = undefined;
     if (run.state === "starting" || run.state === "running") {
-      run.actor.send({ type: "STOP", reason: "shutdown", ...(graceMs !== undefined ? { graceMs } : {}) });
+      run.actor.send({ type: "STOP", reason: "shutdown", graceMs });
     }
     // A failed cleanup is retried a few times, soon (not on the reaper's backoff, which
     // may have grown to minutes), so that a transient failure leaves nothing behind.
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.destroy(id, graceMs !== undefined ? { graceMs } : {});
+        await this.destroy(id, { graceMs });
         return;
       } catch (error) {
         if (isRuntimeKernelError(error, "WORKLOAD_NOT_FOUND")) return;

@@ -227,12 +227,10 @@ export const runMachine = setup({
     maxLifetimeMs: input.maxLifetimeMs,
     ...(input.adopted
       ? {
-          ...(input.adopted.startedAt !== undefined ? { startedAt: input.adopted.startedAt } : {}),
+          startedAt: input.adopted.startedAt,
           // The idle window restarts at adoption: activity while no kernel watched is unknown.
           ...(input.idleTimeoutMs > 0 ? { idleDeadline: input.adopted.now + input.idleTimeoutMs } : {}),
-          ...(input.adopted.maxLifetimeDeadline !== undefined
-            ? { maxLifetimeDeadline: input.adopted.maxLifetimeDeadline }
-            : {}),
+          maxLifetimeDeadline: input.adopted.maxLifetimeDeadline,
         }
       : {}),
     stopRequested: false,

@@ -112,5 +112,5 @@ export function resolveMounts(
     else workspace = place.source;
   }
   if (issues.length > 0) throw new InvalidSpecError(issues, { workloadId: spec.workloadId });
-  return { mounts, ...(workspace !== undefined ? { workspace } : {}) };
+  return { mounts, workspace };
 }

@@ -160,13 +160,13 @@ export class RunEffects {
         workloadId: spec.workloadId,
         runId: run.runId,
         profile: spec.profile,
-        ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
+        owner: spec.owner,
         createdAt: run.createdAt,
         // The deadline is fixed at creation time so a recovering kernel can restore it; the
         // run's own deadline (from when it reached running) is at most a start's duration later.
         ...(maxLifetimeMs > 0 ? { maxLifetimeAt: run.createdAt + maxLifetimeMs } : {}),
         restart: restarts,
-        ...(spec.traceId !== undefined ? { traceId: spec.traceId } : {}),
+        traceId: spec.traceId,
       },
       spec.labels,
     );
