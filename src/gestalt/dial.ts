@@ -97,9 +97,9 @@ export function channelSettings(
   const tls = options.tls ?? {};
   const context = createSecureContext({
     minVersion: "TLSv1.2",
-    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
-    ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
-    ...(tls.key !== undefined ? { key: tls.key } : {}),
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
   });
   // grpc-js sends SNI = the target's host and offers ALPN h2 by itself.
   if (tls.servername) channelOptions["grpc.ssl_target_name_override"] = tls.servername;

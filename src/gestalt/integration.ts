@@ -105,7 +105,7 @@ function withContext(step: string, error: unknown): Error {
   if (error instanceof RuntimeProviderError) {
     return new RuntimeProviderError(error.code, error.method, `${step}: ${message}`, {
       cause: error,
-      ...(error.grpcCode !== undefined ? { grpcCode: error.grpcCode } : {}),
+      grpcCode: error.grpcCode,
     });
   }
   return new Error(`${step}: ${message}`, { cause: error });

@@ -134,10 +134,8 @@ export class ProviderLoader {
       env: entry.env,
       config: entry.config,
       logHost: this.#logHost,
-      ...(this.#options.providerOutput !== undefined ? { output: this.#options.providerOutput } : {}),
-      ...(this.#options.providerStartupTimeoutMs !== undefined
-        ? { startupTimeoutMs: this.#options.providerStartupTimeoutMs }
-        : {}),
+      output: this.#options.providerOutput,
+      startupTimeoutMs: this.#options.providerStartupTimeoutMs,
     });
     this.identities.set(name, launched.identity);
     return launched;

@@ -282,13 +282,13 @@ export async function launchRuntimeProvider(
     ]);
     provider = grpcRuntimeProvider(`unix://${socket}`, {
       channel,
-      ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
+      callTimeoutMs: options.callTimeoutMs,
     });
     const identity = await Promise.race([
       handshakeRuntimeProvider(provider.lifecycle, {
         name: options.name,
         ...(options.config ? { config: options.config } : {}),
-        ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
+        callTimeoutMs: options.callTimeoutMs,
         ...(options.signal ? { signal: options.signal } : {}),
       }),
       exited,

@@ -309,7 +309,7 @@ export function errorFromStatus(method: string, error: ServiceError): RuntimePro
     grpcCode: error.code,
     unimplemented: error.code === GrpcStatus.UNIMPLEMENTED,
     retryable: decoded.retryable,
-    ...(decoded.workloadId !== undefined ? { workloadId: decoded.workloadId } : {}),
+    workloadId: decoded.workloadId,
   });
 }
 
