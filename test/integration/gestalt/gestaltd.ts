@@ -13,7 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { eventually } from "./helpers.js";
+import { connected, eventually } from "./helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -184,6 +184,8 @@ export async function launchProvider(options: LaunchOptions = {}): Promise<Launc
   await eventually(() => existsSync(socket), `the provider's socket (stderr: ${stderr})`, 45_000);
   const lifecycle = unixClient(ProviderLifecycle, socket);
   const runtime = unixClient(PluginRuntimeProvider, socket);
+  // Then, as gestaltd does, until it accepts a connection.
+  await Promise.all([connected(lifecycle, 45_000), connected(runtime, 45_000)]);
   let stopping: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
   return {
     child,

@@ -5,6 +5,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Client } from "@grpc/grpc-js";
 import { expect } from "vitest";
 import { ProcessBackend } from "../../../src/backends/process/index.js";
 import { GESTALT_PLUGIN_PROFILE } from "../../../src/gestalt/index.js";
@@ -73,6 +74,16 @@ export async function eventuallyAsync(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Resolves once `client` is connected. A plugin's socket file exists from bind(), and a
+ * connection made before its listen() is refused: serving means accepting a connection.
+ */
+export function connected(client: Client, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolve, reject) =>
+    client.waitForReady(Date.now() + timeoutMs, (error) => (error ? reject(error) : resolve())),
+  );
 }
 
 /** Nothing the kernel started is alive, and no session folder is left. */

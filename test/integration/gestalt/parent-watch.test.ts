@@ -5,7 +5,7 @@
  * wrong parent loses every upstream plugin within a second.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials } from "@grpc/grpc-js";
@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPluginHost, loadGestaltConfig } from "../../../src/gestalt/index.js";
 import {
   call,
+  connected,
   EchoClient,
-  eventually,
   eventuallyAsync,
   type LocalKernel,
   localKernel,
@@ -64,8 +64,8 @@ describe("the test plugin's parent watch, as upstream's SDKs have it", () => {
   it("serves while its parent is the one it was told about", async () => {
     const p = spawnPlugin(process.pid);
     try {
-      await eventually(() => existsSync(p.socket), "the plugin's socket");
       const echo = new EchoClient(`unix:${p.socket}`, credentials.createInsecure());
+      await connected(echo);
       await eventuallyAsync(async () => (await pluginEnv(echo)).parentChecks >= 2, "two parent checks");
       expect(await call(echo.say, echo, { text: "x" })).toMatchObject({ text: "x" });
       echo.close();
