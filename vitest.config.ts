@@ -38,6 +38,7 @@ export default defineConfig({
             "test/conformance/process.test.ts",
             "test/conformance/mutants.test.ts",
             "test/conformance/process-sandbox.test.ts",
+            "test/conformance/process-spawners.test.ts",
             "examples/**/*.test.ts",
           ],
           globalSetup: ["test/setup/bubblewrap.global.ts"],

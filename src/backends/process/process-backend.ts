@@ -71,6 +71,13 @@ import {
 export type { ProcessBackendOptions } from "./process-backend-options.js";
 export type { ProcessHandle } from "./process-handle.js";
 
+/**
+ * What a Gestalt plugin is told its parent's pid in (and checks every 500 ms): such a workload
+ * is forked by the supervisor itself, whose pid the Gestalt layer puts there, not by one of
+ * its spawners.
+ */
+const PARENT_PID_VARIABLE = "GESTALT_PLUGIN_PARENT_PID";
+
 /** 8 hex digits of a run id: its egress socket's name stays as short as the supervisor's. */
 function shortHash(runId: string): string {
   return createHash("sha256").update(runId).digest("hex").slice(0, 8);
@@ -218,6 +225,8 @@ export class ProcessBackend implements Backend<ProcessHandle> {
           ...(Number.isFinite(maxLifetimeAt) && maxLifetimeAt > 0
             ? { killAt: maxLifetimeAt + this.#backstopMs }
             : {}),
+          // A Gestalt plugin is told its parent's pid (the supervisor's) and watches it.
+          ...(env[PARENT_PID_VARIABLE] !== undefined ? { parent: "supervisor" as const } : {}),
         },
       });
     } catch (error) {

@@ -63,6 +63,11 @@ export interface StartSpec {
   stdoutPath: string;
   stderrPath: string;
   killAt?: number;
+  /**
+   * `"supervisor"`: forked by the supervisor itself, not by one of its spawners, so that the
+   * workload's parent is the pid `stats` reports (a Gestalt plugin watches its parent).
+   */
+  parent?: "supervisor";
 }
 
 /** Requests a client sends. */
@@ -117,6 +122,8 @@ export interface SupervisorStats {
   maxWorkloads: number;
   /** Empty log files ready in the pool. */
   pooledLogFiles: number;
+  /** The spawner processes that fork workloads for it, and their resident memory in bytes. */
+  spawners: Array<{ pid: number; rss: number }>;
 }
 
 /** One line from the supervisor. */

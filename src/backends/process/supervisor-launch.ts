@@ -2,7 +2,7 @@
  * The launch seam: how the supervisor turns a start into a running process (argv, env, cwd,
  * stdout and stderr appended to the run's log files, stdin closed, its own session and process
  * group). It owns the spawn call and what its errors mean; it must not touch the journal, the
- * run table or the socket. Change how workloads are launched (a sandbox around the command,
+ * run table or the socket. The supervisor and its spawners (`spawner.ts`) both spawn through it. Change how workloads are launched (a sandbox around the command,
  * another spawner) here and only here. Part of the supervisor's program (see `supervisor.ts`):
  * each function reaches Node only through its parameters.
  * @module
@@ -28,7 +28,10 @@ export interface LaunchDeps {
  * - errors that Node throws at once are thrown (map them with {@link launchError}); those it
  *   reports later come as the child's `error` event, and its `pid` is then undefined.
  */
-export function launchWorkload(deps: LaunchDeps, spec: StartSpec): ChildProcessModule.ChildProcess {
+export function launchWorkload(
+  deps: LaunchDeps,
+  spec: Pick<StartSpec, "command" | "env" | "cwd" | "stdoutPath" | "stderrPath">,
+): ChildProcessModule.ChildProcess {
   let out = -1;
   let err = -1;
   try {

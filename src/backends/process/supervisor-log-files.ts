@@ -50,6 +50,8 @@ export interface LogFiles {
   activity(): void;
   /** Opens a run's log file for appending, from the pool when it can; never through a link. */
   open(file: string): number;
+  /** Puts a run's log file in place, from the pool when it can, for another process to open. */
+  prepare(file: string): void;
   /**
    * Deletes a cleaned-up run's log file, and its rotated copy when this supervisor rotated it
    * or an earlier one may have.
@@ -101,6 +103,7 @@ export function createLogFiles(options: LogFilesOptions): LogFiles {
       state.lastActivityAt = options.clock.now();
     },
     open: (file) => openLog(state, file),
+    prepare: (file) => prepareLog(state, file),
     delete: (file, fromEarlierSupervisor) => deleteLog(state, file, fromEarlierSupervisor),
     rotate: (file) => rotateLog(state, file),
     get pooled() {
@@ -191,6 +194,18 @@ export function openLog(state: LogFilesState, file: string): number {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     return fs.openSync(file, state.flags, 0o600);
   }
+}
+
+export function prepareLog(state: LogFilesState, file: string): void {
+  for (let spare = state.pool.pop(); spare !== undefined; spare = state.pool.pop()) {
+    try {
+      state.options.fs.renameSync(spare, file);
+      return;
+    } catch {
+      // Gone, or another filesystem: try the next, then create.
+    }
+  }
+  state.options.fs.closeSync(openLog(state, file));
 }
 
 /**

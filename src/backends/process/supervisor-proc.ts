@@ -104,3 +104,13 @@ export function writersOf(
   }
   return out;
 }
+
+/** The resident memory of a process in bytes (0 when it cannot be read). */
+export function readRss(fs: Pick<typeof FsModule, "readFileSync">, pid: number): number {
+  try {
+    const kib = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "latin1"));
+    return kib ? Number(kib[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}

@@ -65,8 +65,8 @@ export function checkBudget(s: Supervisor, spec: StartSpec): void {
       `Cannot start "${spec.workloadId}": ${s.live} live workloads, the process budget (maxWorkloads ${s.maxWorkloads})`,
     );
   }
-  // Each start briefly holds 2 log fds and libuv's 2 exec-status pipe fds.
-  if (s.baseFds + s.server.clients.size + 8 > s.limits.openFiles) {
+  // Each start briefly holds 2 log fds and libuv's 2 exec-status pipe fds; each spawner 2 pipes.
+  if (s.baseFds + s.server.clients.size + 2 * s.spawners.spawners.length + 8 > s.limits.openFiles) {
     throw fail(
       "RESOURCE_EXHAUSTED",
       `Cannot start "${spec.workloadId}": the supervisor is at its file descriptor limit (${s.limits.openFiles})`,
@@ -97,6 +97,8 @@ export function startRun(
     s.logs.delete(spec.stderrPath, false);
     s.journal.append({ op: "remove", runId });
   };
+  const spawner = spec.parent === "supervisor" ? undefined : s.lib.pickSpawner(s);
+  if (spawner) return s.lib.startThroughSpawner(s, spawner, spec, forget);
   let child: ChildProcessModule.ChildProcess;
   try {
     child = s.lib.launchWorkload({ cp: s.cp, fs: s.fs, openLog: (file) => s.logs.open(file) }, spec);
@@ -104,7 +106,8 @@ export function startRun(
     forget();
     throw s.lib.launchError(s.fs, error as NodeJS.ErrnoException, spec);
   }
-  if (child.pid === undefined) {
+  const pid = child.pid;
+  if (pid === undefined) {
     // Node reports ENOENT, EACCES, EAGAIN, ... through an 'error' event on the next tick.
     return new Promise((_resolve, reject) => {
       child.once("error", (error) => {
@@ -114,18 +117,19 @@ export function startRun(
     });
   }
   child.on("error", (error) => s.lib.diag(s, `run ${spec.runId}: ${error.message}`));
-  return recordStart(s, spec, child);
-}
-
-/** Puts a spawned run in the table and on record, and watches for its exit. */
-export function recordStart(
-  s: Supervisor,
-  spec: StartSpec,
-  child: ChildProcessModule.ChildProcess,
-): { pid: number; startTime: number } {
-  const pid = child.pid as number;
   // The child cannot have been reaped yet (that needs this event loop): the stat is there.
   const startTime = s.lib.readProcStat(s.fs, pid)?.startTime ?? 0;
+  const run = recordStart(s, spec, pid, startTime);
+  run.child = child;
+  child.once("exit", (code, signal) => s.lib.onChildExit(s, run, s.lib.reapedNow(pid, code, signal)));
+  return { pid, startTime };
+}
+
+/**
+ * Puts a spawned run in the table and on record (its exit is then watched by whoever spawned
+ * it: this supervisor, or a spawner).
+ */
+export function recordStart(s: Supervisor, spec: StartSpec, pid: number, startTime: number): Run {
   const record: RunRecord = {
     runId: spec.runId,
     workloadId: spec.workloadId,
@@ -139,16 +143,15 @@ export function recordStart(
     startedAt: Date.now(),
   };
   if (spec.killAt !== undefined) record.killAt = spec.killAt;
-  const run: Run = { record, exit: null, child, orphan: false, exitWaiters: [] };
+  const run: Run = { record, exit: null, orphan: false, exitWaiters: [] };
   s.runs.set(spec.runId, run);
   s.live++;
   s.logs.grow(s.live);
   s.logs.scheduleRefill(50);
   s.lib.clearIdle(s);
   s.journal.append({ op: "start", run: record }, run);
-  child.once("exit", (code, signal) => s.lib.onChildExit(s, run, code, signal));
   s.backstop.arm(record.killAt);
-  return { pid, startTime };
+  return run;
 }
 
 /**
@@ -248,6 +251,10 @@ export function supervisorStats(s: Supervisor): SupervisorStats {
     fdLimit: s.limits.openFiles,
     maxWorkloads: s.maxWorkloads,
     pooledLogFiles: s.logs.pooled,
+    spawners: s.spawners.spawners.map(({ child }) => ({
+      pid: child.pid ?? 0,
+      rss: s.lib.readRss(s.fs, child.pid ?? 0),
+    })),
   };
 }
 

@@ -9,6 +9,7 @@
  */
 
 import type { RunRecord, WireError, WireExit } from "./protocol.js";
+import type { SpawnedExit } from "./spawner.js";
 import type { JournalRun } from "./supervisor-journal.js";
 import type { Run, Supervisor } from "./supervisor-state.js";
 
@@ -106,23 +107,25 @@ export function pushExits(s: Supervisor): void {
   s.lib.broadcast(s.server, `${text}\n`);
 }
 
-/** A child of this supervisor exited: a signal's death is recorded as 128 + its number. */
-export function onChildExit(
-  s: Supervisor,
-  run: Run,
-  code: number | null,
-  signal: NodeJS.Signals | null,
-): void {
+/**
+ * A workload ended, as its parent saw it (this supervisor, or the spawner that forked it): a
+ * signal's death is recorded as 128 + its number.
+ */
+export function onChildExit(s: Supervisor, run: Run, exit: SpawnedExit): void {
   if (run.refusal) return;
-  const at = preciseNow();
   s.logs.activity();
-  run.groupGone = groupGone(run.record.pid);
-  if (signal) {
-    const n = s.os.constants.signals[signal] ?? 0;
-    recordExit(s, run, { exitCode: 128 + n, signal, at });
+  run.groupGone = exit.groupGone;
+  if (exit.signal) {
+    const n = s.os.constants.signals[exit.signal] ?? 0;
+    recordExit(s, run, { exitCode: 128 + n, signal: exit.signal, at: exit.at });
   } else {
-    recordExit(s, run, { exitCode: code, at });
+    recordExit(s, run, { exitCode: exit.code, at: exit.at });
   }
+}
+
+/** How a child of this supervisor's own, just reaped, ended. */
+export function reapedNow(pid: number, code: number | null, signal: NodeJS.Signals | null): SpawnedExit {
+  return { code, signal, at: preciseNow(), groupGone: groupGone(pid) };
 }
 
 /** An adopted run is gone: when and how it ended is unknown. */
@@ -247,6 +250,7 @@ export function noteIdle(s: Supervisor): void {
  */
 export function exitNow(s: Supervisor): void {
   s.logs.stop();
+  s.lib.stopSpawners(s);
   const sockets = [...s.server.clients];
   try {
     s.lib.flushOutboxes(s.server);

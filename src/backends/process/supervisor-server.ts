@@ -97,7 +97,13 @@ export function answerLine(state: ServerState, socket: NetModule.Socket, line: s
   }
   if (result instanceof Promise) {
     result.then(
-      (value) => queueReply(state, socket, { id: request.id, ok: true, result: value }),
+      (value) =>
+        queueReply(
+          state,
+          socket,
+          { id: request.id, ok: true, result: value },
+          request.op === "start" ? options.startedRun(request.spec.runId) : undefined,
+        ),
       (error) => queueReply(state, socket, { id: request.id, ok: false, error: toWireError(error) }),
     );
   } else {

@@ -11,6 +11,7 @@ import type * as OsModule from "node:os";
 import type * as PathModule from "node:path";
 import type { Clock } from "../../clock.js";
 import type { RunRecord, WireError, WireExit } from "./protocol.js";
+import type * as spawnerModule from "./spawner.js";
 import type * as backstopModule from "./supervisor-backstop.js";
 import type { Backstop } from "./supervisor-backstop.js";
 import type * as journalModule from "./supervisor-journal.js";
@@ -23,6 +24,8 @@ import type * as requestsModule from "./supervisor-requests.js";
 import type * as runsModule from "./supervisor-runs.js";
 import type * as serverModule from "./supervisor-server.js";
 import type { ServerState } from "./supervisor-server.js";
+import type * as spawnersModule from "./supervisor-spawners.js";
+import type { SpawnerPool } from "./supervisor-spawners.js";
 
 /** How a backend configures its supervisor (passed as JSON on the command line: no secrets). */
 export interface SupervisorConfig {
@@ -47,13 +50,15 @@ export interface SupervisorConfig {
    */
   logPoolMin: number;
   logPoolMax: number;
+  /** Spawner processes that fork the workloads in parallel (0: the supervisor forks them itself). */
+  spawners: number;
 }
 
 /** A run as the supervisor holds it in memory. */
 export interface Run {
   record: RunRecord;
   exit: WireExit | null;
-  /** The ChildProcess while this supervisor spawned it and it has not exited. */
+  /** The ChildProcess while this supervisor spawned it itself and it has not exited. */
   child?: ChildProcessModule.ChildProcess | undefined;
   /** Started by a previous supervisor and still alive: only polling can see its end. */
   orphan: boolean;
@@ -77,7 +82,9 @@ export type Program = typeof procModule &
   typeof launchModule &
   typeof serverModule &
   typeof runsModule &
-  typeof requestsModule;
+  typeof requestsModule &
+  typeof spawnersModule &
+  typeof spawnerModule;
 
 /** The running supervisor. */
 export interface Supervisor {
@@ -115,5 +122,6 @@ export interface Supervisor {
   logs: LogFiles;
   backstop: Backstop;
   server: ServerState;
+  spawners: SpawnerPool;
   listener: NetModule.Server | undefined;
 }

@@ -21,8 +21,9 @@
  * of empty ones, rotation, deletion) in `supervisor-log-files.ts`, the max-lifetime backstop
  * in `supervisor-backstop.ts`, the socket in `supervisor-server.ts`, the run table in
  * `supervisor-runs.ts`, the answer to each request in `supervisor-requests.ts`, what is read
- * of /proc in `supervisor-proc.ts`, and the spawn itself, the launch seam, in
- * `supervisor-launch.ts`.
+ * of /proc in `supervisor-proc.ts`, the spawn itself, the launch seam, in
+ * `supervisor-launch.ts`, and the spawner processes that fork in parallel in
+ * `supervisor-spawners.ts` (and `spawner.ts`, their program).
  * @module
  */
 import type * as ChildProcessModule from "node:child_process";
@@ -33,6 +34,7 @@ import type * as OsModule from "node:os";
 import type * as PathModule from "node:path";
 import type { Clock } from "../../clock.js";
 import type { ReadyLine } from "./protocol.js";
+import * as spawnerModule from "./spawner.js";
 import * as backstopModule from "./supervisor-backstop.js";
 import * as journalModule from "./supervisor-journal.js";
 import * as launchModule from "./supervisor-launch.js";
@@ -41,6 +43,7 @@ import * as procModule from "./supervisor-proc.js";
 import * as requestsModule from "./supervisor-requests.js";
 import * as runsModule from "./supervisor-runs.js";
 import * as serverModule from "./supervisor-server.js";
+import * as spawnersModule from "./supervisor-spawners.js";
 import type { Program, Run, Supervisor, SupervisorConfig } from "./supervisor-state.js";
 
 export type { SupervisorConfig } from "./supervisor-state.js";
@@ -128,6 +131,7 @@ export function createSupervisor(
     warnings: [],
     diagPath: path.join(config.stateDir, "supervisor.log"),
     listener: undefined,
+    spawners: lib.createSpawnerPool(config.spawners),
   } as Omit<Supervisor, "journal" | "logs" | "backstop" | "server"> as Supervisor;
   const note = (message: string) => lib.diag(s, message);
   s.journal = lib.createJournal<Run>({
@@ -220,6 +224,8 @@ export function listen(s: Supervisor, net: typeof NetModule): void {
       `listening on ${config.socketPath} (${s.runs.size} recorded runs, ${s.orphans} adopted orphans)`,
     );
     say(fs, { ready: true, pid: process.pid });
+    // After the socket and the umask are back as they were: spawners pass the umask on.
+    lib.fillSpawnerPool(s);
     lib.noteIdle(s);
   });
   process.umask(umask);
@@ -242,6 +248,8 @@ const programModules: ReadonlyArray<Record<string, unknown>> = [
   serverModule,
   runsModule,
   requestsModule,
+  spawnersModule,
+  spawnerModule,
 ];
 
 /**

@@ -53,6 +53,33 @@ describe("ProcessBackend", () => {
     expect(await lines(backend, handle)).toEqual([String(handle.pid), "64", "0"]);
   });
 
+  it("forks a workload told its parent's pid (a Gestalt plugin) from the supervisor, the others from its spawners", async () => {
+    const backend = backendWith({ spawners: 2 });
+    const { pid, spawners } = await backend.supervisorStats();
+    expect(spawners.length).toBe(2);
+    const parentOf = (h: ProcessHandle) => {
+      const stat = readFileSync(`/proc/${h.pid}/stat`, "latin1");
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    };
+    // A spawner forks the others once it is ready (the supervisor does while they start up).
+    const deadline = Date.now() + 10_000;
+    let parent = pid;
+    while (!spawners.some((s) => s.pid === parent) && Date.now() < deadline) {
+      const other = await backend.start(request(["sleep", "600"]), { signal: never });
+      parent = parentOf(other);
+      await backend.kill(other);
+      await backend.cleanup(other);
+    }
+    expect(spawners.map((s) => s.pid)).toContain(parent);
+    const plugin = await backend.start(
+      request(["sleep", "600"], { env: { GESTALT_PLUGIN_PARENT_PID: String(pid) } }),
+      { signal: never },
+    );
+    expect(parentOf(plugin)).toBe(pid);
+    await backend.kill(plugin);
+    await backend.cleanup(plugin);
+  });
+
   it("reports every exit of a run that ended before anyone watched it", async () => {
     const backend = backendWith();
     const handle = await backend.start(request(["sh", "-c", "exit 9"]), { signal: never });

@@ -57,6 +57,43 @@ function exitOf(backend: ProcessBackend, handle: ProcessHandle): Promise<ExitSta
   return new Promise((resolve) => backend.watchExit(handle, resolve));
 }
 
+/** Whether the process has a handler for SIGTERM (signal 15), per /proc/<pid>/status SigCgt. */
+function catchesSigterm(pid: number): boolean {
+  try {
+    const mask = /SigCgt:\s+([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "0";
+    return (BigInt(`0x${mask}`) & (1n << 14n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
+/** The parent pid of a process (field 4 of its stat). */
+function parentOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+/**
+ * Starts `command` until a spawner of the supervisor (`spawner` when given) forked it, not the
+ * supervisor itself (which spawns while its spawners start up); the others are cleaned up.
+ */
+async function startThroughSpawner(
+  backend: ProcessBackend,
+  command: string[],
+  spawner?: number,
+): Promise<ProcessHandle> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const handle = await backend.start(request(`spawned-${attempt}`, command), { signal: never });
+    const { spawners } = await backend.supervisorStats();
+    const parent = isRunning(handle.pid) ? parentOf(handle.pid) : 0;
+    if (spawner === undefined ? spawners.some((s) => s.pid === parent) : parent === spawner) return handle;
+    await backend.kill(handle);
+    await backend.cleanup(handle);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error("no start went through a spawner");
+}
+
 describe.each([
   ["", false],
   [" (sandboxed)", true],
@@ -218,6 +255,52 @@ describe("the supervisor's record", () => {
 
     await backend.cleanup(survivor);
     await eventually(() => !isRunning(survivor.pid), 5_000, "the adopted orphan to be reaped");
+  });
+
+  it("ends its spawners when it dies, and the workloads they forked live on", async () => {
+    const backend = track(newBackend({ spawners: 2 }));
+    const spawned = await startThroughSpawner(backend, ["sleep", "600"]);
+    const { pid, spawners } = await backend.supervisorStats();
+    expect(spawners.map((s) => s.pid)).toContain(parentOf(spawned.pid));
+    process.kill(pid, "SIGKILL");
+    for (const spawner of spawners) {
+      await eventually(() => !isRunning(spawner.pid), 5_000, `spawner ${spawner.pid} to exit`);
+    }
+    expect(isRunning(spawned.pid)).toBe(true);
+    const found = await backend.discover({ kernelId: "recovery" });
+    expect(found.find((f) => f.handle.runId === spawned.runId)?.exit).toBeNull();
+    await backend.cleanup(spawned);
+    await eventually(() => !isRunning(spawned.pid), 5_000, "the adopted workload to be killed");
+  });
+
+  it("adopts the workloads of a spawner that died as orphans, and goes on starting through a new one", async () => {
+    const backend = track(newBackend({ spawners: 2 }));
+    const survivor = await startThroughSpawner(backend, ["sleep", "600"]);
+    const spawner = parentOf(survivor.pid);
+    const ender = await startThroughSpawner(backend, ["sleep", "600"], spawner);
+    process.kill(spawner, "SIGKILL");
+    await eventually(() => !isRunning(spawner), 5_000, "the spawner to die");
+    expect(isRunning(survivor.pid) && isRunning(ender.pid)).toBe(true);
+
+    // Their exit status went with their parent: their end is seen, and reported lost.
+    const ended = exitOf(backend, ender);
+    process.kill(ender.pid, "SIGKILL");
+    expect(await ended).toEqual({ exitCode: null, lost: true });
+    expect(
+      (await backend.discover({ kernelId: "recovery" })).find((f) => f.handle.runId === survivor.runId)?.exit,
+    ).toBeNull();
+
+    // Starts go on through the spawners left and new ones, with real exit statuses.
+    const next = await startThroughSpawner(backend, ["sh", "-c", "trap 'exit 3' TERM; sleep 600 & wait"]);
+    expect((await backend.supervisorStats()).spawners.map((s) => s.pid)).not.toContain(spawner);
+    // A SIGTERM before the shell set its trap would end it as 143: wait for the trap.
+    await eventually(() => catchesSigterm(next.pid), 5_000, "the workload's trap");
+    const nextEnded = exitOf(backend, next);
+    await backend.terminate(next, { graceMs: 10_000 });
+    expect(await nextEnded).toEqual({ exitCode: 3 });
+
+    await backend.cleanup(survivor);
+    await eventually(() => !isRunning(survivor.pid), 5_000, "the adopted orphan to be killed");
   });
 
   it("kills a workload past its max lifetime even when no kernel is alive to stop it", async () => {

@@ -7,6 +7,8 @@ import {
   supervisorSource,
 } from "../../../../src/backends/process/supervisor.js";
 import { readLimits, readProcStat } from "../../../../src/backends/process/supervisor-proc.js";
+import { spawnerProgram } from "../../../../src/backends/process/supervisor-spawners.js";
+import type { Program } from "../../../../src/backends/process/supervisor-state.js";
 
 /** A stand-in for node:fs over an in-memory set of files (the calls readProcStat and readLimits make). */
 const fakeFs = (files: Record<string, string>) => {
@@ -73,6 +75,7 @@ describe("the supervisor program", () => {
     logDir: "/s/logs",
     logPoolMin: 0,
     logPoolMax: 0,
+    spawners: 0,
   };
 
   it("is one self-contained script that compiles on its own and embeds its config", () => {
@@ -100,5 +103,15 @@ describe("the supervisor program", () => {
       expect(source).toContain(fn.toString());
       expect(source).toContain(`${name}: ${fn.name}`);
     }
+  });
+
+  it("gives its spawners a self-contained script too: their main function and what it calls", () => {
+    const lib = Object.fromEntries(programFunctions()) as unknown as Program;
+    const source = spawnerProgram(lib);
+    expect(() => new Script(source, { filename: "spawner.cjs" })).not.toThrow();
+    expect(source).not.toMatch(/\brequire\(|\bimport\(|^import /m);
+    expect(source).not.toMatch(/__vite_ssr_import_|__vi_import_|\bimport_\w+\.|\(0,\s*[\w$]+\.[\w$]+\)/);
+    for (const fn of [lib.spawnerMain, lib.readProcStat, lib.groupGone])
+      expect(source).toContain(fn.toString());
   });
 });
