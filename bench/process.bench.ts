@@ -53,6 +53,18 @@ const cpuOf = (pid: number) => {
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 };
+/**
+ * utime + stime of the supervisor and its spawners (which fork for it), in ms, by pid: what
+ * the kernel's starts and stops cost the supervisor's side. A spawner launched since `before`
+ * counts whole.
+ */
+const supervisorSideCpu = async (backend: ProcessBackend, before?: Map<number, number>) => {
+  const { pid, spawners = [] } = await backend.supervisorStats();
+  const now = new Map([pid, ...spawners.map((s) => s.pid)].map((p) => [p, cpuOf(p)]));
+  let spent = 0;
+  for (const [p, ms] of now) spent += ms - (before?.get(p) ?? 0);
+  return { now, spent };
+};
 /** CPU time all processes of the machine spent busy, in ms (clock ticks of /proc/stat). */
 const machineBusyMs = () => {
   const line = readFileSync("/proc/stat", "latin1").split("\n", 1)[0] as string;
@@ -132,22 +144,21 @@ async function viaKernel(backend: ProcessBackend, round: number): Promise<Sample
     maxConcurrentStarts: 256,
     profiles: { sleeper: { runnable: { command: ["sleep", "60"] }, graceMs: 30_000 } },
   });
-  const { pid } = await backend.supervisorStats();
   const ids = Array.from({ length: N }, (_, i) => `w-${round}-${i}`);
+  const side0 = (await supervisorSideCpu(backend)).now;
   const cpu0 = cpuMs();
-  const childCpu0 = cpuOf(pid);
   const t0 = now();
   await Promise.all(ids.map((workloadId) => kernel.create({ workloadId, profile: "sleeper" })));
   const startMs = now() - t0;
   const cpu1 = cpuMs();
-  const childCpu1 = cpuOf(pid);
+  const side1 = await supervisorSideCpu(backend, side0);
   const busy1 = machineBusyMs();
   const t1 = now();
   await Promise.all(ids.map((id) => kernel.stop(id)));
   const stopMs = now() - t1;
   const stopMachineCpuMs = machineBusyMs() - busy1;
   const stopParentCpuMs = cpuMs() - cpu1;
-  const stopSupervisorCpuMs = cpuOf(pid) - childCpu1;
+  const stopSupervisorCpuMs = (await supervisorSideCpu(backend, side1.now)).spent;
   await kernel.shutdown();
   return {
     startMs,
@@ -156,7 +167,7 @@ async function viaKernel(backend: ProcessBackend, round: number): Promise<Sample
     stopParentCpuMs,
     stopSupervisorCpuMs,
     parentCpuMsPerWorkload: (cpu1 - cpu0) / N,
-    childCpuMsPerWorkload: (childCpu1 - childCpu0) / N,
+    childCpuMsPerWorkload: side1.spent / N,
   };
 }
 
@@ -217,9 +228,8 @@ async function kernelOnFake(round: number): Promise<Sample> {
 /** The backend alone (no kernel): what the supervisor design costs by itself. */
 async function viaPort(backend: ProcessBackend, round: number): Promise<Sample> {
   const signal = new AbortController().signal;
-  const { pid } = await backend.supervisorStats();
+  const side0 = (await supervisorSideCpu(backend)).now;
   const cpu0 = cpuMs();
-  const childCpu0 = cpuOf(pid);
   const t0 = now();
   const handles = await Promise.all(
     Array.from({ length: N }, (_, i) =>
@@ -239,7 +249,7 @@ async function viaPort(backend: ProcessBackend, round: number): Promise<Sample> 
   );
   const startMs = now() - t0;
   const cpu1 = cpuMs();
-  const childCpu1 = cpuOf(pid);
+  const side1 = await supervisorSideCpu(backend, side0);
   const t1 = now();
   const exits = handles.map((h) => new Promise((resolve) => backend.watchExit(h, resolve)));
   await Promise.all(handles.map((h) => backend.terminate(h, { graceMs: 30_000 })));
@@ -250,7 +260,7 @@ async function viaPort(backend: ProcessBackend, round: number): Promise<Sample> 
     startMs,
     stopMs,
     parentCpuMsPerWorkload: (cpu1 - cpu0) / N,
-    childCpuMsPerWorkload: (childCpu1 - childCpu0) / N,
+    childCpuMsPerWorkload: side1.spent / N,
   };
 }
 
@@ -343,7 +353,8 @@ for (let r = 0; r < ROUNDS; r++) {
 }
 const lat = await latency(backend);
 const rawTrueMs = await rawTrue();
-const supervisorRss = (await backend.supervisorStats()).rss;
+const { rss: supervisorRss, spawners = [] } = await backend.supervisorStats();
+const spawnerRss = spawners.reduce((sum, s) => sum + s.rss, 0);
 await backend.stopSupervisor({ force: true });
 await noPool.stopSupervisor({ force: true });
 rmSync(stateDir, { recursive: true, force: true });
@@ -418,7 +429,11 @@ process.stdout.write(
       kernelCreateToStoppedP50Ms: round2(lat.createToStoppedP50),
       rawSpawnToExitP50Ms: round2(rawTrueMs),
     },
-    memoryPerLiveWorkload: { ...memoryFigures, supervisorRssBytes: supervisorRss },
+    memoryPerLiveWorkload: {
+      ...memoryFigures,
+      supervisorRssBytes: supervisorRss,
+      spawnerRssBytes: spawnerRss,
+    },
     targets: {
       startRatioMax: 1.5,
       stopRatioMax: 1.5,
