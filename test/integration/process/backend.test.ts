@@ -62,7 +62,7 @@ describe("ProcessBackend", () => {
       return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
     };
     // A spawner forks the others once it is ready (the supervisor does while they start up).
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     let parent = pid;
     while (!spawners.some((s) => s.pid === parent) && Date.now() < deadline) {
       const other = await backend.start(request(["sleep", "600"]), { signal: never });

@@ -82,7 +82,9 @@ async function startThroughSpawner(
   command: string[],
   spawner?: number,
 ): Promise<ProcessHandle> {
-  for (let attempt = 0; attempt < 100; attempt++) {
+  // Spawners boot as Node does: seconds on a loaded machine.
+  const deadline = Date.now() + 30_000;
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
     const handle = await backend.start(request(`spawned-${attempt}`, command), { signal: never });
     const { spawners } = await backend.supervisorStats();
     const parent = isRunning(handle.pid) ? parentOf(handle.pid) : 0;
@@ -271,7 +273,7 @@ describe("the supervisor's record", () => {
     expect(found.find((f) => f.handle.runId === spawned.runId)?.exit).toBeNull();
     await backend.cleanup(spawned);
     await eventually(() => !isRunning(spawned.pid), 5_000, "the adopted workload to be killed");
-  });
+  }, 120_000);
 
   it("adopts the workloads of a spawner that died as orphans, and goes on starting through a new one", async () => {
     const backend = track(newBackend({ spawners: 2 }));
@@ -301,7 +303,7 @@ describe("the supervisor's record", () => {
 
     await backend.cleanup(survivor);
     await eventually(() => !isRunning(survivor.pid), 5_000, "the adopted orphan to be killed");
-  });
+  }, 120_000);
 
   it("kills a workload past its max lifetime even when no kernel is alive to stop it", async () => {
     const backend = track(newBackend({ lifetimeBackstopMs: 50 }));
