@@ -54,7 +54,7 @@ export interface ProcessBackendOptions {
    * to `running` in half the time or less, but each exit takes one more hop to the kernel (1-3
    * ms more from exit to `stopped` on a loaded machine): set it (one per core, 2 on 2 cores)
    * when bursts of starts matter more than exit latency. Default 0: the supervisor forks
-   * every workload itself. See docs/process-backend.md.
+   * every workload itself. At most 64. See docs/process-backend.md.
    */
   spawners?: number;
   /** Keep log files when a run is cleaned up (default: delete them with the run). */
@@ -73,6 +73,8 @@ export interface ProcessBackendOptions {
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
 const MAX_SOCKET_PATH = 107;
+/** The most spawner processes a backend starts (`spawners`). */
+const MAX_SPAWNERS = 64;
 
 /** Throws {@link InvalidSpecError}, naming the field, for the first option that is not valid. */
 export function checkOptions(options: ProcessBackendOptions): void {
@@ -108,6 +110,10 @@ export function checkOptions(options: ProcessBackendOptions): void {
     if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
       throw invalid(field, "must be a non-negative integer");
     }
+  }
+  // Each spawner is a Node process of its own: a typo must not start hundreds.
+  if (options.spawners !== undefined && options.spawners > MAX_SPAWNERS) {
+    throw invalid("spawners", `must be at most ${MAX_SPAWNERS} (one per core is the most that helps)`);
   }
 }
 

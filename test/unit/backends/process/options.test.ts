@@ -12,12 +12,20 @@ describe("ProcessBackend options", () => {
     );
   });
 
-  it.each(["maxLogBytes", "maxWorkloads", "lifetimeBackstopMs", "supervisorIdleMs"])(
+  it.each(["maxLogBytes", "maxWorkloads", "lifetimeBackstopMs", "supervisorIdleMs", "spawners"])(
     "refuse a negative %s",
     (field) => {
       expect(() => new ProcessBackend({ stateDir: "/tmp/rk-opts", [field]: -1 })).toThrowError(field);
     },
   );
+
+  it("refuse more spawners than could help (each is a Node process), naming the field", () => {
+    expect(() => new ProcessBackend({ stateDir: "/tmp/rk-opts", spawners: 1.5 })).toThrowError(/spawners/);
+    expect(() => new ProcessBackend({ stateDir: "/tmp/rk-opts", spawners: 65 })).toThrowError(
+      /spawners: must be at most 64/,
+    );
+    expect(() => new ProcessBackend({ stateDir: "/tmp/rk-opts", spawners: 64 })).not.toThrow();
+  });
 
   it("refuse unknown or negative rlimits, naming the field", () => {
     expect(() => new ProcessBackend({ stateDir: "/tmp/rk-opts", rlimits: { nofile: -1 } })).toThrowError(
