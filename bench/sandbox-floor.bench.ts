@@ -17,8 +17,8 @@
  *   /proc): bubblewrap's own floor.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { type HostSandbox, probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
+import { comm, tree } from "./proc-tree.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
@@ -64,29 +64,6 @@ const variants: Record<string, string[]> = {
     "60",
   ],
 };
-
-function tree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    const p = out[i] as number;
-    try {
-      for (const child of readFileSync(`/proc/${p}/task/${p}/children`, "latin1").split(" ")) {
-        if (child.trim()) out.push(Number(child));
-      }
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return out;
-}
-
-function comm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "latin1").trim();
-  } catch {
-    return "";
-  }
-}
 
 async function measure(argv: string[]): Promise<{ startMs: number; stopMs: number }> {
   const t0 = now();

@@ -25,6 +25,7 @@ import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../src/backends/process/index.js";
 import { probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
 import { createRuntimeKernel } from "../src/index.js";
+import { comm, tree } from "./proc-tree.js";
 import { spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
@@ -34,30 +35,6 @@ const MEMORY_SAMPLE = 50;
 const now = () => performance.now();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] as number;
 const round2 = (x: number) => Math.round(x * 100) / 100;
-
-/** A process and all its descendants, by /proc's children lists. */
-function tree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    const p = out[i] as number;
-    try {
-      for (const child of readFileSync(`/proc/${p}/task/${p}/children`, "latin1").split(" ")) {
-        if (child.trim()) out.push(Number(child));
-      }
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return out;
-}
-
-function comm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "latin1").trim();
-  } catch {
-    return "";
-  }
-}
 
 /** Proportional set size of a process, in bytes (its share of pages it shares with others). */
 function pss(pid: number): number {
