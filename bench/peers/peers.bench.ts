@@ -5,6 +5,8 @@
  * - **raw**: plain `child_process.spawn` (stdio ignored), `kill()`, and as the destroy the
  *   release of each `ChildProcess` (an exited child leaves nothing to reclaim): the floor;
  * - **runtime-kernel**: the kernel on its ProcessBackend (the supervisor already running);
+ * - **runtime-kernel+spawners**: the same with `spawners` (one per core, two at most), so that
+ *   every run shows what the spawner pool trades: faster creates, a longer way for each exit;
  * - **vexa**: Vexa's Python kernel on its process backend, driven in process from 16 threads
  *   (bench/peers/vexa.py), when its source is given:
  *
@@ -13,7 +15,7 @@
  * (see docs/performance.md for how to get it; nothing here needs the network). Then a short
  * workload's round trip, 200 times one after the other: `true` from spawn to exit (raw), and
  * from `create` to its `stopped` event (runtime-kernel), p50 and p99. Rounds
- * alternate between the three after one warm-up round each; every phase is the median of
+ * alternate between the implementations after one warm-up round each; every phase is the median of
  * the measured rounds, and each ratio is taken against raw within its round. Prints one JSON
  * line per implementation.
  */
@@ -150,32 +152,49 @@ if (!source) {
     "bench:peers: VEXA_SOURCE not set, so no Vexa column (docs/performance.md says how to get its source)\n",
   );
 }
-const stateDir = await mkdtemp(join(tmpdir(), "rk-peers-"));
-const backend = new ProcessBackend({ stateDir, supervisorIdleMs: 5_000 });
-await backend.supervisorStats();
+const stateDirs = [await mkdtemp(join(tmpdir(), "rk-peers-")), await mkdtemp(join(tmpdir(), "rk-peers-"))];
+const kernels = {
+  "runtime-kernel": new ProcessBackend({ stateDir: stateDirs[0] as string, supervisorIdleMs: 5_000 }),
+  "runtime-kernel+spawners": new ProcessBackend({
+    stateDir: stateDirs[1] as string,
+    supervisorIdleMs: 5_000,
+    spawners: Math.min(2, availableParallelism()),
+  }),
+};
+for (const backend of Object.values(kernels)) await backend.supervisorStats();
 
-const samples: Record<string, Phases[]> = { raw: [], "runtime-kernel": [], vexa: [] };
-const short: Record<string, number[][]> = { raw: [], "runtime-kernel": [] };
+const samples: Record<string, Phases[]> = {
+  raw: [],
+  "runtime-kernel": [],
+  "runtime-kernel+spawners": [],
+  vexa: [],
+};
+const short: Record<string, number[][]> = { raw: [], "runtime-kernel": [], "runtime-kernel+spawners": [] };
 const load0 = loadavg()[0] as number;
 for (let r = -1; r < ROUNDS; r++) {
   const round = r < 0 ? "warm" : String(r);
   const rawSample = await raw();
   const rawShortSample = await rawShort();
-  await settle(backend, r < 0 ? 128 : 2 * Math.max(64, N));
-  const kernelSample = await viaKernel(backend, round);
-  await settle(backend, 2 * Math.max(64, N));
-  const kernelShortSample = await kernelShort(backend, round);
+  const kernelSamples: Array<[string, Phases, number[]]> = [];
+  for (const [implementation, backend] of Object.entries(kernels)) {
+    await settle(backend, r < 0 ? 128 : 2 * Math.max(64, N));
+    const phases = await viaKernel(backend, round);
+    await settle(backend, 2 * Math.max(64, N));
+    kernelSamples.push([implementation, phases, await kernelShort(backend, round)]);
+  }
   const vexaSample = source ? viaVexa(source, round) : undefined;
   if (r < 0) continue;
   samples.raw?.push(rawSample);
-  samples["runtime-kernel"]?.push(kernelSample);
-  if (vexaSample) samples.vexa?.push(vexaSample);
   short.raw?.push(rawShortSample);
-  short["runtime-kernel"]?.push(kernelShortSample);
+  for (const [implementation, phases, shorts] of kernelSamples) {
+    samples[implementation]?.push(phases);
+    short[implementation]?.push(shorts);
+  }
+  if (vexaSample) samples.vexa?.push(vexaSample);
 }
 const load1 = loadavg()[0] as number;
-await backend.stopSupervisor({ force: true });
-rmSync(stateDir, { recursive: true, force: true });
+for (const backend of Object.values(kernels)) await backend.stopSupervisor({ force: true });
+for (const dir of stateDirs) rmSync(dir, { recursive: true, force: true });
 
 const raws = samples.raw as Phases[];
 for (const [implementation, runs] of Object.entries(samples)) {
@@ -209,7 +228,7 @@ for (const [implementation, runs] of Object.entries(samples)) {
       };
     }
   }
-  if (implementation === "runtime-kernel" && samples.vexa?.length) {
+  if (implementation.startsWith("runtime-kernel") && samples.vexa?.length) {
     const vexa = samples.vexa;
     line.vsVexa = Object.fromEntries(
       PHASES.map((phase) => [
