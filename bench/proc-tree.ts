@@ -29,3 +29,9 @@ export function comm(pid: number): string {
     return "";
   }
 }
+
+/** Resolves once every tree of `pids` runs a `sleep` (a sandbox's command is past its setup). */
+export async function untilCommandsRun(pids: number[]): Promise<void> {
+  const runs = (pid: number) => tree(pid).some((p) => comm(p) === "sleep");
+  while (!pids.every(runs)) await new Promise((resolve) => setTimeout(resolve, 20));
+}

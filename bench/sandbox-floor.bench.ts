@@ -16,9 +16,9 @@
  * - `mountOnly`: bubblewrap with a mount namespace alone (the host's root read-only, /dev,
  *   /proc): bubblewrap's own floor.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { type HostSandbox, probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
-import { comm, tree } from "./proc-tree.js";
+import { untilCommandsRun } from "./proc-tree.js";
+import { AS_THE_SUPERVISOR_SPAWNS, spawnAll } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
@@ -67,24 +67,9 @@ const variants: Record<string, string[]> = {
 
 async function measure(argv: string[]): Promise<{ startMs: number; stopMs: number }> {
   const t0 = now();
-  const children = await Promise.all(
-    Array.from(
-      { length: N },
-      () =>
-        new Promise<ChildProcess>((resolve, reject) => {
-          const child = spawn(argv[0] as string, argv.slice(1), {
-            cwd: "/",
-            env: { PATH: process.env.PATH, HOME: "/tmp", TMPDIR: "/tmp" },
-            stdio: "ignore",
-            detached: true,
-          });
-          child.once("spawn", () => resolve(child)).once("error", reject);
-        }),
-    ),
-  );
+  const children = await spawnAll(argv, N, AS_THE_SUPERVISOR_SPAWNS);
   const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
-  const runs = (c: ChildProcess) => tree(c.pid as number).some((p) => comm(p) === "sleep");
-  while (!children.every(runs)) await new Promise((resolve) => setTimeout(resolve, 20));
+  await untilCommandsRun(children.map((c) => c.pid as number));
   const startMs = now() - t0;
   const t1 = now();
   for (const c of children) process.kill(-(c.pid as number), "SIGTERM");

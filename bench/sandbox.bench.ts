@@ -17,7 +17,7 @@
  *   of the live workloads of each.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -25,8 +25,8 @@ import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../src/backends/process/index.js";
 import { probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
 import { createRuntimeKernel } from "../src/index.js";
-import { comm, tree } from "./proc-tree.js";
-import { spawnSleepers } from "./raw-floor.js";
+import { tree, untilCommandsRun } from "./proc-tree.js";
+import { AS_THE_SUPERVISOR_SPAWNS, spawnAll, spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -57,12 +57,20 @@ interface Sample {
 async function raw(): Promise<Sample> {
   const t0 = now();
   const children = await spawnSleepers(N);
-  const startMs = now() - t0;
+  return sampleThenStop(children, now() - t0, (c) => c.kill("SIGTERM"));
+}
+
+/** Samples the memory of live children, then times their stop (`stop` each) until all exited. */
+async function sampleThenStop(
+  children: ChildProcess[],
+  startMs: number,
+  stop: (child: ChildProcess) => void,
+): Promise<Sample> {
   const sample = children.slice(0, MEMORY_SAMPLE).map((c) => tree(c.pid as number));
   const memory = sample.flat().reduce((sum, pid) => sum + pss(pid), 0);
   const t1 = now();
   const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
-  for (const c of children) c.kill("SIGTERM");
+  for (const c of children) stop(c);
   await Promise.all(exits);
   return {
     startMs,
@@ -79,44 +87,20 @@ async function raw(): Promise<Sample> {
  */
 async function bwrap(): Promise<Sample> {
   const host = probeSandbox({});
-  const t0 = now();
-  const children = await Promise.all(
-    Array.from({ length: N }, (_, i) => {
-      const request = {
-        kernelId: "bench",
-        workloadId: `b-${i}`,
-        runId: `b-${i}`,
-        profile: "sleeper",
-        runnable: { command: ["sleep", "60"] },
-        env: {},
-        labels: {},
-      };
-      const argv = sandboxArgv(host, { request, command: ["sleep", "60"], cwd: "/tmp" });
-      return new Promise<ChildProcess>((resolve, reject) => {
-        const child = spawn(argv[0] as string, argv.slice(1), {
-          cwd: "/",
-          env: { PATH: process.env.PATH, HOME: "/tmp", TMPDIR: "/tmp" },
-          stdio: "ignore",
-          detached: true,
-        });
-        child.once("spawn", () => resolve(child)).once("error", reject);
-      });
-    }),
-  );
-  const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
-  await untilCommandsRun(children.map((c) => c.pid as number));
-  const startMs = now() - t0;
-  const sample = children.slice(0, MEMORY_SAMPLE).map((c) => tree(c.pid as number));
-  const memory = sample.flat().reduce((sum, pid) => sum + pss(pid), 0);
-  const t1 = now();
-  for (const c of children) process.kill(-(c.pid as number), "SIGTERM");
-  await Promise.all(exits);
-  return {
-    startMs,
-    stopMs: now() - t1,
-    pssBytesPerWorkload: memory / sample.length,
-    processesPerWorkload: sample.flat().length / sample.length,
+  const request = {
+    kernelId: "bench",
+    workloadId: "b",
+    runId: "b",
+    profile: "sleeper",
+    runnable: { command: ["sleep", "60"] },
+    env: {},
+    labels: {},
   };
+  const argv = sandboxArgv(host, { request, command: ["sleep", "60"], cwd: "/tmp" });
+  const t0 = now();
+  const children = await spawnAll(argv, N, AS_THE_SUPERVISOR_SPAWNS);
+  await untilCommandsRun(children.map((c) => c.pid as number));
+  return sampleThenStop(children, now() - t0, (c) => process.kill(-(c.pid as number), "SIGTERM"));
 }
 
 /**
@@ -124,13 +108,6 @@ async function bwrap(): Promise<Sample> {
  * spawned, and its setup (namespaces, mounts) goes on after: counted in the start, so that it
  * does not spill into the stop measured next.
  */
-async function untilCommandsRun(pids: number[]): Promise<void> {
-  const runs = (pid: number) => tree(pid).some((p) => comm(p) === "sleep");
-  while (!pids.every(runs)) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 async function viaKernel(
   backend: ProcessBackend,
   label: string,
