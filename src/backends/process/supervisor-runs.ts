@@ -151,6 +151,16 @@ export function refuse(s: Supervisor, run: Run, error: WireError): void {
   noteIdle(s);
 }
 
+/**
+ * Adopts a live run whose exit no one will report (a dead supervisor's, a dead spawner's):
+ * it is polled through /proc until it ends, and then ends `lost`.
+ */
+export function adoptAsOrphan(s: Supervisor, run: Run): void {
+  run.orphan = true;
+  s.orphans++;
+  s.orphanTimer ??= setInterval(() => s.lib.pollOrphans(s), s.config.orphanPollMs);
+}
+
 /** Checks on the adopted runs (they cannot be waited for); stops once none is left. */
 export function pollOrphans(s: Supervisor): void {
   if (s.orphans === 0) {
@@ -187,9 +197,8 @@ export function adoptRuns(s: Supervisor, runs: Map<string, JournalRun>, unrecord
   for (const run of s.runs.values()) {
     if (run.exit) continue;
     if (isAlive(s, run.record)) {
-      run.orphan = true;
       s.live++;
-      s.orphans++;
+      adoptAsOrphan(s, run);
     } else {
       run.exit = { exitCode: null, lost: true, at: preciseNow() };
     }

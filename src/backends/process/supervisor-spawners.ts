@@ -230,15 +230,8 @@ export function spawnerGone(s: Supervisor, spawner: Spawner, how: string): void 
       ),
     );
   }
-  for (const run of spawner.runs.values()) {
-    if (run.exit || run.orphan) continue;
-    run.orphan = true;
-    s.orphans++;
-  }
+  for (const run of spawner.runs.values()) if (!run.exit && !run.orphan) s.lib.adoptAsOrphan(s, run);
   spawner.runs.clear();
-  if (s.orphans > 0 && !s.orphanTimer) {
-    s.orphanTimer = setInterval(() => s.lib.pollOrphans(s), s.config.orphanPollMs);
-  }
 }
 
 /** Ends every spawner (the supervisor is exiting; their workloads live on). */

@@ -189,7 +189,6 @@ export function recover(s: Supervisor): void {
   if (replayed.warning !== undefined) s.warnings.push(replayed.warning);
   lib.adoptRuns(s, replayed.runs, replayed.unrecorded);
   if (!s.journal.compact(s.runs.values())) s.journal.openAsIs(replayed.bytes);
-  if (s.orphans > 0) s.orphanTimer = setInterval(() => lib.pollOrphans(s), s.config.orphanPollMs);
   for (const run of s.runs.values()) s.backstop.arm(run.exit ? undefined : run.record.killAt);
   try {
     s.fs.unlinkSync(s.config.socketPath);
