@@ -140,6 +140,15 @@ export class ServedCalls {
     for (const stream of this.#streams) stream.abort.abort();
   }
 
+  /**
+   * The calls being served now: unary calls awaiting their answer, and open streams. Every
+   * call leaves it once answered, failed, cut, cancelled or ended, so a long-lived server
+   * holds nothing for the calls it has finished.
+   */
+  get inFlight(): { unary: number; streams: number } {
+    return { unary: this.#pending.size, streams: this.#streams.size };
+  }
+
   /** Answers every unary call still waiting with UNAVAILABLE, a status a client can act on. */
   cutPending(): void {
     for (const cut of [...this.#pending]) cut();

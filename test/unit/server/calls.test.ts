@@ -377,3 +377,53 @@ describe("ServedCalls: a streaming call", () => {
     expect(reported).toEqual([{ error: failure, method: "Logs" }]);
   });
 });
+
+describe("ServedCalls: what it holds", () => {
+  it("counts a unary call while it waits, and lets go of it however it ends", async () => {
+    const { calls } = served();
+    let answer: (value: string) => void = () => {};
+    const answered = unaryCall({});
+    const cut = unaryCall({});
+    calls.unary("Stop", () => new Promise<string>((r) => (answer = r)))(answered.call, answered.callback);
+    calls.unary("Get", () => Promise.reject(new WorkloadNotFoundError("w1")))(unaryCall({}).call, () => {});
+    calls.unary("Get", () => {
+      throw new Error("bug");
+    })(unaryCall({}).call, () => {});
+    calls.unary("Get", () => "done")(unaryCall({}).call, () => {});
+    calls.unary("Watch", () => new Promise<string>(() => {}))(cut.call, cut.callback);
+    await settle();
+    expect(calls.inFlight).toEqual({ unary: 2, streams: 0 });
+    answer("stopped");
+    await settle();
+    expect(calls.inFlight).toEqual({ unary: 1, streams: 0 });
+    calls.cutPending();
+    expect(calls.inFlight).toEqual({ unary: 0, streams: 0 });
+  });
+
+  it("counts an open stream, and lets go of it when it ends, is cancelled or fails", async () => {
+    const { calls } = served();
+    const ending = handFedSource<number>();
+    const cancelled = new FakeStream({});
+    const handlers = [
+      calls.streaming("Watch", ending.source, (n) => n),
+      calls.streaming("Watch", handFedSource<number>().source, (n) => n),
+      calls.streaming(
+        "Watch",
+        // biome-ignore lint/correctness/useYield: a source that fails before its first item
+        async function* () {
+          throw new WorkloadNotFoundError("w1");
+        },
+        (n: number) => n,
+      ),
+    ];
+    handlers[0]?.(new FakeStream({}).asCall);
+    handlers[1]?.(cancelled.asCall);
+    handlers[2]?.(new FakeStream({}).asCall);
+    await settle();
+    expect(calls.inFlight).toEqual({ unary: 0, streams: 2 });
+    ending.end();
+    cancelled.cancel();
+    await settle();
+    expect(calls.inFlight).toEqual({ unary: 0, streams: 0 });
+  });
+});
