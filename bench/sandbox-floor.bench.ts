@@ -2,7 +2,7 @@
  * Where a sandboxed stop's time goes: raw bubblewrap, no kernel, with the backend's own argv
  * and with one isolation taken away at a time, beside raw spawn, in the same run.
  *
- *   node --expose-gc --import tsx bench/sandbox-floor.bench.ts
+ *   npm run bench:sandbox-floor
  *
  * Prints one JSON line. For N (default 1,000) concurrent `sleep 60` per variant, rounds
  * interleaved and medians reported: the time until all run (spawned, and in a sandbox the
