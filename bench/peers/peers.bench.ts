@@ -7,6 +7,9 @@
  * - **runtime-kernel**: the kernel on its ProcessBackend (the supervisor already running);
  * - **runtime-kernel+spawners**: the same with `spawners` (one per core, two at most), so that
  *   every run shows what the spawner pool trades: faster creates, a longer way for each exit;
+ * - **the kernel on the FakeBackend** (in memory), the same scenario: the kernel's own share of
+ *   each phase, printed in the runtime-kernel lines as the floor of their destroy (`floor`,
+ *   `vsFloor`): what is left above it is the backend's;
  * - **vexa**: Vexa's Python kernel on its process backend, driven in process from 16 threads
  *   (bench/peers/vexa.py), when its source is given:
  *
@@ -27,6 +30,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ProcessBackend } from "../../src/backends/process/index.js";
 import { createRuntimeKernel } from "../../src/index.js";
+import { FakeBackend } from "../../src/testing/index.js";
 import { spawnSleepers } from "../raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 200);
@@ -101,7 +105,7 @@ async function kernelShort(backend: ProcessBackend, round: string): Promise<numb
   return times;
 }
 
-async function viaKernel(backend: ProcessBackend, round: string): Promise<Phases> {
+async function viaKernel(backend: ProcessBackend | FakeBackend, round: string): Promise<Phases> {
   const kernel = createRuntimeKernel({
     backend,
     kernelId: `peers-${round}`,
@@ -168,6 +172,7 @@ const samples: Record<string, Phases[]> = {
   "runtime-kernel": [],
   "runtime-kernel+spawners": [],
   vexa: [],
+  fake: [],
 };
 const short: Record<string, number[][]> = { raw: [], "runtime-kernel": [], "runtime-kernel+spawners": [] };
 const load0 = loadavg()[0] as number;
@@ -182,8 +187,10 @@ for (let r = -1; r < ROUNDS; r++) {
     await settle(backend, 2 * Math.max(64, N));
     kernelSamples.push([implementation, phases, await kernelShort(backend, round)]);
   }
+  const fakeSample = await viaKernel(new FakeBackend(), `fake-${round}`);
   const vexaSample = source ? viaVexa(source, round) : undefined;
   if (r < 0) continue;
+  samples.fake?.push(fakeSample);
   samples.raw?.push(rawSample);
   short.raw?.push(rawShortSample);
   for (const [implementation, phases, shorts] of kernelSamples) {
@@ -197,8 +204,9 @@ for (const backend of Object.values(kernels)) await backend.stopSupervisor({ for
 for (const dir of stateDirs) rmSync(dir, { recursive: true, force: true });
 
 const raws = samples.raw as Phases[];
+const fakes = samples.fake as Phases[];
 for (const [implementation, runs] of Object.entries(samples)) {
-  if (runs.length === 0) continue;
+  if (runs.length === 0 || implementation === "fake") continue;
   const line: Record<string, unknown> = {
     bench: "peers",
     implementation,
@@ -227,6 +235,13 @@ for (const [implementation, runs] of Object.entries(samples)) {
         shortP50: round2(median(shortRuns.map((s, i) => median(s) / median(rawShorts[i] as number[])))),
       };
     }
+  }
+  if (implementation.startsWith("runtime-kernel")) {
+    // The kernel's own work per destroy (an event per transition), measured on the FakeBackend.
+    line.floor = { destroyOnFakeMs: round2(median(fakes.map((s) => s.destroyMs))) };
+    line.vsFloor = {
+      destroy: round2(median(runs.map((s, i) => s.destroyMs / (fakes[i] as Phases).destroyMs))),
+    };
   }
   if (implementation.startsWith("runtime-kernel") && samples.vexa?.length) {
     const vexa = samples.vexa;
