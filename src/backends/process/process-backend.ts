@@ -34,6 +34,7 @@ import type {
 } from "../backend.js";
 import { ExitRegistry } from "../exit-registry.js";
 import { decodeRunLabels } from "../run-labels.js";
+import { CleanupBatch } from "./cleanup-batch.js";
 import {
   commandOf,
   DEFAULT_INHERITED_ENV,
@@ -123,6 +124,14 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   readonly #local = new Map<string, number>();
   /** The most runs of this instance alive at once, for the log file pool of a supervisor that starts later. */
   #peakRuns = 0;
+  /** The cleanups of exited runs asked for in this tick, sent together. */
+  readonly #cleanups = new CleanupBatch(
+    (runIds) =>
+      this.#client
+        .request({ op: "cleanupMany", runIds, keepLogs: this.#keepLogs })
+        .then(({ failed }) => failed),
+    (error) => new SupervisorError(error),
+  );
   /** Who hears of problems found outside any call (see {@link ProcessBackend.watchFaults}). */
   readonly #faultListeners = new Set<(error: Error) => void>();
 
@@ -287,22 +296,33 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     return this.#signal(handle, "SIGKILL");
   }
 
-  /** Kills whatever is left of the run's group, deletes its logs (unless `keepLogs`) and its record. */
-  async cleanup(handle: ProcessHandle): Promise<void> {
-    try {
-      await this.#client.request({ op: "cleanup", runId: handle.runId, keepLogs: this.#keepLogs });
-    } catch (error) {
-      throw new CleanupFailedError(
-        handle.workloadId,
-        `Cleanup of run ${handle.runId} failed: ${(error as Error).message}`,
-        {
-          cause: error,
-          retryable: !isRuntimeKernelError(error) || error.retryable || error.code === "CLEANUP_FAILED",
-        },
-      );
-    }
-    await this.#closeEgress(handle.runId);
-    this.#forget(handle.runId);
+  /**
+   * Deletes the run's logs (unless `keepLogs`) and its record, killing whatever is left of its
+   * group. The cleanups of runs known to have exited, asked for in one tick, go to the
+   * supervisor as one request; a run still alive (or not known to have exited) has one of
+   * its own, so that its wait for the kill holds up no other.
+   */
+  cleanup(handle: ProcessHandle): Promise<void> {
+    const { runId } = handle;
+    const done = this.#exits.has(runId)
+      ? this.#cleanups.add(runId)
+      : this.#client.request({ op: "cleanup", runId, keepLogs: this.#keepLogs });
+    return done.then(
+      () =>
+        this.#egress.has(runId)
+          ? this.#closeEgress(runId).then(() => this.#forget(runId))
+          : this.#forget(runId),
+      (error: unknown) => {
+        throw new CleanupFailedError(
+          handle.workloadId,
+          `Cleanup of run ${runId} failed: ${(error as Error).message}`,
+          {
+            cause: error,
+            retryable: !isRuntimeKernelError(error) || error.retryable || error.code === "CLEANUP_FAILED",
+          },
+        );
+      },
+    );
   }
 
   /**

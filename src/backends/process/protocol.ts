@@ -7,8 +7,11 @@
  * @module
  */
 
-/** Bumped on any incompatible change; a backend refuses a supervisor speaking another version. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * Bumped on any incompatible change; a backend refuses a supervisor speaking another version.
+ * 3: `cleanupMany` (a supervisor of 2 would refuse it, and the cleanups with it).
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** What the supervisor records in its journal for each run. Never holds env or argv. */
 export interface RunRecord {
@@ -79,6 +82,8 @@ export type Request =
   | { id: number; op: "status"; runId: string }
   | { id: number; op: "list"; kernelId: string }
   | { id: number; op: "cleanup"; runId: string; keepLogs: boolean }
+  /** The cleanups of many runs (those asked for in one tick), in one request and one reply. */
+  | { id: number; op: "cleanupMany"; runIds: string[]; keepLogs: boolean }
   | { id: number; op: "shutdown"; force: boolean }
   | { id: number; op: "detach" }
   | { id: number; op: "stats" };
@@ -105,6 +110,8 @@ export interface Replies {
   status: { found: boolean; exit: WireExit | null };
   list: { runs: Array<{ record: RunRecord; exit: WireExit | null }> };
   cleanup: Record<string, never>;
+  /** The runs whose cleanup failed, each with its error; every other run is cleaned up. */
+  cleanupMany: { failed: Array<{ runId: string; error: WireError }> };
   shutdown: Record<string, never>;
   /** Whether the supervisor exits now (no live workload and no other client): it then touches no file any more. */
   detach: { exiting: boolean };

@@ -9,7 +9,15 @@
  */
 import type * as ChildProcessModule from "node:child_process";
 import type * as NetModule from "node:net";
-import type { Request, RunRecord, StartSpec, SupervisorStats, WireError, WireExit } from "./protocol.js";
+import type {
+  Replies,
+  Request,
+  RunRecord,
+  StartSpec,
+  SupervisorStats,
+  WireError,
+  WireExit,
+} from "./protocol.js";
 import type { Run, Supervisor } from "./supervisor-state.js";
 
 /** An error with a stable wire code. */
@@ -46,6 +54,8 @@ export function handleRequest(s: Supervisor, socket: NetModule.Socket, request: 
       const run = s.runs.get(request.runId);
       return run ? cleanupRun(s, run, request.keepLogs) : {};
     }
+    case "cleanupMany":
+      return cleanupRuns(s, request.runIds, request.keepLogs);
     case "shutdown":
       return shutdownSupervisor(s, request.force);
     case "detach":
@@ -166,6 +176,38 @@ export function cleanupRun(
 ): Record<string, never> | Promise<Record<string, never>> {
   if (run.exit) return forgetRun(s, run, keepLogs);
   return reapThenForget(s, run, keepLogs);
+}
+
+/**
+ * The cleanups of many runs in one request: those that have exited are done at once (and the
+ * reply leaves with the chunk's), the others once reaped. A run that fails is named in the
+ * reply and does not fail the rest; one not on record is already clean.
+ */
+export function cleanupRuns(
+  s: Supervisor,
+  runIds: unknown,
+  keepLogs: boolean,
+): Replies["cleanupMany"] | Promise<Replies["cleanupMany"]> {
+  if (!Array.isArray(runIds) || !runIds.every((runId) => typeof runId === "string")) {
+    throw fail("BACKEND_ERROR", "cleanupMany: runIds must be an array of run ids");
+  }
+  const failed: Replies["cleanupMany"]["failed"] = [];
+  const reaping: Array<Promise<unknown>> = [];
+  for (const runId of runIds as string[]) {
+    const run = s.runs.get(runId);
+    if (!run) continue;
+    if (run.exit) {
+      forgetRun(s, run, keepLogs);
+      continue;
+    }
+    reaping.push(
+      reapThenForget(s, run, keepLogs).catch((error: unknown) =>
+        failed.push({ runId, error: s.lib.toWireError(error) }),
+      ),
+    );
+  }
+  if (reaping.length === 0) return { failed };
+  return Promise.all(reaping).then(() => ({ failed }));
 }
 
 /** Cleanup of a run still alive: SIGKILL to its group, then its exit awaited (polled for an orphan). */

@@ -3,6 +3,7 @@
  * not cover (limits, log rotation, aborted starts, hygiene of handles).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ProcessBackend, ProcessHandle } from "../../../src/backends/process/index.js";
@@ -36,6 +37,23 @@ function request(command: string[], over: Partial<StartRequest> = {}): StartRequ
 const never = new AbortController().signal;
 const exitOf = (b: ProcessBackend, h: ProcessHandle) =>
   new Promise<ExitStatus>((resolve) => b.watchExit(h, resolve));
+/** Sends `requests` to a supervisor over its socket, as a client would; resolves with its replies. */
+function talk(path: string, requests: object[]): Promise<Array<Record<string, unknown>>> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ path });
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.on("error", reject);
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+      const replies = text.split("\n").filter(Boolean);
+      if (replies.length < requests.length) return;
+      socket.destroy();
+      resolve(replies.map((line) => JSON.parse(line)));
+    });
+    socket.write(requests.map((r) => `${JSON.stringify(r)}\n`).join(""));
+  });
+}
 async function lines(b: ProcessBackend, h: ProcessHandle): Promise<string[]> {
   const out: string[] = [];
   for await (const l of b.logs(h, {}) as AsyncIterable<LogEntry>) out.push(l.line);
@@ -148,6 +166,41 @@ describe("ProcessBackend", () => {
       pooled = (await backend.supervisorStats()).pooledLogFiles;
     }
     expect(pooled).toBeGreaterThanOrEqual(200);
+  });
+
+  it("cleans up runs that exited together in one request: neither their files nor their records are left", async () => {
+    const backend = backendWith();
+    const handles = await Promise.all(
+      ["a", "b", "c"].map((text) => backend.start(request(["echo", text]), { signal: never })),
+    );
+    await Promise.all(handles.map((h) => exitOf(backend, h)));
+    await Promise.all(handles.map((h) => backend.cleanup(h)));
+    for (const h of handles) {
+      expect(existsSync(h.stdoutPath)).toBe(false);
+      expect(existsSync(h.stderrPath)).toBe(false);
+    }
+    const left = (await backend.discover({ kernelId: "backend" })).map((f) => f.handle.runId);
+    for (const h of handles) expect(left).not.toContain(h.runId);
+    // Asked again, each is already clean.
+    await Promise.all(handles.map((h) => backend.cleanup(h)));
+  });
+
+  it("answers a batch of cleanups that names no runs with an error naming the field, and keeps serving", async () => {
+    const backend = backendWith();
+    await backend.supervisorStats();
+    const replies = await talk(join(backend.stateDir, "supervisor.sock"), [
+      { id: 1, op: "cleanupMany", runIds: "r1", keepLogs: false },
+      { id: 2, op: "cleanupMany", runIds: [1, 2], keepLogs: false },
+      { id: 3, op: "stats" },
+    ]);
+    expect(replies.slice(0, 2)).toEqual(
+      [1, 2].map((id) => ({
+        id,
+        ok: false,
+        error: { code: "BACKEND_ERROR", message: "cleanupMany: runIds must be an array of run ids" },
+      })),
+    );
+    expect(replies[2]).toMatchObject({ id: 3, ok: true });
   });
 
   it("keeps logs after cleanup when asked to", async () => {

@@ -20,7 +20,7 @@ afterEach(() => {
 });
 
 /** A scripted supervisor listening where a ProcessBackend on `stateDir` looks for one. */
-async function scriptedSupervisor(script: Script) {
+async function scriptedSupervisor(script: Script, version = PROTOCOL_VERSION) {
   const stateDir = mkdtempSync(join(tmpdir(), "rk-client-"));
   const requests: Array<{ connection: number; request: Request }> = [];
   const sockets = new Set<Socket>();
@@ -37,9 +37,7 @@ async function scriptedSupervisor(script: Script) {
         buffer = buffer.slice(i + 1);
         requests.push({ connection, request });
         const result =
-          request.op === "hello"
-            ? { version: PROTOCOL_VERSION, pid: 1_000_000, warnings: [] }
-            : script(request, connection);
+          request.op === "hello" ? { version, pid: 1_000_000, warnings: [] } : script(request, connection);
         if (result === "hang up") socket.destroy();
         else socket.write(`${JSON.stringify({ id: request.id, ok: true, result })}\n`);
       }
@@ -112,6 +110,78 @@ describe("the connection to the supervisor", () => {
       "2 cleanup",
     ]);
     expect(fake.requests.at(-1)?.request).toMatchObject({ op: "cleanup", runId: "run-1" });
+    await fake.backend.close();
+  });
+});
+
+/** A run's record as `list` answers it, ended with `exitCode`. */
+function ended(runId: string) {
+  return {
+    record: { ...handle, runId, kernelId: "k", labels: {}, startedAt: 1 },
+    exit: { exitCode: 0, at: 1 },
+  };
+}
+
+describe("cleanup through the supervisor", () => {
+  it("sends the cleanups of runs that have exited, asked for in one tick, as one request", async () => {
+    const fake = await scriptedSupervisor((req) => {
+      if (req.op === "list") return { runs: ["r1", "r2", "r3"].map(ended) };
+      if (req.op === "cleanupMany") return { failed: [] };
+      return {};
+    });
+    const found = await fake.backend.discover({ kernelId: "k" });
+    await Promise.all(found.map(({ handle: h }) => fake.backend.cleanup(h)));
+    expect(fake.requests.map(({ request: r }) => r)).toEqual([
+      expect.objectContaining({ op: "hello" }),
+      expect.objectContaining({ op: "list" }),
+      { id: expect.any(Number), op: "cleanupMany", runIds: ["r1", "r2", "r3"], keepLogs: false },
+    ]);
+    await fake.backend.close();
+  });
+
+  it("fails only the cleanup of the run the supervisor names, and asks again for it alone", async () => {
+    const fake = await scriptedSupervisor((req) => {
+      if (req.op === "list") return { runs: ["r1", "r2", "r3"].map(ended) };
+      if (req.op === "cleanupMany")
+        return {
+          failed: req.runIds
+            .filter((runId) => runId === "r2")
+            .map((runId) => ({ runId, error: { code: "CLEANUP_FAILED", message: `${runId} did not die` } })),
+        };
+      return {};
+    });
+    const found = await fake.backend.discover({ kernelId: "k" });
+    const results = await Promise.allSettled(found.map(({ handle: h }) => fake.backend.cleanup(h)));
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({
+      code: "CLEANUP_FAILED",
+      retryable: true,
+      message: expect.stringContaining("r2 did not die"),
+    });
+    // The failed run's exit is still known: its retry goes in a batch of its own.
+    await expect(fake.backend.cleanup((found[1] as (typeof found)[number]).handle)).rejects.toMatchObject({
+      code: "CLEANUP_FAILED",
+    });
+    expect(fake.requests.at(-1)?.request).toMatchObject({ op: "cleanupMany", runIds: ["r2"] });
+    await fake.backend.close();
+  });
+
+  it("sends the cleanup of a run not known to have exited on its own, so that its kill holds up no other", async () => {
+    const fake = await scriptedSupervisor(() => ({}));
+    await fake.backend.cleanup(handle);
+    expect(fake.requests.at(-1)?.request).toMatchObject({ op: "cleanup", runId: "run-1", keepLogs: false });
+    await fake.backend.close();
+  });
+
+  it("refuses a supervisor of another protocol version (one still running after an upgrade) before any cleanup", async () => {
+    const fake = await scriptedSupervisor(() => ({}), PROTOCOL_VERSION - 1);
+    await expect(fake.backend.cleanup(handle)).rejects.toMatchObject({
+      code: "CLEANUP_FAILED",
+      message: expect.stringContaining(
+        `speaks protocol ${PROTOCOL_VERSION - 1}, this backend ${PROTOCOL_VERSION}`,
+      ),
+    });
+    expect(fake.requests.map(({ request: r }) => r.op)).toEqual(["hello"]);
     await fake.backend.close();
   });
 });
