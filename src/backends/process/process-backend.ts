@@ -61,7 +61,7 @@ import {
   programInSandbox,
   sandboxArgv,
 } from "./sandbox.js";
-import { sandboxExit, untilSandboxCommand } from "./sandbox-signals.js";
+import { sandboxExit } from "./sandbox-signals.js";
 import {
   ConnectionClosedError,
   ensureFileDescriptors,
@@ -234,6 +234,7 @@ export class ProcessBackend implements Backend<ProcessHandle> {
           ...(Number.isFinite(maxLifetimeAt) && maxLifetimeAt > 0
             ? { killAt: maxLifetimeAt + this.#backstopMs }
             : {}),
+          ...(sandbox ? { sandboxed: true as const } : {}),
           // A Gestalt plugin is told its parent's pid (the supervisor's) and watches it.
           ...(env[PARENT_PID_VARIABLE] !== undefined ? { parent: "supervisor" as const } : {}),
         },
@@ -285,10 +286,10 @@ export class ProcessBackend implements Backend<ProcessHandle> {
   }
 
   /** SIGTERM to the run's whole process group (sandboxed: once its command can receive it). */
-  async terminate(handle: ProcessHandle, options: { graceMs: number }): Promise<void> {
-    // A sandbox still being set up would ignore it: wait until its command can be told.
-    if (this.#sandbox && !this.#exits.has(handle.runId)) await untilSandboxCommand(handle, options.graceMs);
-    return this.#signal(handle, "SIGTERM");
+  terminate(handle: ProcessHandle, options: { graceMs: number }): Promise<void> {
+    // A sandbox still being set up would ignore it: the supervisor waits until its command
+    // can be told (at most the grace period).
+    return this.#signal(handle, "SIGTERM", this.#sandbox ? options.graceMs : undefined);
   }
 
   /** SIGKILL to the run's whole process group. */
@@ -423,12 +424,20 @@ export class ProcessBackend implements Backend<ProcessHandle> {
     await this.#client.waitExited();
   }
 
-  async #signal(handle: ProcessHandle, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+  async #signal(
+    handle: ProcessHandle,
+    signal: "SIGTERM" | "SIGKILL",
+    untilCommandMs?: number,
+  ): Promise<void> {
     // Through the supervisor, never from here: as the workload's parent it alone knows for
     // sure that the pid was not reaped and reused. Measured, it is also the faster way for
     // a burst of stops: the supervisor signals on its own core while the kernel goes on.
     try {
-      await this.#client.request({ op: "signal", runId: handle.runId, signal });
+      await this.#client.request(
+        untilCommandMs === undefined
+          ? { op: "signal", runId: handle.runId, signal }
+          : { op: "signal", runId: handle.runId, signal, untilCommandMs },
+      );
     } catch (error) {
       // Cleaned up already: nothing left to signal, which is what was asked.
       if (error instanceof SupervisorError && error.wireCode === "NOT_FOUND") return;

@@ -9,7 +9,9 @@
 
 /**
  * Bumped on any incompatible change; a backend refuses a supervisor speaking another version.
- * 3: `cleanupMany` (a supervisor of 2 would refuse it, and the cleanups with it).
+ * 3: `cleanupMany` (a supervisor of 2 would refuse it, and the cleanups with it), and the
+ * `untilCommandMs` of a sandbox's SIGTERM (one of 2 would signal at once, and the signal could
+ * be lost in bubblewrap's setup).
  */
 export const PROTOCOL_VERSION = 3;
 
@@ -66,6 +68,8 @@ export interface StartSpec {
   stdoutPath: string;
   stderrPath: string;
   killAt?: number;
+  /** A bubblewrap sandbox: the supervisor looks ahead at when its command runs (for its SIGTERM). */
+  sandboxed?: true;
   /**
    * `"supervisor"`: forked by the supervisor itself, not by one of its spawners, so that the
    * workload's parent is the pid `stats` reports (a Gestalt plugin watches its parent).
@@ -78,7 +82,11 @@ export type Request =
   /** `poolHint`: the most live workloads this client has had, for a supervisor that started since to size its log file pool. */
   | { id: number; op: "hello"; version: number; poolHint: number }
   | { id: number; op: "start"; spec: StartSpec }
-  | { id: number; op: "signal"; runId: string; signal: "SIGTERM" | "SIGKILL" }
+  /**
+   * `untilCommandMs`, for a sandboxed run's SIGTERM: sent once the sandbox runs its command
+   * (bubblewrap's setup would ignore it), waiting at most this long for that.
+   */
+  | { id: number; op: "signal"; runId: string; signal: "SIGTERM" | "SIGKILL"; untilCommandMs?: number }
   | { id: number; op: "status"; runId: string }
   | { id: number; op: "list"; kernelId: string }
   | { id: number; op: "cleanup"; runId: string; keepLogs: boolean }

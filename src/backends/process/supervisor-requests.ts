@@ -37,6 +37,9 @@ export function handleRequest(s: Supervisor, socket: NetModule.Socket, request: 
     case "signal": {
       const run = s.runs.get(request.runId);
       if (!run) throw fail("NOT_FOUND", `No run ${request.runId}`);
+      const { untilCommandMs } = request;
+      if (request.signal === "SIGTERM" && typeof untilCommandMs === "number" && untilCommandMs >= 0)
+        return s.lib.terminateSandbox(s, run, untilCommandMs);
       return { delivered: s.lib.signalRun(s, run, request.signal) };
     }
     case "status": {
@@ -161,6 +164,7 @@ export function recordStart(s: Supervisor, spec: StartSpec, pid: number, startTi
   s.lib.clearIdle(s);
   s.journal.append({ op: "start", run: record }, run);
   s.backstop.arm(record.killAt);
+  if (spec.sandboxed) s.lib.lookAheadAt(s, run);
   return run;
 }
 

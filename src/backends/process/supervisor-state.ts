@@ -22,6 +22,8 @@ import type { LogFiles } from "./supervisor-log-files.js";
 import type * as procModule from "./supervisor-proc.js";
 import type * as requestsModule from "./supervisor-requests.js";
 import type * as runsModule from "./supervisor-runs.js";
+import type * as sandboxModule from "./supervisor-sandbox.js";
+import type { ProcReader } from "./supervisor-sandbox.js";
 import type * as serverModule from "./supervisor-server.js";
 import type { ServerState } from "./supervisor-server.js";
 import type * as spawnersModule from "./supervisor-spawners.js";
@@ -67,6 +69,8 @@ export interface Run {
   refusal?: WireError;
   /** Nothing of its process group was left when this supervisor reaped it: a cleanup has nothing to kill. */
   groupGone?: boolean;
+  /** Sandboxed, its command was seen past bubblewrap's setup: a SIGTERM reaches it without a look at /proc. */
+  commandRuns?: boolean;
 }
 
 /**
@@ -83,6 +87,7 @@ export type Program = typeof procModule &
   typeof serverModule &
   typeof runsModule &
   typeof requestsModule &
+  typeof sandboxModule &
   typeof spawnersModule &
   typeof spawnerModule;
 
@@ -124,4 +129,8 @@ export interface Supervisor {
   server: ServerState;
   spawners: SpawnerPool;
   listener: NetModule.Server | undefined;
+  /** Reads /proc for a sandbox's SIGTERM (one buffer for all). */
+  readProc: ProcReader;
+  /** The sandboxes not yet seen running their command, and the timer of the next look at them. */
+  sandboxes: { unseen: Set<Run>; timer: unknown };
 }

@@ -21,9 +21,10 @@
  * of empty ones, rotation, deletion) in `supervisor-log-files.ts`, the max-lifetime backstop
  * in `supervisor-backstop.ts`, the socket in `supervisor-server.ts`, the run table in
  * `supervisor-runs.ts`, the answer to each request in `supervisor-requests.ts`, what is read
- * of /proc in `supervisor-proc.ts`, the spawn itself, the launch seam, in
- * `supervisor-launch.ts`, and the spawner processes that fork in parallel in
- * `supervisor-spawners.ts` (and `spawner.ts`, their program).
+ * of /proc in `supervisor-proc.ts` (and of a sandbox, for its SIGTERM, in
+ * `supervisor-sandbox.ts`), the spawn itself, the launch seam, in `supervisor-launch.ts`, and
+ * the spawner processes that fork in parallel in `supervisor-spawners.ts` (and `spawner.ts`,
+ * their program).
  * @module
  */
 import type * as ChildProcessModule from "node:child_process";
@@ -42,6 +43,7 @@ import * as logFilesModule from "./supervisor-log-files.js";
 import * as procModule from "./supervisor-proc.js";
 import * as requestsModule from "./supervisor-requests.js";
 import * as runsModule from "./supervisor-runs.js";
+import * as sandboxModule from "./supervisor-sandbox.js";
 import * as serverModule from "./supervisor-server.js";
 import * as spawnersModule from "./supervisor-spawners.js";
 import type { Program, Run, Supervisor, SupervisorConfig } from "./supervisor-state.js";
@@ -132,6 +134,8 @@ export function createSupervisor(
     diagPath: path.join(config.stateDir, "supervisor.log"),
     listener: undefined,
     spawners: lib.createSpawnerPool(config.spawners),
+    readProc: lib.procReader(fs),
+    sandboxes: { unseen: new Set(), timer: undefined },
   } as Omit<Supervisor, "journal" | "logs" | "backstop" | "server"> as Supervisor;
   const note = (message: string) => lib.diag(s, message);
   s.journal = lib.createJournal<Run>({
@@ -247,6 +251,7 @@ const programModules: ReadonlyArray<Record<string, unknown>> = [
   serverModule,
   runsModule,
   requestsModule,
+  sandboxModule,
   spawnersModule,
   spawnerModule,
 ];
