@@ -78,6 +78,8 @@ export interface Journal<T> {
   openAsIs(bytes: Buffer): void;
   /** Queues a line; it is written at the next {@link flush}. */
   append(entry: JournalEntry, tag?: T): PendingLine<T>;
+  /** Queues the line of an entry already serialized (`json`: an exit, whose JSON is also pushed). */
+  appendJson(json: string): void;
   /** Takes back a queued line that was not written. */
   withdraw(line: PendingLine<T>): void;
   /** Writes what waits; false (and the failure handled) when the journal cannot be written. */
@@ -111,7 +113,11 @@ export interface JournalState<T> {
  * it (an HMAC under the state dir's key), and a newline.
  */
 export function signedLine(entry: JournalEntry, sign: (body: string) => string): string {
-  const body = JSON.stringify(entry);
+  return signedJson(JSON.stringify(entry), sign);
+}
+
+/** {@link signedLine} of an entry already serialized (`body`, its JSON). */
+export function signedJson(body: string, sign: (body: string) => string): string {
   return `${body.slice(0, -1)},"mac":"${sign(body)}"}\n`;
 }
 
@@ -224,6 +230,9 @@ export function createJournal<T>(options: JournalOptions<T>): Journal<T> {
         tag === undefined ? { text: signedLine(entry, sign) } : { text: signedLine(entry, sign), tag };
       state.buffer.push(line);
       return line;
+    },
+    appendJson(json) {
+      state.buffer.push({ text: signedJson(json, sign) });
     },
     withdraw(line) {
       state.buffer = state.buffer.filter((pending) => pending !== line);

@@ -116,8 +116,8 @@ export interface Supervisor {
   baseFds: number;
   idleTimer: ReturnType<typeof setTimeout> | undefined;
   orphanTimer: ReturnType<typeof setInterval> | undefined;
-  /** Exits not yet pushed to the kernels. */
-  pendingExits: Array<{ runId: string; exit: WireExit }>;
+  /** Exits not yet pushed to the kernels, each its line (without the newline). */
+  pendingExits: string[];
   /** Shutting down: starts are refused. */
   exitingDown: boolean;
   /** What start-up found wrong (lines skipped), told to every kernel that connects. */
