@@ -48,6 +48,8 @@ export interface LogFiles {
   scheduleRefill(delayMs: number): void;
   /** Something happened in the foreground (a request, an exit): the refill waits for quiet. */
   activity(): void;
+  /** Whether nothing happened in the foreground for the last 50 ms. */
+  quiet(): boolean;
   /** Opens a run's log file for appending, from the pool when it can; never through a link. */
   open(file: string): number;
   /** Puts a run's log file in place, from the pool when it can, for another process to open. */
@@ -102,6 +104,7 @@ export function createLogFiles(options: LogFilesOptions): LogFiles {
     activity() {
       state.lastActivityAt = options.clock.now();
     },
+    quiet: () => options.clock.now() - state.lastActivityAt >= 50,
     open: (file) => openLog(state, file),
     prepare: (file) => prepareLog(state, file),
     delete: (file, fromEarlierSupervisor) => deleteLog(state, file, fromEarlierSupervisor),

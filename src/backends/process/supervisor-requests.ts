@@ -304,9 +304,16 @@ export function supervisorStats(s: Supervisor): SupervisorStats {
   };
 }
 
-/** Rotates the log files of the live runs that are over their cap. */
+/**
+ * Rotates the log files of the live runs that are over their cap. Not in the middle of a
+ * burst of requests or exits, unless the last check was put off too: a look at the files of
+ * 1,000 runs took a tenth of a second of a stop of all of them (it competes with the dying
+ * processes for the supervisor's core).
+ */
 export function checkLogs(s: Supervisor): void {
   if (s.live === 0) return;
+  s.logCheckPutOff = !s.logCheckPutOff && !s.logs.quiet();
+  if (s.logCheckPutOff) return;
   for (const run of s.runs.values()) {
     if (run.exit) continue;
     s.logs.rotate(run.record.stdoutPath);

@@ -118,6 +118,8 @@ export interface Supervisor {
   orphanTimer: ReturnType<typeof setInterval> | undefined;
   /** Exits not yet pushed to the kernels, each its line (without the newline). */
   pendingExits: string[];
+  /** The last periodic check of log sizes was put off (it came in a burst of work). */
+  logCheckPutOff: boolean;
   /** Shutting down: starts are refused. */
   exitingDown: boolean;
   /** What start-up found wrong (lines skipped), told to every kernel that connects. */

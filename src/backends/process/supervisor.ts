@@ -129,6 +129,7 @@ export function createSupervisor(
     idleTimer: undefined,
     orphanTimer: undefined,
     pendingExits: [],
+    logCheckPutOff: false,
     exitingDown: false,
     warnings: [],
     diagPath: path.join(config.stateDir, "supervisor.log"),
