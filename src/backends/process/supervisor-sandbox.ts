@@ -140,14 +140,17 @@ export function commandReached(s: Supervisor, run: Run): boolean {
  * sandboxes dying on the supervisor's core) and some microseconds before it.
  */
 export function lookAheadAt(s: Supervisor, run: Run): void {
-  s.sandboxes.unseen.add(run);
-  if (s.sandboxes.timer !== undefined) s.clock.clearTimeout(s.sandboxes.timer);
-  s.sandboxes.timer = s.clock.setTimeout(() => lookAtSandboxes(s), 50);
+  const { sandboxes } = s;
+  sandboxes.unseen.add(run);
+  sandboxes.pauseMs = 50;
+  if (sandboxes.timer !== undefined) s.clock.clearTimeout(sandboxes.timer);
+  sandboxes.timer = s.clock.setTimeout(() => lookAtSandboxes(s), sandboxes.pauseMs);
 }
 
 /**
- * Looks at up to 64 of the sandboxes not yet seen running per turn, and again later at those
- * still in bubblewrap's setup.
+ * Looks at up to 64 of the sandboxes not yet seen running per turn, and again at those still
+ * in bubblewrap's setup after a pause that doubles each time (up to a second), so that the
+ * looks do not slow the setups they wait for.
  */
 export function lookAtSandboxes(s: Supervisor): void {
   const { sandboxes } = s;
@@ -161,5 +164,7 @@ export function lookAtSandboxes(s: Supervisor): void {
     looked++;
     if (commandReached(s, run)) sandboxes.unseen.delete(run);
   }
-  if (sandboxes.unseen.size > 0) sandboxes.timer = s.clock.setTimeout(() => lookAtSandboxes(s), 50);
+  if (sandboxes.unseen.size === 0) return;
+  sandboxes.pauseMs = Math.min(sandboxes.pauseMs * 2, 1_000);
+  sandboxes.timer = s.clock.setTimeout(() => lookAtSandboxes(s), sandboxes.pauseMs);
 }

@@ -133,6 +133,6 @@ export interface Supervisor {
   listener: NetModule.Server | undefined;
   /** Reads /proc for a sandbox's SIGTERM (one buffer for all). */
   readProc: ProcReader;
-  /** The sandboxes not yet seen running their command, and the timer of the next look at them. */
-  sandboxes: { unseen: Set<Run>; timer: unknown };
+  /** The sandboxes not yet seen running their command, the timer of the next look at them and its pause. */
+  sandboxes: { unseen: Set<Run>; timer: unknown; pauseMs: number };
 }

@@ -136,7 +136,7 @@ export function createSupervisor(
     listener: undefined,
     spawners: lib.createSpawnerPool(config.spawners),
     readProc: lib.procReader(fs),
-    sandboxes: { unseen: new Set(), timer: undefined },
+    sandboxes: { unseen: new Set(), timer: undefined, pauseMs: 50 },
   } as Omit<Supervisor, "journal" | "logs" | "backstop" | "server"> as Supervisor;
   const note = (message: string) => lib.diag(s, message);
   s.journal = lib.createJournal<Run>({

@@ -81,7 +81,7 @@ function supervisorOf() {
       proc.reads++;
       return proc.now(path);
     },
-    sandboxes: { unseen: new Set(), timer: undefined },
+    sandboxes: { unseen: new Set(), timer: undefined, pauseMs: 50 },
     lib: {
       signalRun: (_s: Supervisor, run: Run, signal: string) => {
         signals.push(`${run.record.runId} ${signal}`);
@@ -130,12 +130,17 @@ describe("a sandbox's SIGTERM, sent by the supervisor", () => {
     await clock.advance(40);
     expect(p.reads).toBe(0); // not while starts may still come
     await clock.advance(20);
-    expect(p.reads).toBeGreaterThan(0); // looked: still in setup
+    const firstLook = p.reads;
+    expect(firstLook).toBeGreaterThan(0); // looked: still in setup
+    await clock.advance(80);
+    expect(p.reads).toBe(firstLook); // the next look waits twice as long
+    await clock.advance(40);
+    expect(p.reads).toBeGreaterThan(firstLook);
     p.now = running();
-    await clock.advance(60);
+    await clock.advance(200);
     expect(s.sandboxes.unseen.size).toBe(0);
     const reads = p.reads;
-    await clock.advance(1_000);
+    await clock.advance(10_000);
     expect(p.reads).toBe(reads); // no more looks once seen running
     expect(terminateSandbox(s, run, 30_000)).toEqual({ delivered: true });
     expect(p.reads).toBe(reads);
