@@ -89,7 +89,7 @@ class Kernel implements RuntimeKernel {
       if (!existing) {
         table.charge(spec);
         table.create(spec);
-        return table.waitFor(spec.workloadId, "running");
+        return await table.waitFor(spec.workloadId, "running");
       }
       if ((existing.spec.owner ?? "") !== (spec.owner ?? "")) {
         throw new WorkloadConflictError(
@@ -177,7 +177,9 @@ class Kernel implements RuntimeKernel {
       reason: options.reason ?? "requested",
       graceMs: options.graceMs,
     });
-    return this.#table.waitFor(workloadId, "stopped");
+    // Awaited rather than returned: an async function that returns a promise adopts it
+    // through an extra promise and job, once per stop of a burst of thousands.
+    return await this.#table.waitFor(workloadId, "stopped");
   }
 
   async destroy(workloadId: string, options: { graceMs?: number } = {}): Promise<void> {

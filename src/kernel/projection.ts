@@ -36,15 +36,14 @@ export function transitionOf(
   at: number,
 ): Omit<TransitionEvent, "seq"> {
   const { spec } = workload;
-  const event: Omit<TransitionEvent, "seq"> = {
-    workloadId: spec.workloadId,
-    runId: run.runId,
-    ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
-    profile: spec.profile,
-    from,
-    state,
-    at,
-  };
+  const { workloadId, owner, profile } = spec;
+  const { runId } = run;
+  // Two literals rather than a conditional spread (an object and a copy per event): the
+  // fields keep their order either way.
+  const event: Omit<TransitionEvent, "seq"> =
+    owner === undefined
+      ? { workloadId, runId, profile, from, state, at }
+      : { workloadId, runId, owner, profile, from, state, at };
   if (state === "stopped") {
     if (context.exitCode !== undefined) event.exitCode = context.exitCode;
     if (context.signal !== undefined) event.signal = context.signal;
@@ -66,17 +65,14 @@ export function transitionOf(
  * one, so callers there pass the new context in; outside, the snapshot's is current.
  */
 export function statusOf(workload: WorkloadView, run: RunView, context: LifecycleContext): WorkloadStatus {
-  const { spec } = workload;
+  const { spec, restarts } = workload;
+  const { workloadId, owner, profile } = spec;
+  const { runId, createdAt } = run;
   const state = run.state ?? "starting";
-  const status: WorkloadStatus = {
-    workloadId: spec.workloadId,
-    runId: run.runId,
-    ...(spec.owner !== undefined ? { owner: spec.owner } : {}),
-    profile: spec.profile,
-    state,
-    createdAt: run.createdAt,
-    restarts: workload.restarts,
-  };
+  const status: WorkloadStatus =
+    owner === undefined
+      ? { workloadId, runId, profile, state, createdAt, restarts }
+      : { workloadId, runId, owner, profile, state, createdAt, restarts };
   if (context.startedAt !== undefined) status.startedAt = context.startedAt;
   if (run.stoppedAt !== undefined) status.stoppedAt = run.stoppedAt;
   if (context.exitCode !== undefined) status.exitCode = context.exitCode;

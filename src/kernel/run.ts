@@ -23,6 +23,11 @@ export class Workload {
   /** Whether this workload counts against its owner's quota. */
   charged: boolean;
   readonly waiters = new Waiters();
+  /**
+   * Whether the kernel's table holds this workload (it is the one under its id), kept by
+   * the table: every event a run's effects send asks, and a flag is cheaper than a lookup.
+   */
+  held = true;
   /** The latest run; replaced, never reset, when a new run starts. */
   run!: Run;
 
@@ -97,8 +102,17 @@ export class Run {
    * reaches the backend while the caller is still issuing the rest, not after it.
    */
   serial<T>(call: () => Promise<T>): Promise<T> {
-    // `new Promise` runs the call now and turns a synchronous throw into a rejection.
-    const run = this.op ? this.op.then(call, call) : new Promise<T>((resolve) => resolve(call()));
+    let run: Promise<T>;
+    if (this.op) run = this.op.then(call, call);
+    else {
+      // The call's own promise, not one wrapping it: a wrapper costs a promise and two
+      // microtask hops per call, and a burst of stops makes thousands of calls.
+      try {
+        run = Promise.resolve(call());
+      } catch (error) {
+        run = Promise.reject(error);
+      }
+    }
     const release = () => {
       if (this.op === settled) this.op = undefined;
     };

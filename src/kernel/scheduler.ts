@@ -18,17 +18,33 @@ export const MAX_DEADLINE = 8.64e15;
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-interface Entry {
-  at: number;
-  /** Insertion order, so entries due at the same time fire in the order they were scheduled. */
-  order: number;
-  fire: () => void;
-  cancelled: boolean;
-}
-
 /** A cancellable scheduled call. */
 export interface ScheduledTask {
   cancel(): void;
+}
+
+/** A scheduled call, and its own handle: one object per task, with no closure of its own. */
+class Entry implements ScheduledTask {
+  readonly at: number;
+  /** Insertion order, so entries due at the same time fire in the order they were scheduled. */
+  readonly order: number;
+  readonly fire: () => void;
+  cancelled = false;
+  /** The scheduler's one count-down for a task that will not fire (shared by every entry). */
+  readonly #dropped: () => void;
+
+  constructor(at: number, order: number, fire: () => void, dropped: () => void) {
+    this.at = at;
+    this.order = order;
+    this.fire = fire;
+    this.#dropped = dropped;
+  }
+
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.#dropped();
+  }
 }
 
 /** A min-heap of due times driving a single clock timer. */
@@ -68,21 +84,20 @@ export class Scheduler {
         { subject: "scheduled deadline" },
       );
     }
-    const entry: Entry = { at, order: this.#order++, fire, cancelled: false };
+    const entry = new Entry(at, this.#order++, fire, this.#dropped);
     this.#heap.push(entry);
     this.#live++;
     if (at < this.#armedAt) this.#arm();
-    return {
-      cancel: () => {
-        if (entry.cancelled) return;
-        entry.cancelled = true;
-        this.#live--;
-        // Cancelled entries stay in the heap until they surface; dropping the timer when
-        // nothing is left keeps an idle kernel from holding the event loop open.
-        if (this.#live === 0) this.#disarm();
-      },
-    };
+    return entry;
   }
+
+  /** A task was cancelled before it fired. */
+  readonly #dropped = (): void => {
+    this.#live--;
+    // Cancelled entries stay in the heap until they surface; dropping the timer when
+    // nothing is left keeps an idle kernel from holding the event loop open.
+    if (this.#live === 0) this.#disarm();
+  };
 
   /** Calls `fire` `ms` from now. */
   after(ms: number, fire: () => void): ScheduledTask {

@@ -312,6 +312,26 @@ const ARGUMENTS = {
   ]),
 } as const;
 
+/** The methods whose arguments are a workload id and, optionally, options. */
+const ID_METHODS: ReadonlySet<ValidatedMethod> = new Set(["get", "touch", "stop", "destroy", "logs"]);
+
+/**
+ * Whether the call is an id and no option at all (absent or `{}`): valid for every method
+ * in {@link ID_METHODS} whatever the schema's rules for options, so the schema is spared
+ * for the calls a burst of stops or destroys is made of.
+ */
+function isPlainIdCall(method: ValidatedMethod, args: readonly unknown[]): boolean {
+  if (!ID_METHODS.has(method) || typeof args[0] !== "string") return false;
+  for (let i = 1; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === undefined) continue;
+    if (typeof arg !== "object" || arg === null || Object.getPrototypeOf(arg) !== Object.prototype)
+      return false;
+    for (const _ in arg) return false;
+  }
+  return true;
+}
+
 /** The public kernel methods whose arguments are validated. */
 export type ValidatedMethod = keyof typeof ARGUMENTS;
 
@@ -334,6 +354,7 @@ const ARGUMENT_NAMES: Record<ValidatedMethod, readonly string[]> = {
  * {@link InvalidSpecError} naming each bad field (`graceMs`, `reason`, `workloadId`, ...).
  */
 export function checkArguments(method: ValidatedMethod, args: readonly unknown[]): void {
+  if (isPlainIdCall(method, args)) return;
   // Trailing undefined arguments are absent ones (`stop(id)` and `stop(id, undefined)` alike).
   const given = [...args];
   while (given.length > 0 && given[given.length - 1] === undefined) given.pop();

@@ -47,14 +47,17 @@ export class Waiters {
   settle(decide: (target: WorkloadState) => Settlement | undefined): void {
     const list = this.#list;
     if (!list) return;
-    const pending: Waiter[] = [];
+    // Compacted in place: this runs on every transition, and most leave every wait pending.
+    // (Settling a promise runs no code now, so nothing can change the list meanwhile.)
+    let kept = 0;
     for (const waiter of list) {
       const settled = decide(waiter.target);
-      if (!settled) pending.push(waiter);
+      if (!settled) list[kept++] = waiter;
       else if (settled.ok) waiter.resolve(settled.status);
       else waiter.reject(settled.error);
     }
-    this.#list = pending.length > 0 ? pending : undefined;
+    list.length = kept;
+    if (kept === 0) this.#list = undefined;
   }
 
   /** Rejects the waits for `target`. */
