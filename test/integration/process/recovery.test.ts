@@ -74,26 +74,44 @@ function parentOf(pid: number): number {
 }
 
 /**
- * Starts `command` until a spawner of the supervisor (`spawner` when given) forked it, not the
- * supervisor itself (which spawns while its spawners start up); the others are cleaned up.
+ * Starts `command` until a spawner of the supervisor forked it, not the supervisor itself
+ * (which spawns while its spawners start up); the others are cleaned up.
  */
-async function startThroughSpawner(
-  backend: ProcessBackend,
-  command: string[],
-  spawner?: number,
-): Promise<ProcessHandle> {
+async function startThroughSpawner(backend: ProcessBackend, command: string[]): Promise<ProcessHandle> {
   // Spawners boot as Node does: seconds on a loaded machine.
   const deadline = Date.now() + 30_000;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     const handle = await backend.start(request(`spawned-${attempt}`, command), { signal: never });
     const { spawners } = await backend.supervisorStats();
     const parent = isRunning(handle.pid) ? parentOf(handle.pid) : 0;
-    if (spawner === undefined ? spawners.some((s) => s.pid === parent) : parent === spawner) return handle;
+    if (spawners.some((s) => s.pid === parent)) return handle;
     await backend.kill(handle);
     await backend.cleanup(handle);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   throw new Error("no start went through a spawner");
+}
+
+/**
+ * Two workloads forked by one spawner. Which spawner forks a start is the pool's choice (the
+ * least busy of those ready, so the order in which they booted decides): starts go on until
+ * two share a parent, and the others are cleaned up.
+ */
+async function twoThroughOneSpawner(backend: ProcessBackend, command: string[]): Promise<ProcessHandle[]> {
+  const byParent = new Map<number, ProcessHandle>();
+  for (;;) {
+    const handle = await startThroughSpawner(backend, command);
+    const first = byParent.get(parentOf(handle.pid));
+    if (first) {
+      for (const other of byParent.values()) {
+        if (other === first) continue;
+        await backend.kill(other);
+        await backend.cleanup(other);
+      }
+      return [first, handle];
+    }
+    byParent.set(parentOf(handle.pid), handle);
+  }
 }
 
 describe.each([
@@ -277,9 +295,11 @@ describe("the supervisor's record", () => {
 
   it("adopts the workloads of a spawner that died as orphans, and goes on starting through a new one", async () => {
     const backend = track(newBackend({ spawners: 2 }));
-    const survivor = await startThroughSpawner(backend, ["sleep", "600"]);
+    const [survivor, ender] = (await twoThroughOneSpawner(backend, ["sleep", "600"])) as [
+      ProcessHandle,
+      ProcessHandle,
+    ];
     const spawner = parentOf(survivor.pid);
-    const ender = await startThroughSpawner(backend, ["sleep", "600"], spawner);
     process.kill(spawner, "SIGKILL");
     await eventually(() => !isRunning(spawner), 5_000, "the spawner to die");
     expect(isRunning(survivor.pid) && isRunning(ender.pid)).toBe(true);
