@@ -23,11 +23,6 @@ export class Workload {
   /** Whether this workload counts against its owner's quota. */
   charged: boolean;
   readonly waiters = new Waiters();
-  /**
-   * Whether the kernel's table holds this workload (it is the one under its id), kept by
-   * the table: every event a run's effects send asks, and a flag is cheaper than a lookup.
-   */
-  held = true;
   /** The latest run; replaced, never reset, when a new run starts. */
   run!: Run;
 

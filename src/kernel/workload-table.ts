@@ -87,7 +87,6 @@ export class WorkloadTable {
 
   /** Forgets every workload at once (a shutdown leaving them running). */
   clear(): void {
-    for (const workload of this.#workloads.values()) workload.held = false;
     this.#workloads.clear();
   }
 
@@ -100,8 +99,6 @@ export class WorkloadTable {
 
   #add(spec: WorkloadSpec, profile: Profile, charged: boolean): Workload {
     const workload = new Workload(spec, profile, charged);
-    const replaced = this.#workloads.get(spec.workloadId);
-    if (replaced) replaced.held = false;
     this.#workloads.set(spec.workloadId, workload);
     return workload;
   }
@@ -170,7 +167,7 @@ export class WorkloadTable {
 
   /** Whether `run` is the current run of a workload the kernel still has: the one staleness test. */
   #isCurrent(run: Run): boolean {
-    return run.latest && run.workload.held;
+    return run.latest && this.#workloads.get(run.workload.spec.workloadId) === run.workload;
   }
 
   /** Sends to the run that scheduled the call, and to no later run of the same workload. */
@@ -310,7 +307,6 @@ export class WorkloadTable {
     this.uncharge(workload);
     if (this.#workloads.get(workload.spec.workloadId) === workload)
       this.#workloads.delete(workload.spec.workloadId);
-    workload.held = false;
     this.#settleWaiters(workload, context);
   }
 
