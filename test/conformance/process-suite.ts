@@ -6,7 +6,7 @@
  * it (through a fresh instance's `discover`).
  */
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Runnable } from "../../src/backends/backend.js";
@@ -18,19 +18,10 @@ import {
 import { logPathsOf } from "../../src/backends/process/launch-spec.js";
 import { processesWithEnv } from "../../src/testing/index.js";
 import { describeBackendConformance } from "../../src/testing/vitest.js";
+import { sigtermIn } from "../setup/processes.js";
 
 const ignoresTerminate = { command: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"] };
 const spawnsChild = { command: ["sh", "-c", "sleep 600 & wait"] };
-
-/** Whether the process has SIGTERM (signal 15) ignored, per /proc/<pid>/status SigIgn. */
-function ignoresSigterm(pid: number): boolean {
-  try {
-    const mask = /SigIgn:\s+([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "0";
-    return (BigInt(`0x${mask}`) & (1n << 14n)) !== 0n;
-  } catch {
-    return false;
-  }
-}
 
 async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 5_000;
@@ -65,7 +56,7 @@ export function describeProcessConformance(name: string, options: Partial<Proces
         const processes = await processesOf((handle as ProcessHandle).runId);
         const main = processes.find((p) => p.command === own || p.command === "sleep 600");
         if (!main) return false;
-        if (runnable === ignoresTerminate) return ignoresSigterm(main.pid);
+        if (runnable === ignoresTerminate) return sigtermIn(main.pid, "SigIgn");
         return runnable !== spawnsChild || processes.some((p) => p.command === "sleep 600");
       });
     },

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ProcessBackend, ProcessHandle } from "../../../src/backends/process/index.js";
 import type { JournalEntry } from "../../../src/backends/process/protocol.js";
 import { createRuntimeKernel, type ExitStatus, LABELS, type StartRequest } from "../../../src/index.js";
+import { sigtermIn } from "../../setup/processes.js";
 import { crashProfiles } from "./fixtures/crash-profiles.js";
 import {
   eventually,
@@ -55,16 +56,6 @@ function request(workloadId: string, command: string[], labels: Record<string, s
 
 function exitOf(backend: ProcessBackend, handle: ProcessHandle): Promise<ExitStatus> {
   return new Promise((resolve) => backend.watchExit(handle, resolve));
-}
-
-/** Whether the process has a handler for SIGTERM (signal 15), per /proc/<pid>/status SigCgt. */
-function catchesSigterm(pid: number): boolean {
-  try {
-    const mask = /SigCgt:\s+([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "0";
-    return (BigInt(`0x${mask}`) & (1n << 14n)) !== 0n;
-  } catch {
-    return false;
-  }
 }
 
 /** The parent pid of a process (field 4 of its stat). */
@@ -316,7 +307,7 @@ describe("the supervisor's record", () => {
     const next = await startThroughSpawner(backend, ["sh", "-c", "trap 'exit 3' TERM; sleep 600 & wait"]);
     expect((await backend.supervisorStats()).spawners.map((s) => s.pid)).not.toContain(spawner);
     // A SIGTERM before the shell set its trap would end it as 143: wait for the trap.
-    await eventually(() => catchesSigterm(next.pid), 5_000, "the workload's trap");
+    await eventually(() => sigtermIn(next.pid, "SigCgt"), 5_000, "the workload's trap");
     const nextEnded = exitOf(backend, next);
     await backend.terminate(next, { graceMs: 10_000 });
     expect(await nextEnded).toEqual({ exitCode: 3 });
