@@ -4,6 +4,7 @@
  * @module
  */
 import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
+import { probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
 
 /**
  * How the supervisor spawns a workload, for argv spawned without it (raw bubblewrap): the
@@ -14,6 +15,20 @@ export const AS_THE_SUPERVISOR_SPAWNS: SpawnOptions = {
   env: { PATH: process.env.PATH, HOME: "/tmp", TMPDIR: "/tmp" },
   detached: true,
 };
+
+/** The argv the sandboxed ProcessBackend spawns for a `sleep 60` (bubblewrap, default sandbox): raw bubblewrap's floor. */
+export function sandboxedSleepArgv(): string[] {
+  const request = {
+    kernelId: "bench",
+    workloadId: "floor",
+    runId: "floor",
+    profile: "sleeper",
+    runnable: { command: ["sleep", "60"] },
+    env: {},
+    labels: {},
+  };
+  return sandboxArgv(probeSandbox({}), { request, command: ["sleep", "60"], cwd: "/tmp" });
+}
 
 /** Spawns `argv` `n` times at once; resolves with the children once each has spawned. */
 export function spawnAll(argv: string[], n: number, options: SpawnOptions = {}): Promise<ChildProcess[]> {

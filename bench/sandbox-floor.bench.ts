@@ -16,9 +16,9 @@
  * - `mountOnly`: bubblewrap with a mount namespace alone (the host's root read-only, /dev,
  *   /proc): bubblewrap's own floor.
  */
-import { type HostSandbox, probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
+import { type HostSandbox, probeSandbox } from "../src/backends/process/sandbox.js";
 import { untilCommandsRun } from "./proc-tree.js";
-import { AS_THE_SUPERVISOR_SPAWNS, spawnAll } from "./raw-floor.js";
+import { AS_THE_SUPERVISOR_SPAWNS, sandboxedSleepArgv, spawnAll } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
@@ -28,16 +28,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.le
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
 const host: HostSandbox = probeSandbox({});
-const request = {
-  kernelId: "bench",
-  workloadId: "floor",
-  runId: "floor",
-  profile: "sleeper",
-  runnable: { command: ["sleep", "60"] },
-  env: {},
-  labels: {},
-};
-const sandbox = sandboxArgv(host, { request, command: ["sleep", "60"], cwd: "/tmp" });
+const sandbox = sandboxedSleepArgv();
 const without = (...flags: string[]) => sandbox.filter((arg) => !flags.includes(arg));
 const variants: Record<string, string[]> = {
   raw: ["sleep", "60"],

@@ -23,10 +23,9 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../src/backends/process/index.js";
-import { probeSandbox, sandboxArgv } from "../src/backends/process/sandbox.js";
 import { createRuntimeKernel } from "../src/index.js";
 import { tree, untilCommandsRun } from "./proc-tree.js";
-import { AS_THE_SUPERVISOR_SPAWNS, spawnAll, spawnSleepers } from "./raw-floor.js";
+import { AS_THE_SUPERVISOR_SPAWNS, sandboxedSleepArgv, spawnAll, spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -86,17 +85,7 @@ async function sampleThenStop(
  * spawned, stopped by a SIGTERM to each group once every command runs.
  */
 async function bwrap(): Promise<Sample> {
-  const host = probeSandbox({});
-  const request = {
-    kernelId: "bench",
-    workloadId: "b",
-    runId: "b",
-    profile: "sleeper",
-    runnable: { command: ["sleep", "60"] },
-    env: {},
-    labels: {},
-  };
-  const argv = sandboxArgv(host, { request, command: ["sleep", "60"], cwd: "/tmp" });
+  const argv = sandboxedSleepArgv();
   const t0 = now();
   const children = await spawnAll(argv, N, AS_THE_SUPERVISOR_SPAWNS);
   await untilCommandsRun(children.map((c) => c.pid as number));
