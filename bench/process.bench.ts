@@ -25,6 +25,7 @@ import { execa } from "execa";
 import { ProcessBackend } from "../src/backends/process/index.js";
 import { createRuntimeKernel, type RuntimeKernel } from "../src/index.js";
 import { FakeBackend } from "../src/testing/index.js";
+import { untilLogPoolHolds } from "./kernel-phases.js";
 import { spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 1_000);
@@ -264,12 +265,6 @@ async function viaPort(backend: ProcessBackend, round: number): Promise<Sample> 
   };
 }
 
-/** Waits until the supervisor has refilled its pool of log files, so it works in no measurement. */
-async function settle(backend: ProcessBackend, files: number): Promise<void> {
-  while ((await backend.supervisorStats()).pooledLogFiles < files)
-    await new Promise((r) => setTimeout(r, 100));
-}
-
 /** 1,000 `true`s, 8 at a time: the supervisor's exit timestamp to the kernel's stopped event. */
 async function latency(
   backend: ProcessBackend,
@@ -334,9 +329,9 @@ await noPool.supervisorStats();
 const memoryFigures = await memoryPerWorkload(backend);
 
 // The first kernel round on a new state dir: its log-file pool holds 64 pairs, not N.
-await settle(backend, 128);
+await untilLogPoolHolds(backend, 128);
 const cold = await viaKernel(backend, -1);
-await settle(backend, 2 * N);
+await untilLogPoolHolds(backend, 2 * N);
 
 const rounds: Array<Record<string, Sample>> = [];
 for (let r = 0; r < ROUNDS; r++) {
@@ -344,9 +339,9 @@ for (let r = 0; r < ROUNDS; r++) {
   const execaCheap = await viaExeca(true);
   const execaDefault = await viaExeca(false);
   const port = await viaPort(backend, r);
-  await settle(backend, 2 * N);
+  await untilLogPoolHolds(backend, 2 * N);
   const kernelSample = await viaKernel(backend, r);
-  await settle(backend, 2 * N);
+  await untilLogPoolHolds(backend, 2 * N);
   const kernelNoPool = await viaKernel(noPool, r);
   const fake = await kernelOnFake(r);
   rounds.push({ raw: rawSample, execaCheap, execaDefault, port, kernel: kernelSample, kernelNoPool, fake });

@@ -26,7 +26,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ProcessBackend } from "../src/backends/process/index.js";
-import { createRuntimeKernel } from "../src/index.js";
+import { kernelPhases, untilLogPoolHolds } from "./kernel-phases.js";
 import { spawnSleepers } from "./raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 200);
@@ -120,33 +120,6 @@ async function viaNode(): Promise<number> {
   return t1 - t0;
 }
 
-async function viaKernel(backend: ProcessBackend, round: string): Promise<number> {
-  const kernel = createRuntimeKernel({
-    backend,
-    kernelId: `spawn-floor-${round}`,
-    reapAfterMs: 600_000,
-    maxConcurrentStarts: 256,
-    profiles: { sleeper: { runnable: { command: ["sleep", "60"] }, graceMs: 30_000 } },
-  });
-  const ids = Array.from({ length: N }, (_, i) => `f-${round}-${i}`);
-  const t0 = now();
-  await Promise.all(ids.map((workloadId) => kernel.create({ workloadId, profile: "sleeper" })));
-  const t1 = now();
-  await Promise.all(ids.map((id) => kernel.stop(id)));
-  await Promise.all(ids.map((id) => kernel.destroy(id)));
-  await kernel.shutdown();
-  return t1 - t0;
-}
-
-/**
- * Waits until the supervisor's pool of empty log files holds `files` (it refills while idle):
- * its target is two per workload of the most that were live, 64 at least.
- */
-async function settle(backend: ProcessBackend, files: number): Promise<void> {
-  while ((await backend.supervisorStats()).pooledLogFiles < files)
-    await new Promise((r) => setTimeout(r, 50));
-}
-
 function hasPython(): boolean {
   try {
     execFileSync(PYTHON, ["-c", "import subprocess; subprocess._USE_VFORK"], { stdio: "ignore" });
@@ -183,8 +156,8 @@ const load0 = loadavg()[0] as number;
 for (let r = -1; r < ROUNDS; r++) {
   const round: Record<string, number> = { node: await viaNode() };
   for (const [name, spawners] of Object.entries(pools)) round[name] = await viaSpawners(spawners);
-  await settle(backend, r < 0 ? 128 : 2 * Math.max(64, N));
-  round["kernel+spawners"] = await viaKernel(backend, r < 0 ? "warm" : String(r));
+  await untilLogPoolHolds(backend, r < 0 ? 128 : 2 * Math.max(64, N));
+  round["kernel+spawners"] = (await kernelPhases(backend, `spawn-floor-${r < 0 ? "warm" : r}`, N)).createMs;
   if (r < 0) continue;
   for (const [name, ms] of Object.entries(round)) {
     samples[name]?.push(ms);

@@ -31,6 +31,7 @@ import { fileURLToPath } from "node:url";
 import { ProcessBackend } from "../../src/backends/process/index.js";
 import { createRuntimeKernel } from "../../src/index.js";
 import { FakeBackend } from "../../src/testing/index.js";
+import { kernelPhases, type Phases, untilLogPoolHolds } from "../kernel-phases.js";
 import { spawnSleepers } from "../raw-floor.js";
 
 const N = Number(process.env.BENCH_N ?? 200);
@@ -38,11 +39,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SHORT_N = Number(process.env.BENCH_SHORT_N ?? 200);
 const PYTHON = process.env.PYTHON ?? "python3";
 
-interface Phases {
-  createMs: number;
-  stopMs: number;
-  destroyMs: number;
-}
 type Phase = keyof Phases;
 const PHASES: Phase[] = ["createMs", "stopMs", "destroyMs"];
 
@@ -105,26 +101,6 @@ async function kernelShort(backend: ProcessBackend, round: string): Promise<numb
   return times;
 }
 
-async function viaKernel(backend: ProcessBackend | FakeBackend, round: string): Promise<Phases> {
-  const kernel = createRuntimeKernel({
-    backend,
-    kernelId: `peers-${round}`,
-    reapAfterMs: 600_000,
-    maxConcurrentStarts: 256,
-    profiles: { sleeper: { runnable: { command: ["sleep", "60"] }, graceMs: 30_000 } },
-  });
-  const ids = Array.from({ length: N }, (_, i) => `k-${round}-${i}`);
-  const t0 = now();
-  await Promise.all(ids.map((workloadId) => kernel.create({ workloadId, profile: "sleeper" })));
-  const t1 = now();
-  await Promise.all(ids.map((id) => kernel.stop(id)));
-  const t2 = now();
-  await Promise.all(ids.map((id) => kernel.destroy(id)));
-  const t3 = now();
-  await kernel.shutdown();
-  return { createMs: t1 - t0, stopMs: t2 - t1, destroyMs: t3 - t2 };
-}
-
 /** Where Vexa's `runtime_kernel` package is, from VEXA_SOURCE (its repo, `core/runtime`, or `src`). */
 function vexaSource(): string | undefined {
   const given = process.env.VEXA_SOURCE;
@@ -139,15 +115,6 @@ function viaVexa(source: string, round: string): Phases {
   const script = join(dirname(fileURLToPath(import.meta.url)), "vexa.py");
   const out = execFileSync(PYTHON, [script, source, String(N), round], { encoding: "utf8" });
   return JSON.parse(out) as Phases;
-}
-
-/**
- * Waits until the supervisor's pool of empty log files holds `files` (it refills while idle):
- * its target is two per workload of the most that were live, 64 at least.
- */
-async function settle(backend: ProcessBackend, files: number): Promise<void> {
-  while ((await backend.supervisorStats()).pooledLogFiles < files)
-    await new Promise((r) => setTimeout(r, 50));
 }
 
 const source = vexaSource();
@@ -182,12 +149,12 @@ for (let r = -1; r < ROUNDS; r++) {
   const rawShortSample = await rawShort();
   const kernelSamples: Array<[string, Phases, number[]]> = [];
   for (const [implementation, backend] of Object.entries(kernels)) {
-    await settle(backend, r < 0 ? 128 : 2 * Math.max(64, N));
-    const phases = await viaKernel(backend, round);
-    await settle(backend, 2 * Math.max(64, N));
+    await untilLogPoolHolds(backend, r < 0 ? 128 : 2 * Math.max(64, N));
+    const phases = await kernelPhases(backend, `peers-${round}`, N);
+    await untilLogPoolHolds(backend, 2 * Math.max(64, N));
     kernelSamples.push([implementation, phases, await kernelShort(backend, round)]);
   }
-  const fakeSample = await viaKernel(new FakeBackend(), `fake-${round}`);
+  const fakeSample = await kernelPhases(new FakeBackend(), `peers-fake-${round}`, N);
   const vexaSample = source ? viaVexa(source, round) : undefined;
   if (r < 0) continue;
   samples.fake?.push(fakeSample);
