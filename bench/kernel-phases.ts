@@ -6,7 +6,7 @@
  */
 import type { Backend } from "../src/backends/backend.js";
 import type { ProcessBackend } from "../src/backends/process/index.js";
-import { createRuntimeKernel } from "../src/index.js";
+import { createRuntimeKernel, type RuntimeKernel } from "../src/index.js";
 
 /** Wall milliseconds of each phase. */
 export interface Phases {
@@ -15,15 +15,23 @@ export interface Phases {
   destroyMs: number;
 }
 
-/** `n` `sleep 60`s through a kernel on `backend` (ids prefixed with `kernelId`), each phase timed. */
-export async function kernelPhases(backend: Backend, kernelId: string, n: number): Promise<Phases> {
-  const kernel = createRuntimeKernel({
+/**
+ * A kernel for the benches' bursts: its `sleeper` profile runs `sleep 60` (stopped by its
+ * SIGTERM), nothing is reaped meanwhile, and up to 256 starts are in flight at once.
+ */
+export function sleeperKernel(backend: Backend, kernelId: string): RuntimeKernel {
+  return createRuntimeKernel({
     backend,
     kernelId,
     reapAfterMs: 600_000,
     maxConcurrentStarts: 256,
     profiles: { sleeper: { runnable: { command: ["sleep", "60"] }, graceMs: 30_000 } },
   });
+}
+
+/** `n` `sleep 60`s through a kernel on `backend` (ids prefixed with `kernelId`), each phase timed. */
+export async function kernelPhases(backend: Backend, kernelId: string, n: number): Promise<Phases> {
+  const kernel = sleeperKernel(backend, kernelId);
   const ids = Array.from({ length: n }, (_, i) => `${kernelId}-${i}`);
   const t0 = performance.now();
   await Promise.all(ids.map((workloadId) => kernel.create({ workloadId, profile: "sleeper" })));

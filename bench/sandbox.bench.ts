@@ -23,7 +23,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessBackend, type ProcessHandle } from "../src/backends/process/index.js";
-import { createRuntimeKernel } from "../src/index.js";
+import { sleeperKernel } from "./kernel-phases.js";
 import { tree, untilCommandsRun } from "./proc-tree.js";
 import { AS_THE_SUPERVISOR_SPAWNS, sandboxedSleepArgv, spawnAll, spawnSleepers } from "./raw-floor.js";
 
@@ -104,13 +104,7 @@ async function viaKernel(
   sandbox = false,
 ): Promise<Sample> {
   const kernelId = `bench-${label}-${round}`;
-  const kernel = createRuntimeKernel({
-    backend,
-    kernelId,
-    reapAfterMs: 600_000,
-    maxConcurrentStarts: 256,
-    profiles: { sleeper: { runnable: { command: ["sleep", "60"] }, graceMs: 30_000 } },
-  });
+  const kernel = sleeperKernel(backend, kernelId);
   const ids = Array.from({ length: N }, (_, i) => `w-${round}-${i}`);
   const t0 = now();
   await Promise.all(ids.map((workloadId) => kernel.create({ workloadId, profile: "sleeper" })));
